@@ -1,0 +1,122 @@
+"""Command line: ``python -m summprune {run,prune,export,report,random-model} ...``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .config import ConfigError, load_config
+
+
+def _cmd_run(a) -> int:
+    from .pipeline import run
+
+    cfg = load_config(a.config, a.overrides)
+    run(cfg)
+    return 0
+
+
+def _cmd_prune(a) -> int:
+    from . import sparsity as S
+    from .pipeline import prune_existing
+
+    overrides = list(a.overrides)
+    cfg = load_config(a.config, overrides)
+    if not Path(a.model).is_dir():
+        raise FileNotFoundError(f"--model {a.model}: model directory not found")
+    info = prune_existing(a.model, cfg, a.output, train=not a.no_train)
+    fin = info["final"]
+    print(S.format_table(fin))
+    print(f"wrote {a.output} (pruning.json: {len(info['stages'])} stages)")
+    return 0
+
+
+def _cmd_export(a) -> int:
+    from .export import export_model
+
+    export_model(a.model, a.output, format=a.format, dtype=a.dtype)
+    print(f"wrote {a.output} ({a.format}, {a.dtype})")
+    return 0
+
+
+def _cmd_report(a) -> int:
+    from . import sparsity as S
+    from .export import load_model
+
+    model = load_model(a.model)
+    rep = S.report(model)
+    pj = Path(a.model) / "pruning.json"
+    if pj.is_file():
+        # A permanently pruned model has no masks left; the course ratio is the one at export.
+        rep["mask_ratio"] = json.loads(pj.read_text())["final"]["mask_ratio"]
+    print(S.format_table(rep))
+    return 0
+
+
+def _cmd_random(a) -> int:
+    from .modeling import load_tokenizer, random_model_from_config
+
+    model = random_model_from_config(a.config_dir, seed=a.seed)
+    model.save_pretrained(a.output)
+    try:
+        load_tokenizer(a.config_dir).save_pretrained(a.output)
+    except (OSError, ValueError):
+        pass  # a config-only directory: the model is still usable for counting
+    print(f"wrote a randomly initialised model of {a.config_dir}'s shape to {a.output}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m summprune", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    r = sub.add_parser("run", help="fine-tune -> prune in stages -> export, as one config says")
+    r.add_argument("config", help="experiment TOML, e.g. configs/smoke.toml")
+    r.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.epochs=1")
+    r.set_defaults(fn=_cmd_run)
+
+    q = sub.add_parser("prune", help="apply a config's recipe to a saved model")
+    q.add_argument("--model", required=True, help="model directory (hf or compact format)")
+    q.add_argument("--config", required=True, help="experiment TOML holding the recipe")
+    q.add_argument("--output", required=True, help="directory to write the pruned model to")
+    q.add_argument("--no-train", action="store_true", help="skip recovery fine-tuning (checks counts)")
+    q.add_argument("overrides", nargs="*", help="key=value overrides")
+    q.set_defaults(fn=_cmd_prune)
+
+    e = sub.add_parser("export", help="convert a model directory to the compact or hf format")
+    e.add_argument("--model", required=True)
+    e.add_argument("--output", required=True)
+    e.add_argument("--format", choices=("compact", "hf"), default="compact")
+    e.add_argument("--dtype", choices=("fp32", "fp16", "bf16"), default="fp32",
+                   help="value dtype of the compact format (fp32 is bit-exact)")
+    e.set_defaults(fn=_cmd_export)
+
+    s = sub.add_parser("report", help="print mask_ratio / nonzero_ratio per group of a saved model")
+    s.add_argument("--model", required=True)
+    s.set_defaults(fn=_cmd_report)
+
+    m = sub.add_parser("random-model", help="save a random model of a config's shape (benchmarks)")
+    m.add_argument("--config-dir", default="../shared/t5-small")
+    m.add_argument("--output", required=True)
+    m.add_argument("--seed", type=int, default=0)
+    m.set_defaults(fn=_cmd_random)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    try:
+        return a.fn(a)
+    except (ConfigError, FileNotFoundError, ValueError) as e:
+        print(f"summprune {a.cmd}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"summprune {a.cmd}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,303 @@
+"""One run: config -> data + model -> fine-tune -> stages (prune, recover, evaluate, log) -> export.
+
+Every step is a function with explicit arguments; ``run`` only wires them and writes the run
+folder ``runs/<name>/``: ``config.json`` (resolved), ``metrics.jsonl`` (one record per event),
+``summary.json``. Under ``accelerate launch`` every process runs the same code; the Trainer
+synchronises training, and only the main process evaluates and writes files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+from accelerate import PartialState
+from transformers import set_seed
+
+from . import data as D
+from . import prune as P
+from . import sparsity as S
+from .config import ExperimentConfig, StageConfig, config_to_dict, expand_stages, save_config
+from .train import finetune
+
+PRUNING_FORMAT = "summprune.pruning/1"
+
+
+# ----------------------------------------------------------------------------- building blocks
+
+
+def load_train_val(cfg_data) -> tuple:
+    """Raw (untokenized) train and validation Datasets with text and summary."""
+    train = D.load_split(cfg_data.dataset, cfg_data.train_split, ("text", "summary"),
+                         synthetic_docs=cfg_data.synthetic_docs, seed=cfg_data.seed)
+    train, val = D.train_val_split(train, cfg_data.val_size, seed=cfg_data.seed)
+    if cfg_data.max_train_samples:
+        train = train.select(range(min(cfg_data.max_train_samples, len(train))))
+    return train, val
+
+
+def build_model_and_tokenizer(cfg_model, train_texts: list[str] | None = None):
+    """(model, tokenizer) by hub name / directory, or the random 'tiny' architecture."""
+    from .modeling import build_tiny_model, load_tokenizer
+
+    if cfg_model.name == "tiny":
+        if cfg_model.tokenizer:
+            tok = load_tokenizer(cfg_model.tokenizer)
+        else:
+            if not train_texts:
+                raise ValueError("model.name='tiny' without model.tokenizer needs training texts "
+                                 "to train its tokenizer on")
+            from .synthetic import train_tokenizer
+
+            tok = train_tokenizer(train_texts, vocab_size=cfg_model.tiny_vocab)
+        model = build_tiny_model(len(tok), cfg_model.tiny_d_model, cfg_model.tiny_layers,
+                                 cfg_model.tiny_heads, cfg_model.tiny_d_ff)
+        return model, tok
+    from .export import load_model
+
+    model = load_model(cfg_model.name)
+    tok = load_tokenizer(cfg_model.tokenizer or cfg_model.name)
+    return model, tok
+
+
+def evaluate(model, tokenizer, rows, *, prefix: str, max_source_length: int, max_length: int,
+             num_beams: int, batch_size: int) -> dict:
+    """Generate summaries for ``rows`` (text, summary) and score them (course metric + ROUGE)."""
+    from .generate import generate_summaries
+    from .metrics import kaggle_score, rouge
+
+    device = str(next(model.parameters()).device)
+    was_training = model.training
+    model.eval()
+    t0 = time.time()
+    preds = generate_summaries(model, tokenizer, list(rows["text"]), prefix=prefix,
+                               max_source_length=max_source_length, max_length=max_length,
+                               num_beams=num_beams, batch_size=batch_size, device=device,
+                               progress=False)
+    model.train(was_training)
+    texts = [preds[i] for i in range(len(rows))]
+    refs = list(rows["summary"])
+    out = {"kaggle_score": kaggle_score(texts, refs), **rouge(texts, refs),
+           "eval_docs": len(refs), "eval_s": round(time.time() - t0, 2)}
+    out["example"] = texts[0][:300]
+    return out
+
+
+def append_jsonl(path: str | Path, record: dict) -> None:
+    with Path(path).open("a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def stage_record(model, patterns) -> dict:
+    rep = S.report(model, patterns)
+    return {"mask_ratio": rep["mask_ratio"], "nonzero_ratio": rep["nonzero_ratio"],
+            "nonzero": rep["nonzero"], "dense_params": rep["dense_params"], "groups": rep["groups"]}
+
+
+def apply_recipe(model, stages: list[StageConfig], *, tie_mode: str, patterns: dict[str, str] | None,
+                 recover: Callable[[StageConfig, int], dict] | None = None,
+                 evaluate_fn: Callable[[], dict] | None = None,
+                 log: Callable[[dict], None] | None = None) -> list[dict]:
+    """Prune ``model`` stage by stage (``repeat`` unrolled); returns one record per stage.
+
+    ``recover(stage, index)`` runs recovery fine-tuning if the stage asks for it; ``evaluate_fn``
+    scores the model after each stage. Both are optional so that counts can be checked alone.
+    """
+    P.prepare_model(model, tie_mode)
+    records = []
+    for i, st in enumerate(expand_stages(stages)):
+        t0 = time.time()
+        P.apply_stage(model, st.amounts, patterns, tie_mode)
+        rec = {"event": "stage", "stage": i + 1, "amounts": dict(st.amounts)}
+        if recover is not None and (st.recover_epochs > 0 or st.recover_steps > 0):
+            rec["recovery"] = recover(st, i + 1)
+        rec.update(stage_record(model, patterns))
+        if evaluate_fn is not None:
+            rec.update(evaluate_fn())
+        rec["stage_s"] = round(time.time() - t0, 2)
+        records.append(rec)
+        if log:
+            log(rec)
+    return records
+
+
+def pruning_info(cfg: ExperimentConfig, records: list[dict], final: dict) -> dict:
+    """What ``pruning.json`` holds: the recipe, one entry per stage, and the final model."""
+    keep = ("stage", "amounts", "mask_ratio", "nonzero_ratio", "nonzero", "dense_params", "groups",
+            "kaggle_score", "rougeLsum")
+    return {
+        "format": PRUNING_FORMAT,
+        "tie_mode": cfg.prune.tie_mode,
+        "recipe": config_to_dict(cfg.prune),
+        "stages": [{k: r[k] for k in keep if k in r} for r in records],
+        "final": final,
+    }
+
+
+def export(model, tokenizer, out_dir: str | Path, info: dict, fmt: str = "hf", dtype: str = "fp32") -> Path:
+    from .export import save_compact, save_hf
+
+    if fmt == "compact":
+        save_compact(model, out_dir, tokenizer=tokenizer, pruning_info=info, dtype=dtype)
+    else:
+        save_hf(model, out_dir, tokenizer=tokenizer, pruning_info=info)
+    return Path(out_dir)
+
+
+def _fingerprint(*parts) -> str:
+    blob = json.dumps([dataclasses.asdict(p) for p in parts], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+def run(cfg: ExperimentConfig, *, log_print: Callable[[str], None] = print) -> dict:
+    """The whole pipeline for one config; returns the summary written to runs/<name>/."""
+    state = PartialState()
+    main = state.is_main_process
+    run_dir = Path(cfg.runs_dir) / cfg.name
+    metrics_path = run_dir / "metrics.jsonl"
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.json")
+        metrics_path.write_text("", encoding="utf-8")  # a run's metrics start fresh
+    state.wait_for_everyone()
+    t_start = time.time()
+    set_seed(cfg.train.seed)
+
+    def log(rec: dict) -> None:
+        if main:
+            append_jsonl(metrics_path, {**rec, "t": round(time.time() - t_start, 2)})
+
+    train_raw, val_raw = load_train_val(cfg.data)
+    model, tok = build_model_and_tokenizer(cfg.model, list(train_raw["text"]) + list(train_raw["summary"]))
+    if torch.cuda.is_available():
+        model.to(state.device)
+    tokenize = lambda ds: D.tokenize(ds, tok, cfg.data.prefix, cfg.data.max_source_length,
+                                     cfg.data.max_target_length)
+    train_ds = tokenize(train_raw)
+    eval_rows = val_raw.select(range(min(cfg.eval.docs, len(val_raw))))
+
+    def evaluate_fn() -> dict:
+        res = {}
+        if main:
+            res = evaluate(model, tok, eval_rows, prefix=cfg.data.prefix,
+                           max_source_length=cfg.data.max_source_length, max_length=cfg.eval.max_length,
+                           num_beams=cfg.eval.num_beams, batch_size=cfg.eval.batch_size)
+            log_print(f"  kaggle={res['kaggle_score']:.4f} rougeLsum={res['rougeLsum']:.4f} "
+                      f"({res['eval_docs']} validation docs)")
+        state.wait_for_everyone()
+        return res
+
+    log_print(f"[{cfg.name}] {len(train_raw)} train / {len(val_raw)} validation documents; "
+              f"{S.dense_param_count(model):,} parameters")
+    initial = evaluate_fn()
+    log({"event": "initial", **initial, **stage_record(model, cfg.prune.groups)})
+
+    # Fine-tune, or reuse the fine-tuned checkpoint of an identical earlier run (hours on t5-small).
+    ft_dir = run_dir / "finetuned"
+    fp = _fingerprint(cfg.data, cfg.model, cfg.train)
+    if cfg.finetune:
+        stamp = ft_dir / "fingerprint.txt"
+        if stamp.is_file() and stamp.read_text().strip() == fp:
+            from .export import load_model
+
+            log_print(f"[{cfg.name}] reusing fine-tuned model in {ft_dir}")
+            model = load_model(ft_dir)
+            if torch.cuda.is_available():
+                model.to(state.device)
+            log({"event": "finetune", "reused": str(ft_dir)})
+        else:
+            log_print(f"[{cfg.name}] fine-tuning")
+            m = finetune(
+                model, tok, train_ds, cfg.train, run_dir / "trainer", log_path=metrics_path, stage="finetune")
+            if main:
+                from .export import save_hf
+
+                save_hf(model, ft_dir, tokenizer=tok)
+                stamp.write_text(fp + "\n")
+            state.wait_for_everyone()
+            log({"event": "finetune", **{k: v for k, v in m.items() if isinstance(v, (int, float))}})
+        finetuned = evaluate_fn()
+        log({"event": "finetuned", **finetuned, **stage_record(model, cfg.prune.groups)})
+    else:
+        finetuned = initial
+
+    def recover(st: StageConfig, idx: int) -> dict:
+        log_print(f"[{cfg.name}] stage {idx}: recovery fine-tuning")
+        m = finetune(model, tok, train_ds, cfg.train, run_dir / "trainer",
+                     epochs=st.recover_epochs, max_steps=st.recover_steps or None,
+                     log_path=metrics_path, stage=f"recover-{idx}")
+        return {k: v for k, v in m.items() if isinstance(v, (int, float))}
+
+    def log_stage(rec: dict) -> None:
+        log_print(f"[{cfg.name}] stage {rec['stage']}: mask_ratio={rec['mask_ratio']:.4f} "
+                  f"nonzero_ratio={rec['nonzero_ratio']:.4f}")
+        log(rec)
+
+    records = apply_recipe(model, cfg.prune.stages, tie_mode=cfg.prune.tie_mode,
+                           patterns=cfg.prune.groups, recover=recover, evaluate_fn=evaluate_fn,
+                           log=log_stage)
+    final = stage_record(model, cfg.prune.groups)
+    if records:
+        final.update({k: records[-1][k] for k in ("kaggle_score", "rougeLsum") if k in records[-1]})
+    info = pruning_info(cfg, records, final)
+    summary = {}
+    if main:
+        out = export(model.to("cpu"), tok, cfg.output_dir, info, cfg.export_format, cfg.export_dtype)
+        summary = {
+            "name": cfg.name,
+            "model_dir": str(out),
+            "initial": {k: initial.get(k) for k in ("kaggle_score", "rougeLsum")},
+            "finetuned": {k: finetuned.get(k) for k in ("kaggle_score", "rougeLsum")},
+            "final": {k: final.get(k) for k in ("kaggle_score", "rougeLsum", "mask_ratio", "nonzero_ratio")},
+            "wall_s": round(time.time() - t_start, 1),
+        }
+        log({"event": "export", "model_dir": str(out)})
+        tmp = run_dir / "summary.json.tmp"
+        tmp.write_text(json.dumps(summary, indent=2) + "\n")
+        os.replace(tmp, run_dir / "summary.json")
+        log_print(f"[{cfg.name}] done in {summary['wall_s']} s; model in {out}; run folder {run_dir}")
+    state.wait_for_everyone()
+    return summary
+
+
+def prune_existing(model_dir: str | Path, cfg: ExperimentConfig, output: str | Path, *, train: bool = True,
+                   log_print: Callable[[str], None] = print) -> dict:
+    """Apply ``cfg``'s recipe to a saved model and export it; returns the pruning info.
+
+    With ``train=False`` no fine-tuning runs and no data is read: the counts can be checked on
+    any model of the right shape in seconds.
+    """
+    from .export import load_model
+    from .modeling import load_tokenizer
+
+    model = load_model(model_dir)
+    tok = load_tokenizer(model_dir)
+    recover = None
+    if train:
+        train_raw, _ = load_train_val(cfg.data)
+        train_ds = D.tokenize(train_raw, tok, cfg.data.prefix, cfg.data.max_source_length,
+                              cfg.data.max_target_length)
+
+        def recover(st: StageConfig, idx: int) -> dict:
+            return finetune(model, tok, train_ds, cfg.train, Path(output).with_suffix(".trainer"),
+                            epochs=st.recover_epochs, max_steps=st.recover_steps or None,
+                            stage=f"recover-{idx}")
+
+    def log_stage(rec: dict) -> None:
+        log_print(f"stage {rec['stage']}: mask_ratio={rec['mask_ratio']:.4f} "
+                  f"nonzero_ratio={rec['nonzero_ratio']:.4f}")
+
+    records = apply_recipe(model, cfg.prune.stages, tie_mode=cfg.prune.tie_mode, patterns=cfg.prune.groups,
+                           recover=recover, log=log_stage)
+    info = pruning_info(cfg, records, stage_record(model, cfg.prune.groups))
+    export(model, tok, output, info, cfg.export_format, cfg.export_dtype)
+    return info

@@ -1,0 +1,31 @@
+"""Shared fixtures: tiny T5 models built from a config, and paths to ../shared when present."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+# The scripts (generate_csv.py, score_result.py) live at the repo root; tests import them.
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture
+def tiny_model():
+    from summprune.modeling import build_tiny_model
+
+    return build_tiny_model(vocab_size=100, d_model=32, layers=2, heads=4, d_ff=64, seed=0)
+
+
+@pytest.fixture
+def shared_dir():
+    if not (SHARED / "t5-small" / "config.json").is_file():
+        pytest.skip("../shared/t5-small not present")
+    return SHARED

@@ -1,0 +1,81 @@
+"""Every config file loads and validates; overrides and bad values give clear errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+from summprune.config import ConfigError, expand_stages, load_config, save_config
+
+CONFIGS = sorted((ROOT / "configs").glob("*.toml"))
+
+
+def test_there_are_configs():
+    names = {p.stem for p in CONFIGS}
+    assert {"seed", "smoke"} <= names
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_every_config_loads(path):
+    cfg = load_config(path)
+    assert cfg.name
+    # the header comment gives the command that runs it
+    assert "python -m summprune" in path.read_text().split("\n\n")[0] or "python" in path.read_text()[:800]
+
+
+def test_defaults_are_the_course_hyperparameters():
+    cfg = load_config(None)
+    t = cfg.train
+    assert (t.learning_rate, t.weight_decay, t.lr_scheduler, t.epochs, t.seed, t.batch_size) == (
+        2e-5, 0.01, "linear", 4.0, 42, 2)
+    assert cfg.data.prefix == "summarize: " and cfg.data.max_source_length == 1024
+    assert cfg.data.max_target_length == 128 and cfg.eval.max_length == 128
+    assert cfg.prune.tie_mode == "tied"
+
+
+def test_overrides_are_typed():
+    cfg = load_config(ROOT / "configs" / "seed.toml", ["train.learning_rate=1e-4", "train.epochs=2",
+                                                       "name=x", "prune.tie_mode=course"])
+    assert cfg.train.learning_rate == 1e-4 and cfg.train.epochs == 2.0 and cfg.name == "x"
+    assert cfg.prune.tie_mode == "course"
+
+
+def test_repeat_unrolls():
+    cfg = load_config(ROOT / "configs" / "seed.toml")
+    stages = expand_stages(cfg.prune.stages)
+    assert len(stages) == 6 and all(s.repeat == 1 for s in stages)
+
+
+@pytest.mark.parametrize("text, match", [
+    ('[[prune.stages]]\namounts = { enc_ffn = 1.0 }', "must be in \\[0, 1\\)"),
+    ('[[prune.stages]]\namounts = { enc_ffn = -0.2 }', "must be in \\[0, 1\\)"),
+    ('[[prune.stages]]\namounts = { ffn = 0.2 }', "unknown group 'ffn'"),
+    ('[train]\nlearning_rate = "fast"', "train.learning_rate: expected a number"),
+    ('[train]\nlerning_rate = 1e-4', "unknown key\\(s\\) \\['lerning_rate'\\]"),
+    ('[prune]\ntie_mode = "maybe"', "tie_mode='maybe'"),
+    ('[eval]\nmax_length = 0', "eval.max_length=0"),
+    ('name = ', "invalid TOML"),
+])
+def test_bad_configs_name_file_and_key(tmp_path, text, match):
+    p = tmp_path / "bad.toml"
+    p.write_text(text)
+    with pytest.raises(ConfigError, match=match) as e:
+        load_config(p)
+    assert str(p) in str(e.value)
+
+
+def test_missing_file_and_bad_override(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.toml")
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config(None, ["train.epochs"])
+
+
+def test_resolved_config_is_saved(tmp_path):
+    cfg = load_config(ROOT / "configs" / "seed.toml")
+    save_config(cfg, tmp_path / "c.json")
+    d = json.loads((tmp_path / "c.json").read_text())
+    assert d["train"]["learning_rate"] == 2e-5 and len(d["prune"]["stages"]) == 2
