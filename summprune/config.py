@@ -67,7 +67,7 @@ class ModelConfig:
     )
     tokenizer: str | None = _help(
         "Hub name or directory of the tokenizer; None = same as name. With name='tiny' and "
-        "None, a word-level tokenizer is trained on the fly on the training texts.",
+        "None, a BPE tokenizer is trained on the fly on the training texts.",
         default=None,
     )
     tiny_d_model: int = _help("Width of the 'tiny' architecture.", default=64)
@@ -138,6 +138,7 @@ class ExperimentConfig:
     runs_dir: str = _help("Parent of the run folder.", default="runs")
     export_format: str = _help("'compact' (non-zeros + bitmask) or 'hf' (save_pretrained).", default="hf")
     export_dtype: str = _help("Value dtype of the compact export: fp32 (exact), fp16, bf16.", default="fp32")
+    threads: int = _help("torch CPU threads for this run (0 = torch's default).", default=0)
     finetune: bool = _help("Fine-tune before pruning (False when starting from a fine-tuned model).", default=True)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)

@@ -177,7 +177,11 @@ def run(cfg: ExperimentConfig, *, log_print: Callable[[str], None] = print) -> d
             append_jsonl(metrics_path, {**rec, "t": round(time.time() - t_start, 2)})
 
     train_raw, val_raw = load_train_val(cfg.data)
-    model, tok = build_model_and_tokenizer(cfg.model, list(train_raw["text"]) + list(train_raw["summary"]))
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    # The on-the-fly tokenizer (tiny model) sees inputs exactly as the model will, prefix included.
+    model, tok = build_model_and_tokenizer(
+        cfg.model, [cfg.data.prefix + t for t in train_raw["text"]] + list(train_raw["summary"]))
     if torch.cuda.is_available():
         model.to(state.device)
     tokenize = lambda ds: D.tokenize(ds, tok, cfg.data.prefix, cfg.data.max_source_length,

@@ -14,7 +14,9 @@ SHARED = ROOT.parent / "shared"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-torch.set_num_threads(2)
+# Tiny models gain nothing from threads, and on a loaded 2-core machine two threads made
+# small matmuls ~10x slower.
+torch.set_num_threads(1)
 
 
 @pytest.fixture

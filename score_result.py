@@ -1,0 +1,229 @@
+"""Score a submission CSV: the course's Kaggle metric, ROUGE and, given a model, its sparsity.
+
+    python score_result.py                       # submission.csv vs BillSum test (hub), and
+                                                 # pruned_model/ when that directory exists
+    python score_result.py --predictions out.csv --references ../shared/billsum/us_test_sample.jsonl --model none
+
+Prediction ID i is scored against reference row i (the row index of --references). The result
+is a table on stdout and a JSON file with kaggle_score, rouge1, rouge2, rougeL, rougeLsum,
+n_docs and, with a model, mask_ratio and nonzero_ratio (only the keys of the chosen --metrics).
+A bad CSV (no ID/Predict columns, duplicate, non-integer, missing or extra IDs, not UTF-8) is
+an error naming the rows: exit status 2 and nothing written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from summprune.metrics import (DEFAULT_PREDICTIONS, ROUGE_TYPES, PredictionsError, kaggle_score,
+                               read_predictions, rouge)
+
+PROG = "score_result.py"
+DEFAULT_MODEL = "pruned_model"
+METRICS = ("kaggle", "rouge", "ratio")
+
+
+class _Fail(Exception):
+    """A user-facing error: printed as ``score_result.py: error: ...``, exit status 2."""
+
+
+def _warn(msg: str) -> None:
+    print(f"{PROG}: warning: {msg}", file=sys.stderr)
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog=__doc__.split("\n\n", 1)[1])
+    ap.add_argument("--predictions", default=DEFAULT_PREDICTIONS, metavar="FILE",
+                    help="submission CSV with header ID,Predict (default: %(default)s, what "
+                         "generate_csv.py writes)")
+    ap.add_argument("--references", default="billsum", metavar="billsum|PATH",
+                    help="'billsum' (Hugging Face hub, needs the network) or a local "
+                         "JSONL/CSV/parquet file (or a directory with <split>.jsonl) with a "
+                         "'summary' column; its row index is the ID (default: %(default)s)")
+    ap.add_argument("--split", default="test",
+                    help="split of --references: test, ca_test or train for billsum, the file "
+                         "name in a directory (default: %(default)s)")
+    ap.add_argument("--model", default=None, metavar="DIR|none",
+                    help=f"model directory for mask_ratio/nonzero_ratio (default: {DEFAULT_MODEL}/ "
+                         "if it exists, else no model); 'none' disables")
+    ap.add_argument("--json", default=None, metavar="FILE|none",
+                    help="where to write the scores (default: beside the predictions, "
+                         "<predictions stem>.scores.json, e.g. submission.scores.json); "
+                         "'none' writes no file")
+    ap.add_argument("--metrics", default=None, metavar="LIST",
+                    help="comma-separated subset of kaggle,rouge,ratio (default: kaggle,rouge, "
+                         "plus ratio when a model is given or found)")
+    ap.add_argument("--workers", type=int, default=1, metavar="N",
+                    help="processes for ROUGE, the slow part (5-10 ms of CPU a document, about "
+                         "20-30 s for BillSum test on one core) (default: %(default)s)")
+    return ap
+
+
+def _choose_metrics(spec: str | None, model: Path | None) -> tuple[str, ...]:
+    if spec is None:
+        return METRICS if model is not None else METRICS[:2]
+    chosen = [m.strip() for m in spec.split(",") if m.strip()]
+    unknown = [m for m in chosen if m not in METRICS]
+    if unknown or not chosen:
+        raise _Fail(f"--metrics {spec!r}: choose from {','.join(METRICS)}")
+    if "ratio" in chosen and model is None:
+        raise _Fail(f"--metrics ratio needs a model: pass --model DIR (there is no {DEFAULT_MODEL}/ here)")
+    return tuple(m for m in METRICS if m in chosen)
+
+
+def _choose_model(arg: str | None) -> Path | None:
+    if arg is None:
+        return Path(DEFAULT_MODEL) if Path(DEFAULT_MODEL).is_dir() else None
+    if arg.lower() == "none":
+        return None
+    if not Path(arg).is_dir():
+        raise _Fail(f"--model {arg}: model directory not found (use --model none to score without one)")
+    return Path(arg)
+
+
+def recorded_mask_ratio(model_dir: Path) -> float | None:
+    """``final.mask_ratio`` of ``model_dir/pruning.json``, the ratio measured at export (a
+    permanently pruned model has no masks left to count); None if there is none."""
+    path = model_dir / "pruning.json"
+    if not path.is_file():
+        return None
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))["final"]["mask_ratio"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        _warn(f"{path}: no usable final.mask_ratio ({type(e).__name__}: {e}); counting the model's masks")
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        _warn(f"{path}: final.mask_ratio {value!r} is not a number in [0, 1]; counting the model's masks")
+        return None
+    return float(value)
+
+
+def model_ratios(model_dir: Path) -> tuple[dict[str, float], str]:
+    """``{"mask_ratio", "nonzero_ratio"}`` of the model in ``model_dir`` and where mask_ratio
+    came from."""
+    from summprune import sparsity
+    from summprune.export import load_model
+
+    try:
+        model = load_model(model_dir)
+    except (OSError, ValueError, RuntimeError) as e:
+        raise _Fail(f"--model {model_dir}: cannot load the model: {e} (--model none scores "
+                    "without one)") from None
+    recorded = recorded_mask_ratio(model_dir)
+    if recorded is not None:
+        mask, source = recorded, "pruning.json final.mask_ratio"
+    else:
+        mask = sparsity.mask_ratio(model)
+        has_masks = any(n.endswith("_mask") for n, _ in model.named_buffers())
+        source = "the model's masks" if has_masks else "no masks and no pruning.json: 1 by definition"
+    return {"mask_ratio": mask, "nonzero_ratio": sparsity.nonzero_ratio(model)}, source
+
+
+def _load_references(dataset: str, split: str) -> list[str]:
+    from summprune.data import DataError, load_split
+
+    try:
+        ds = load_split(dataset, split, columns=("summary",))
+    except (DataError, OSError, ValueError) as e:
+        hint = " (offline? pass --references PATH to a local file)" if dataset == "billsum" else ""
+        raise _Fail(f"--references {dataset} --split {split}: {e}{hint}") from None
+    return list(ds["summary"])
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same directory and os.replace, so
+    a reader never sees a half-written file and a failure leaves any old file as it was."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it 0600; give it a normal file's mode
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def format_table(scores: dict, notes: dict[str, str]) -> str:
+    lines = [f"{'metric':<15}{'value':>10}"]
+    for k, v in scores.items():
+        value = f"{v:>10d}" if isinstance(v, int) else f"{v:>10.4f}"
+        lines.append(f"{k:<15}{value}" + (f"   ({notes[k]})" if k in notes else ""))
+    return "\n".join(lines)
+
+
+def _run(a: argparse.Namespace) -> int:
+    model = _choose_model(a.model)
+    metrics = _choose_metrics(a.metrics, model)
+    if a.workers < 1:
+        raise _Fail("--workers must be >= 1")
+    pred_path = Path(a.predictions)
+    if a.json is None:
+        json_path: Path | None = pred_path.with_name(pred_path.stem + ".scores.json")
+    else:
+        json_path = None if a.json.lower() == "none" else Path(a.json)
+    if json_path is not None and not json_path.parent.is_dir():
+        raise _Fail(f"--json {json_path}: directory {json_path.parent} does not exist")
+
+    # Cheap checks first: the CSV's own structure, then the references, then the model.
+    try:
+        predictions = read_predictions(pred_path)
+        references = _load_references(a.references, a.split)
+        texts = predictions.aligned(len(references))
+    except PredictionsError as e:
+        raise _Fail(str(e)) from None
+    if predictions.empty_lines:
+        lines = predictions.empty_lines
+        _warn(f"{len(lines)} empty prediction(s) score 0 (line(s) {', '.join(map(str, lines[:10]))}"
+              f"{', ...' if len(lines) > 10 else ''})")
+    ratios, source = model_ratios(model) if "ratio" in metrics else ({}, "")
+
+    scores: dict = {}
+    if "kaggle" in metrics:
+        scores["kaggle_score"] = kaggle_score(texts, references)
+    if "rouge" in metrics:
+        r = rouge(texts, references, workers=a.workers)
+        scores.update({k: r[k] for k in ROUGE_TYPES})
+    scores["n_docs"] = len(references)
+    scores.update(ratios)
+
+    ref_name = f"{a.references}[{a.split}]" if a.references == "billsum" else a.references
+    print(f"{pred_path} vs {ref_name}" + (f", model {model}" if ratios else ""))
+    print(format_table(scores, {"mask_ratio": source} if ratios else {}))
+    if json_path is not None:
+        try:
+            write_json_atomic(json_path, scores)
+        except OSError as e:
+            raise _Fail(f"--json {json_path}: cannot write: {e}") from None
+        print(f"wrote {json_path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        a = _parser().parse_args(argv)
+    except SystemExit as e:  # --help, or a usage error argparse has already printed
+        return int(e.code or 0)
+    try:
+        return _run(a)
+    except _Fail as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

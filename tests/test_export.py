@@ -1,0 +1,355 @@
+"""Round trips, ties and failure modes of summprune.export (tiny models; a few seconds)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from summprune import export
+from summprune.export import export_model, load_model, save_compact, save_hf
+from summprune.modeling import build_tiny_model
+from summprune.prune import apply_stage, prepare_model
+
+AMOUNTS = {"enc_self_attn": 0.3, "enc_ffn": 0.5, "dec_self_attn": 0.3, "cross_attn": 0.3, "dec_ffn": 0.5, "lm_head": 0.5}
+PICKLES = ("*.bin", "*.pt", "*.pth", "*.pkl", "*.pickle", "*.ckpt")
+
+
+@functools.lru_cache(maxsize=None)
+def _pruned(tie_mode: str):
+    return pruned_model(tie_mode, cache=False)
+
+
+def pruned_model(tie_mode: str = "tied", stages: int = 2, amounts: dict | None = None, cache: bool = True):
+    """A tiny T5 pruned in ``tie_mode`` (shared between tests for the default recipe: nothing in
+    summprune.export modifies the model it is given, which test_fp32_round_trip_exact checks)."""
+    if cache and stages == 2 and amounts is None:
+        return _pruned(tie_mode)
+    m = build_tiny_model(vocab_size=100)
+    prepare_model(m, tie_mode)
+    for _ in range(stages):
+        apply_stage(m, amounts or AMOUNTS, tie_mode=tie_mode)
+    return m.eval()
+
+
+def effective_state(m: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """What the (masked) model computes with, per state-dict name of the permanent model."""
+    return {k: v.detach().clone() for k, v in export._permanent(m).state_dict().items()}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny matmuls: intra-op threads only add synchronisation cost (a lot on a busy CPU)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+X = torch.tensor([[5, 17, 42, 8, 99, 3, 1], [7, 7, 60, 12, 1, 0, 0]])
+Y = torch.tensor([[0, 11, 23, 4], [0, 50, 2, 9]])
+
+
+@torch.no_grad()
+def logits(m):
+    return m(input_ids=X, attention_mask=(X != 0).long(), decoder_input_ids=Y).logits
+
+
+def assert_same_state(got: torch.nn.Module, want: dict[str, torch.Tensor]) -> None:
+    sd = got.state_dict()
+    assert set(sd) == set(want)
+    for k, v in want.items():
+        assert torch.equal(sd[k], v), k
+
+
+def no_pickles(d: Path) -> bool:
+    return not any(p for pat in PICKLES for p in Path(d).rglob(pat))
+
+
+@pytest.fixture
+def tied():
+    return pruned_model("tied")
+
+
+# ------------------------------------------------------------------------------ round trips
+
+
+@pytest.mark.parametrize("fmt", ["hf", "compact"])
+@pytest.mark.parametrize("tie_mode", ["tied", "untie", "course"])
+def test_fp32_round_trip_exact(tmp_path, fmt, tie_mode):
+    m = pruned_model(tie_mode)
+    raw = {k: v.clone() for k, v in m.state_dict().items()}  # weight_orig, weight_mask, ...
+    want = effective_state(m)
+    ref_logits = logits(m)
+    out = export_model(m, tmp_path / "out", format=fmt, pruning_info={"tie_mode": tie_mode, "ratio": 0.5})
+    got = load_model(out)
+    assert not got.training and next(got.parameters()).dtype == torch.float32
+    assert_same_state(got, want)
+    assert torch.equal(logits(got), ref_logits)
+    if tie_mode == "tied":
+        assert got.lm_head.weight is got.shared.weight
+    else:
+        assert got.lm_head.weight is not got.shared.weight
+        assert torch.equal(got.lm_head.weight, want["lm_head.weight"])
+    assert got.encoder.embed_tokens.weight is got.shared.weight
+    assert got.decoder.embed_tokens.weight is got.shared.weight
+    assert json.loads((out / "pruning.json").read_text()) == {"tie_mode": tie_mode, "ratio": 0.5}
+    assert no_pickles(out)
+    # the caller's model is untouched: still masked, same tensors
+    assert "weight_mask" in dict(m.lm_head.named_buffers())
+    sd = m.state_dict()
+    assert set(sd) == set(raw) and all(torch.equal(sd[k], v) for k, v in raw.items())
+
+
+def test_course_mode_keeps_dense_embedding(tmp_path):
+    m = pruned_model("course")
+    got = load_model(save_compact(m, tmp_path / "c"))
+    assert torch.count_nonzero(got.shared.weight) == got.shared.weight.numel()
+    assert torch.count_nonzero(got.lm_head.weight) < got.lm_head.weight.numel() // 2
+
+
+@pytest.mark.parametrize("dtype,tdt,atol", [("fp16", torch.float16, 1e-2), ("bf16", torch.bfloat16, 1e-1)])
+def test_half_precision_round_trip(tmp_path, tied, dtype, tdt, atol):
+    want = {k: v.to(tdt).float() for k, v in effective_state(tied).items()}
+    got = load_model(save_compact(tied, tmp_path / dtype, dtype=dtype))
+    assert next(got.parameters()).dtype == torch.float32
+    assert_same_state(got, want)  # exactly the rounded weights, zeros where pruned
+    assert got.lm_head.weight is got.shared.weight
+    assert torch.allclose(logits(got), logits(tied), atol=atol, rtol=0)
+    man = json.loads((tmp_path / dtype / "compact.json").read_text())
+    assert man["dtype"] == dtype and man["format"] == export.FORMAT
+
+
+def test_manifest_describes_tensors_and_ties(tmp_path, tied):
+    out = save_compact(tied, tmp_path / "c")
+    man = json.loads((out / "compact.json").read_text())
+    assert man["tied"] == {"shared.weight": ["encoder.embed_tokens.weight", "decoder.embed_tokens.weight", "lm_head.weight"]}
+    by = {e["name"]: e for e in man["tensors"]}
+    assert by["shared.weight"]["storage"] == "bitmask"
+    assert by["encoder.final_layer_norm.weight"]["storage"] == "dense"
+    assert by["encoder.block.0.layer.1.DenseReluDense.wi.weight"]["nnz"] == int(
+        torch.count_nonzero(effective_state(tied)["encoder.block.0.layer.1.DenseReluDense.wi.weight"]))
+    for e in man["tensors"]:
+        assert {"name", "shape", "storage", "nnz", "sha256"} <= set(e)
+    assert man["total_nnz"] == sum(e["nnz"] for e in man["tensors"])
+    assert {"config.json", "generation_config.json", "compact.safetensors"} <= {p.name for p in out.iterdir()}
+
+
+def test_compact_fp16_smaller_than_hf(tmp_path):
+    m = pruned_model("tied", stages=4, amounts={g: 0.5 for g in AMOUNTS})  # ~94% of matrices pruned
+    hf = export.dir_size(save_hf(m, tmp_path / "hf"))
+    c32 = export.dir_size(save_compact(m, tmp_path / "c32"))
+    c16 = export.dir_size(save_compact(m, tmp_path / "c16", dtype="fp16"))
+    assert c16 < c32 < hf
+    assert c16 < 0.3 * hf
+
+
+def test_load_plain_save_pretrained_dir(tmp_path):
+    m = build_tiny_model(vocab_size=100).eval()
+    m.save_pretrained(str(tmp_path / "plain"))
+    got = load_model(tmp_path / "plain")
+    assert_same_state(got, m.state_dict())
+    assert got.lm_head.weight is got.shared.weight
+
+
+def test_unpruned_model_is_saved_as_is(tmp_path):
+    m = build_tiny_model(vocab_size=100).eval()
+    got = load_model(save_compact(m, tmp_path / "c"))
+    assert_same_state(got, m.state_dict())
+
+
+def test_export_from_dir_carries_tokenizer_and_pruning_info(tmp_path, tied):
+    src = save_hf(tied, tmp_path / "src", pruning_info={"stages": 2})
+    (src / "tokenizer_config.json").write_text('{"model_max_length": 512}')
+    (src / "spiece.model").write_bytes(b"\x00fake sentencepiece\xff")
+    out = export_model(src, tmp_path / "dst", format="compact", dtype="fp16")
+    assert (out / "spiece.model").read_bytes() == b"\x00fake sentencepiece\xff"
+    assert (out / "tokenizer_config.json").is_file()
+    assert json.loads((out / "pruning.json").read_text()) == {"stages": 2}
+    # and back from compact to hf, in place over the source directory
+    export_model(out, out, format="hf")
+    assert (out / "config.json").is_file() and not (out / "compact.json").exists()
+    assert (out / "spiece.model").is_file() and (out / "pruning.json").is_file()
+    assert load_model(out).lm_head.weight is not None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dst", "src"]
+
+
+# ------------------------------------------------------------------------------ failures
+
+
+def flip(path: Path, offset: int) -> None:
+    b = bytearray(path.read_bytes())
+    b[offset] ^= 0xFF
+    path.write_bytes(bytes(b))
+
+
+@pytest.fixture
+def compact_dir(tmp_path, tied):
+    return save_compact(tied, tmp_path / "c")
+
+
+def test_corrupt_data_is_detected(compact_dir):
+    f = compact_dir / "compact.safetensors"
+    flip(f, f.stat().st_size - 10)  # inside the last tensor's bytes
+    with pytest.raises(ValueError, match=r"compact\.safetensors.*tensor '.*'.*checksum"):
+        load_model(compact_dir)
+
+
+def test_corrupt_header_is_detected(compact_dir):
+    flip(compact_dir / "compact.safetensors", 12)
+    with pytest.raises(ValueError, match=r"compact\.safetensors"):
+        load_model(compact_dir)
+
+
+@pytest.mark.parametrize("fmt", ["compact", "hf"])
+def test_truncated_file_is_detected(tmp_path, tied, fmt):
+    out = export_model(tied, tmp_path / fmt, format=fmt)
+    name = "compact.safetensors" if fmt == "compact" else "model.safetensors"
+    f = out / name
+    f.write_bytes(f.read_bytes()[:-1000])
+    with pytest.raises(ValueError, match=re.escape(name) + ".*(truncated|corrupt)"):
+        load_model(out)
+
+
+def test_corrupt_hf_file_is_detected(tmp_path, tied):
+    out = save_hf(tied, tmp_path / "hf")
+    f = out / "model.safetensors"
+    flip(f, f.stat().st_size - 10)
+    with pytest.raises(ValueError, match=r"model\.safetensors.*checksum"):
+        load_model(out)
+
+
+def _edit_manifest(d: Path, fn) -> None:
+    man = json.loads((d / "compact.json").read_text())
+    fn(man)
+    (d / "compact.json").write_text(json.dumps(man))
+
+
+def _entry(man: dict, name: str) -> dict:
+    return next(e for e in man["tensors"] if e["name"] == name)
+
+
+def test_manifest_wrong_count(compact_dir):
+    name = "decoder.block.1.layer.2.DenseReluDense.wo.weight"
+    _edit_manifest(compact_dir, lambda m: _entry(m, name).update(nnz=_entry(m, name)["nnz"] - 1))
+    with pytest.raises(ValueError, match=rf"{name}.*nnz"):
+        load_model(compact_dir)
+
+
+def test_manifest_wrong_shape(compact_dir):
+    name = "encoder.block.0.layer.0.SelfAttention.q.weight"
+    _edit_manifest(compact_dir, lambda m: _entry(m, name).update(shape=[32, 128], numel=32 * 128))
+    with pytest.raises(ValueError, match=rf"{name}.*shape"):
+        load_model(compact_dir)
+
+
+def test_manifest_corrupt_json(compact_dir):
+    (compact_dir / "compact.json").write_text('{"format": "summprune-compact", "tens')
+    with pytest.raises(ValueError, match=r"compact\.json"):
+        load_model(compact_dir)
+
+
+@pytest.mark.parametrize("edit,match", [
+    (lambda m: m.update(tensors={"a": 1}), "'tensors' is not a list"),
+    (lambda m: m["tensors"][0].pop("sha256"), "sha256"),
+    (lambda m: m["tensors"][3].update(storage="zip"), "storage"),
+    (lambda m: m.update(version=99), "version 99"),
+    (lambda m: m["tied"]["shared.weight"].append("encoder.block.0.layer.0.SelfAttention.q.weight"), "tied to"),
+])
+def test_manifest_malformed(compact_dir, edit, match):
+    _edit_manifest(compact_dir, edit)
+    with pytest.raises(ValueError, match=match):
+        load_model(compact_dir)
+
+
+def test_tensor_missing_from_file(compact_dir):
+    from safetensors.torch import load_file
+
+    f = compact_dir / "compact.safetensors"
+    sd = load_file(str(f))
+    del sd["shared.weight::mask"]
+    save_file(sd, str(f))
+    with pytest.raises(ValueError, match=r"shared\.weight::mask.*missing"):
+        load_model(compact_dir)
+
+
+def test_missing_paths(tmp_path, compact_dir):
+    with pytest.raises(FileNotFoundError, match="nope"):
+        load_model(tmp_path / "nope")
+    (compact_dir / "compact.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match=r"compact\.safetensors"):
+        load_model(compact_dir)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="empty"):
+        load_model(tmp_path / "empty")
+
+
+def test_masked_checkpoint_is_refused(tmp_path, tied):
+    """save_pretrained of a still-masked model holds weight_orig/weight_mask; transformers would
+    load it with random weights. load_model says so instead."""
+    tied.save_pretrained(str(tmp_path / "masked"))
+    with pytest.raises(ValueError, match="weight_orig"):
+        load_model(tmp_path / "masked")
+
+
+@pytest.mark.parametrize("fmt", ["hf", "compact"])
+def test_atomic_write_failure_leaves_nothing(tmp_path, tied, monkeypatch, fmt):
+    def boom(info, d):
+        assert any(Path(d).iterdir())  # the weights are already written into the temp dir
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(export, "_write_pruning", boom)
+    with pytest.raises(RuntimeError, match="disk full"):
+        export_model(tied, tmp_path / "out", format=fmt, pruning_info={})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_replace_keeps_old_on_failure(tmp_path, tied, monkeypatch):
+    out = save_compact(tied, tmp_path / "out", pruning_info={"v": 1})
+    before = sorted((p.name, p.read_bytes()) for p in out.iterdir())
+
+    def boom(info, d):
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(export, "_write_pruning", boom)
+    with pytest.raises(RuntimeError):
+        save_hf(tied, out, pruning_info={"v": 2})
+    assert sorted((p.name, p.read_bytes()) for p in out.iterdir()) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+    monkeypatch.undo()
+    save_hf(tied, out, pruning_info={"v": 2})  # replacing a model dir succeeds
+    assert json.loads((out / "pruning.json").read_text()) == {"v": 2}
+    assert not (out / "compact.json").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_refuses_to_replace_non_model_dir(tmp_path, tied):
+    d = tmp_path / "notes"
+    d.mkdir()
+    (d / "important.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="notes"):
+        save_compact(tied, d)
+    assert (d / "important.txt").read_text() == "keep me"
+
+
+def test_bad_arguments(tmp_path, tied):
+    with pytest.raises(ValueError, match="dtype"):
+        save_compact(tied, tmp_path / "x", dtype="int8")
+    with pytest.raises(ValueError, match="format"):
+        export_model(tied, tmp_path / "x", format="onnx")
+    assert not (tmp_path / "x").exists()
+
+
+def test_fp16_overflow_is_an_error(tmp_path):
+    m = build_tiny_model(vocab_size=100).eval()
+    with torch.no_grad():
+        m.encoder.final_layer_norm.weight[0] = 1e6
+    with pytest.raises(ValueError, match="final_layer_norm.*overflow fp16"):
+        save_compact(m, tmp_path / "x", dtype="fp16")
+    assert not (tmp_path / "x").exists()
+    load_model(save_compact(m, tmp_path / "y", dtype="bf16"))

@@ -1,0 +1,219 @@
+"""score_result.py in-process: JSON keys and values, every bad input, empty predictions, models."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT.parent / "shared" / "billsum" / "us_test_sample.jsonl"
+
+_spec = importlib.util.spec_from_file_location("score_result", ROOT / "score_result.py")
+score_result = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(score_result)
+
+SUMMARIES = [
+    "Amends the Internal Revenue Code to allow a credit. Requires a report to Congress.",
+    "Directs the Secretary of Labor to study, and report on, job training.",
+    "Establishes a commission on rural broadband access.",
+    "Prohibits the sale of certain chemicals. Sets penalties for violations.",
+]
+ALL_KEYS = ["kaggle_score", "rouge1", "rouge2", "rougeL", "rougeLsum", "n_docs"]
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path, monkeypatch):
+    # The default --model is ./pruned_model: never pick up one lying in the repo.
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def refs(tmp_path) -> Path:
+    path = tmp_path / "refs.jsonl"
+    path.write_text("".join(json.dumps({"text": f"Bill text {i}.", "summary": s}) + "\n"
+                            for i, s in enumerate(SUMMARIES)), encoding="utf-8")
+    return path
+
+
+def write_csv(path: Path, rows: list[list], header=("ID", "Predict")) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, quoting=csv.QUOTE_ALL)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+def as_generate_csv_writes(text: str) -> str:
+    # generate_csv.py replaces commas at write time; the metric splits only the reference on
+    # commas, so a prediction keeping "study," would not match the reference's "study".
+    return text.replace(",", ".")
+
+
+def perfect(tmp_path) -> Path:
+    return write_csv(tmp_path / "submission.csv",
+                     [[i, as_generate_csv_writes(s)] for i, s in enumerate(SUMMARIES)])
+
+
+def run(*argv) -> int:
+    return score_result.main([str(a) for a in argv])
+
+
+def test_perfect_predictions_default_json_path(tmp_path, refs, capsys):
+    assert run("--predictions", perfect(tmp_path), "--references", refs) == 0
+    out = json.loads((tmp_path / "submission.scores.json").read_text())
+    assert list(out) == ALL_KEYS
+    assert out["n_docs"] == 4
+    for k in ALL_KEYS[:-1]:
+        assert out[k] == pytest.approx(1.0)
+    stdout = capsys.readouterr().out
+    assert "kaggle_score" in stdout and "wrote" in stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["refs.jsonl", "submission.csv",
+                                                          "submission.scores.json"]
+
+
+def test_rows_matched_by_id_not_position(tmp_path, refs):
+    rows = [[i, as_generate_csv_writes(s)] for i, s in enumerate(SUMMARIES)][::-1]
+    write_csv(tmp_path / "p.csv", rows)
+    assert run("--predictions", tmp_path / "p.csv", "--references", refs, "--json", "s.json",
+               "--metrics", "kaggle") == 0
+    assert json.loads(Path("s.json").read_text()) == {"kaggle_score": 1.0, "n_docs": 4}
+
+
+def test_partial_scores_and_json_none(tmp_path, refs):
+    preds = [[0, "Amends the Internal Revenue Code"], [1, "nothing alike"], [2, SUMMARIES[2]],
+             [3, "Prohibits the sale of certain chemicals."]]
+    write_csv(tmp_path / "p.csv", preds)
+    assert run("--predictions", tmp_path / "p.csv", "--references", refs, "--json", "none") == 0
+    assert not list(tmp_path.glob("*.json"))
+    from summprune.metrics import kaggle_score
+
+    expected = kaggle_score([p for _, p in preds], SUMMARIES)
+    assert 0 < expected < 1
+    assert run("--predictions", tmp_path / "p.csv", "--references", refs, "--json", "o.json") == 0
+    assert json.loads(Path("o.json").read_text())["kaggle_score"] == pytest.approx(expected, abs=1e-12)
+
+
+def test_empty_and_missing_predictions_warn_and_score_zero(tmp_path, refs, capsys):
+    # Row 1 is "", row 3 has no Predict field at all (pandas reads it as NaN).
+    (tmp_path / "p.csv").write_text(
+        f'"ID","Predict"\n"0","{SUMMARIES[0]}"\n"1",""\n"2","{SUMMARIES[2]}"\n"3"\n', encoding="utf-8")
+    assert run("--predictions", tmp_path / "p.csv", "--references", refs, "--metrics", "kaggle,rouge") == 0
+    err = capsys.readouterr().err
+    assert "score_result.py: warning: 2 empty prediction(s) score 0 (line(s) 3, 5)" in err
+    out = json.loads((tmp_path / "p.scores.json").read_text())
+    assert out["kaggle_score"] == pytest.approx(0.5)
+    assert out["rouge1"] == pytest.approx(0.5)
+
+
+BAD_CASES = {
+    "no Predict column": ("ID,Summary\n0,a\n", ["no Predict column", "line 1"]),
+    "duplicate IDs": ("ID,Predict\n0,a\n1,b\n1,c\n2,d\n3,e\n2,f\n",
+                      ["duplicate ID(s): 1 (lines 3, 4), 2 (lines 5, 7)"]),
+    "missing IDs": ("ID,Predict\n0,a\n2,c\n", ["2 ID(s) of the 4 references", ": 1, 3"]),
+    "extra IDs": ("ID,Predict\n0,a\n1,b\n2,c\n3,d\n4,e\n-1,f\n",
+                  ["2 ID(s) have no reference", "-1 (line 7), 4 (line 6)"]),
+    "non-integer IDs": ('"ID","Predict"\n"0","a"\n"one","b"\n"2.0","c"\n"3","d"\n',
+                        ["non-integer ID on line 3 ('one'), line 4 ('2.0')"]),
+    "non-UTF-8": ("ID,Predict\n0,a\n1,caf\xe9\n", ["not UTF-8: line 3"]),
+    "extra field": ("ID,Predict\n0,a\n1,b,c\n", ["more fields than the header's 2 on line(s) 3"]),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_CASES))
+def test_bad_input_names_rows_and_writes_nothing(tmp_path, refs, capsys, case):
+    text, expected = BAD_CASES[case]
+    pred = tmp_path / "p.csv"
+    pred.write_bytes(text.encode("latin-1" if case == "non-UTF-8" else "utf-8"))
+    old = tmp_path / "p.scores.json"
+    old.write_text('{"old": true}')  # an earlier result stays as it was
+    before = sorted(tmp_path.iterdir())
+    assert run("--predictions", pred, "--references", refs) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("score_result.py: error: ")
+    for part in expected:
+        assert part in err
+    assert sorted(tmp_path.iterdir()) == before
+    assert old.read_text() == '{"old": true}'
+
+
+def test_bad_options(tmp_path, refs, capsys):
+    p = perfect(tmp_path)
+    assert run("--predictions", p, "--references", refs, "--metrics", "kaggle,bleu") == 2
+    assert run("--no-such-option") == 2  # argparse's own errors return too, not SystemExit
+    assert "score_result.py: error: unrecognized arguments" in capsys.readouterr().err
+    assert run("--predictions", p, "--references", refs, "--metrics", "ratio", "--model", "none") == 2
+    assert "--metrics ratio needs a model" in capsys.readouterr().err
+    assert run("--predictions", p, "--references", refs, "--model", tmp_path / "nope") == 2
+    assert "model directory not found" in capsys.readouterr().err
+    (tmp_path / "not_a_model").mkdir()
+    assert run("--predictions", p, "--references", refs, "--model", tmp_path / "not_a_model") == 2
+    assert "cannot load the model" in capsys.readouterr().err
+    assert run("--predictions", tmp_path / "absent.csv", "--references", refs) == 2
+    assert run("--predictions", p, "--references", tmp_path / "absent.jsonl") == 2
+    assert not list(tmp_path.glob("*.json"))
+
+
+@pytest.fixture
+def model_dir(tmp_path) -> Path:
+    from summprune.modeling import build_tiny_model
+
+    path = tmp_path / "pruned_model"
+    build_tiny_model(vocab_size=100).save_pretrained(path)
+    return path
+
+
+def test_model_ratios_from_the_model(tmp_path, refs, model_dir, capsys):
+    from summprune import sparsity
+    from summprune.modeling import load_pretrained
+
+    # pruned_model/ in the working directory is found without --model.
+    assert run("--predictions", perfect(tmp_path), "--references", refs, "--metrics", "kaggle,ratio") == 0
+    out = json.loads((tmp_path / "submission.scores.json").read_text())
+    assert list(out) == ["kaggle_score", "n_docs", "mask_ratio", "nonzero_ratio"]
+    model = load_pretrained(model_dir)
+    assert out["mask_ratio"] == pytest.approx(sparsity.mask_ratio(model)) == 1.0
+    assert out["nonzero_ratio"] == pytest.approx(sparsity.nonzero_ratio(model))
+    assert "no masks and no pruning.json" in capsys.readouterr().out
+    # With --model none (or --metrics without ratio) there are no ratio keys.
+    assert run("--predictions", perfect(tmp_path), "--references", refs, "--model", "none",
+               "--metrics", "kaggle") == 0
+    assert list(json.loads((tmp_path / "submission.scores.json").read_text())) == ["kaggle_score", "n_docs"]
+
+
+def test_pruning_json_mask_ratio_is_used(tmp_path, refs, model_dir, capsys):
+    (model_dir / "pruning.json").write_text(json.dumps({"final": {"mask_ratio": 0.4242, "nonzero_ratio": 0.5}}))
+    other = tmp_path / "m2"
+    model_dir.rename(other)
+    assert run("--predictions", perfect(tmp_path), "--references", refs, "--model", other,
+               "--metrics", "ratio", "--json", "r.json") == 0
+    out = json.loads(Path("r.json").read_text())
+    assert out["mask_ratio"] == 0.4242
+    assert 0.99 < out["nonzero_ratio"] <= 1.0  # measured on the model, not read from the file
+    assert "pruning.json final.mask_ratio" in capsys.readouterr().out
+    (other / "pruning.json").write_text("{not json")
+    assert run("--predictions", perfect(tmp_path), "--references", refs, "--model", other,
+               "--metrics", "ratio", "--json", "r.json") == 0
+    assert "counting the model's masks" in capsys.readouterr().err
+    assert json.loads(Path("r.json").read_text())["mask_ratio"] == 1.0
+
+
+@pytest.mark.skipif(not SAMPLE.is_file(), reason="../shared/billsum/us_test_sample.jsonl not present")
+def test_real_billsum_rows_first_sentence(tmp_path):
+    from summprune.metrics import split_sentences
+
+    rows = [json.loads(line) for line in SAMPLE.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+    def first_sentence(text: str) -> str:  # the first real sentence (skip headings like "SECTION 1.")
+        sents = split_sentences(" ".join(text.split()))
+        return next((s for s in sents if len(s.split()) >= 10), sents[0])
+
+    write_csv(tmp_path / "lead.csv", [[i, first_sentence(r["text"])] for i, r in enumerate(rows)])
+    assert run("--predictions", tmp_path / "lead.csv", "--references", SAMPLE, "--model", "none") == 0
+    out = json.loads((tmp_path / "lead.scores.json").read_text())
+    assert out["n_docs"] == 20
+    assert 0 < out["kaggle_score"] < 1
+    assert 0 < out["rougeL"] <= out["rougeLsum"] < 1
