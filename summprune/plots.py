@@ -20,8 +20,8 @@ import pandas as pd  # noqa: E402
 
 GROUP_LABELS = {
     "enc_self_attn": "enc self-attn", "enc_ffn": "enc FFN", "dec_self_attn": "dec self-attn",
-    "cross_attn": "cross-attn", "dec_ffn": "dec FFN", "lm_head": "lm_head / embedding",
-    "input_embedding": "input embedding",
+    "cross_attn": "cross-attn", "dec_ffn": "dec FFN", "lm_head": "lm_head /\nembedding",
+    "input_embedding": "input\nembedding",
 }
 
 
@@ -57,43 +57,55 @@ def stage_table(records: list[dict]) -> pd.DataFrame:
 
 def plot_score_vs_ratio(records: list[dict], path: str | Path, title: str = "") -> Path:
     pts = [r for r in stage_rows(records) if r["label"] != "untrained" and "kaggle_score" in r]
+    same = all(abs(p["mask_ratio"] - p["nonzero_ratio"]) < 1e-4 for p in pts)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True)
-    for ax, key, name in zip(axes, ("kaggle_score", "rougeLsum"), ("course metric (ROUGE-L recall)", "ROUGE-Lsum F1")):
-        for ratio, style, lab in (("mask_ratio", "o--", "vs course mask ratio"),
-                                  ("nonzero_ratio", "s-", "vs honest non-zero ratio")):
-            xs = [p[ratio] for p in pts]
-            ys = [p[key] for p in pts]
-            ax.plot(xs, ys, style, label=lab, alpha=0.9)
+    for ax, key, name in zip(axes, ("kaggle_score", "rougeLsum"),
+                             ("course metric (ROUGE-L recall)", "ROUGE-Lsum F1")):
+        series = ([("nonzero_ratio", "s-", "honest non-zero ratio = course ratio (tied)")] if same else
+                  [("mask_ratio", "o--", "vs course mask ratio"), ("nonzero_ratio", "s-", "vs honest non-zero ratio")])
+        for ratio, style, lab in series:
+            ax.plot([p[ratio] for p in pts], [p[key] for p in pts], style, label=lab, alpha=0.9)
         for p in pts:
             ax.annotate(p["label"].replace("stage ", "s"), (p["nonzero_ratio"], p[key]),
                         textcoords="offset points", xytext=(4, 4), fontsize=8)
-        ax.set_xlabel("fraction of weights kept  (1.0 = dense;  compression grows to the right)")
+        dense = [p for p in pts if p["label"] in ("fine-tuned", "start")]
+        if dense:
+            ax.axhline(dense[0][key], color="grey", lw=1, ls=":", label="dense model")
+        ax.set_xlabel("fraction of weights kept (1.0 = dense; more compression to the right)")
         ax.set_ylabel(name)
         ax.invert_xaxis()
         ax.grid(alpha=0.3)
         ax.set_title(name)
-    axes[0].legend(loc="lower left", fontsize=9)
+    axes[0].legend(loc="best", fontsize=8)
     fig.suptitle(title or "Score after each pruning stage")
     fig.tight_layout()
     return _save(fig, path)
 
 
 def plot_group_sparsity(records: list[dict], path: str | Path, title: str = "") -> Path:
+    """Grouped bars: for each layer group, its non-zero fraction after each stage (light to dark)."""
     stages = [r for r in records if r.get("event") == "stage"]
-    fig, ax = plt.subplots(figsize=(8, 4.2))
+    fig, ax = plt.subplots(figsize=(9, 4.2))
     if stages:
-        groups = list(stages[0]["groups"])
-        xs = [r["stage"] for r in stages]
-        for g in groups:
-            ax.plot(xs, [r["groups"][g]["nonzero_ratio"] for r in stages], "o-", label=GROUP_LABELS.get(g, g))
-        ax.plot(xs, [r["nonzero_ratio"] for r in stages], "k--", lw=2, label="whole model (honest)")
-        ax.set_xticks(xs)
-    ax.set_xlabel("pruning stage")
+        groups = list(stages[0]["groups"]) + ["model"]
+        n = len(stages)
+        width = 0.8 / n
+        cmap = plt.get_cmap("Blues")
+        for i, r in enumerate(stages):
+            vals = [r["groups"][g]["nonzero_ratio"] for g in groups[:-1]] + [r["nonzero_ratio"]]
+            xs = [j - 0.4 + width * (i + 0.5) for j in range(len(groups))]
+            ax.bar(xs, vals, width, color=cmap(0.35 + 0.6 * i / max(n - 1, 1)), label=f"stage {r['stage']}")
+        last = stages[-1]
+        for j, g in enumerate(groups):
+            v = last["nonzero_ratio"] if g == "model" else last["groups"][g]["nonzero_ratio"]
+            ax.text(j + 0.4 - width / 2, v + 0.02, f"{v:.2f}", ha="center", fontsize=8)
+        ax.set_xticks(range(len(groups)))
+        ax.set_xticklabels([GROUP_LABELS.get(g, "whole model\n(honest)") for g in groups], fontsize=8)
+        ax.legend(fontsize=8, ncol=min(n, 6), loc="upper right")
     ax.set_ylabel("fraction of weights non-zero")
-    ax.set_ylim(0, 1.05)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, ncol=2)
-    ax.set_title(title or "Non-zero weights per layer group after each stage")
+    ax.set_ylim(0, 1.12)
+    ax.grid(alpha=0.3, axis="y")
+    ax.set_title(title or "Non-zero weights per layer group after each stage (label: final)")
     fig.tight_layout()
     return _save(fig, path)
 

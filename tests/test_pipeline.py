@@ -1,0 +1,118 @@
+"""The whole pipeline and the CLI on a tiny budget: run folder, pruning.json, export, DDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import ROOT
+from summprune.__main__ import main as cli
+from summprune.config import load_config
+from summprune.pipeline import run
+
+TINY = ["data.synthetic_docs=64", "data.val_size=6", "eval.docs=6", "eval.max_length=24",
+        "eval.batch_size=6", "train.max_steps=6", "train.logging_steps=2", "model.tiny_d_model=32",
+        "model.tiny_d_ff=64", "model.tiny_vocab=400"]
+
+
+def read_jsonl(path):
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+
+def test_run_writes_run_folder_and_loadable_model(tmp_path):
+    cfg = load_config(ROOT / "configs" / "smoke.toml",
+                      TINY + [f"runs_dir={tmp_path}", f"output_dir={tmp_path / 'model'}", "export_format=hf"])
+    for st in cfg.prune.stages:
+        st.recover_steps = 2
+    summary = run(cfg, log_print=lambda s: None)
+    run_dir = tmp_path / "smoke"
+    assert {"config.json", "metrics.jsonl", "summary.json"} <= {p.name for p in run_dir.iterdir()}
+    assert json.loads((run_dir / "config.json").read_text())["train"]["max_steps"] == 6
+    events = [r["event"] for r in read_jsonl(run_dir / "metrics.jsonl")]
+    assert events[0] == "initial" and "finetuned" in events and events.count("stage") == 3
+    assert "train_log" in events and events[-1] == "export"
+
+    info = json.loads((tmp_path / "model" / "pruning.json").read_text())
+    assert len(info["stages"]) == 3
+    for st in info["stages"] + [info["final"]]:
+        assert {"mask_ratio", "nonzero_ratio", "groups"} <= set(st)
+    ratios = [s["mask_ratio"] for s in info["stages"]]
+    assert ratios == sorted(ratios, reverse=True) and ratios[-1] < 0.6
+    assert summary["final"]["nonzero_ratio"] == pytest.approx(info["final"]["nonzero_ratio"])
+
+    # plain transformers loads it offline, and it computes with the pruned weights
+    from transformers import AutoModelForSeq2SeqLM
+
+    from summprune.sparsity import nonzero_ratio
+
+    plain = AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "model")
+    assert nonzero_ratio(plain) == pytest.approx(info["final"]["nonzero_ratio"])
+    assert plain.lm_head.weight is plain.shared.weight
+    assert not list((tmp_path / "model").glob("*.bin"))
+
+    # a second run with the same data/model/train config reuses the fine-tuned checkpoint
+    run(cfg, log_print=lambda s: None)
+    ft = [r for r in read_jsonl(run_dir / "metrics.jsonl") if r["event"] == "finetune"]
+    assert ft and "reused" in ft[0]
+
+
+@pytest.fixture
+def tiny_dir(tmp_path, tiny_model):
+    from summprune.synthetic import make_corpus, train_tokenizer
+
+    d = tmp_path / "tiny"
+    tok = train_tokenizer([r["text"] for r in make_corpus(20)], vocab_size=100)
+    tiny_model.save_pretrained(d)
+    tok.save_pretrained(d)
+    return d
+
+
+def test_cli_prune_no_train_writes_stage_ratios(tmp_path, tiny_dir, capsys):
+    out = tmp_path / "pruned"
+    assert cli(["prune", "--model", str(tiny_dir), "--config", str(ROOT / "configs" / "seed.toml"),
+                "--output", str(out), "--no-train"]) == 0
+    info = json.loads((out / "pruning.json").read_text())
+    assert len(info["stages"]) == 6 and set(info["final"]) >= {"mask_ratio", "nonzero_ratio", "groups"}
+    # tied mode: every stage's honest ratio equals the course ratio
+    for st in info["stages"]:
+        assert st["nonzero_ratio"] == pytest.approx(st["mask_ratio"], abs=1e-9)
+    assert "wrote" in capsys.readouterr().out
+    assert cli(["report", "--model", str(out)]) == 0
+    assert f"{info['final']['nonzero_ratio']:.4f}" in capsys.readouterr().out
+
+
+def test_cli_errors_are_clear(tmp_path, tiny_dir, capsys):
+    rc = cli(["prune", "--model", str(tmp_path / "nope"), "--config", str(ROOT / "configs" / "seed.toml"),
+              "--output", str(tmp_path / "o"), "--no-train"])
+    assert rc == 2 and "nope" in capsys.readouterr().err
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[[prune.stages]]\namounts = { enc_ffn = 1.2 }\n")
+    rc = cli(["prune", "--model", str(tiny_dir), "--config", str(bad), "--output", str(tmp_path / "o"), "--no-train"])
+    assert rc == 2 and "bad.toml" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate CLI not installed")
+def test_two_process_finetune_under_accelerate(tmp_path):
+    """The multi-process path without GPUs: two CPU processes (gloo) fine-tune, prune, export."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    cmd = ["accelerate", "launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "summprune", "run",
+           str(ROOT / "configs" / "smoke.toml"), *TINY, "name=ddp", f"runs_dir={tmp_path}",
+           f"output_dir={tmp_path / 'model'}"]
+    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
+    assert summary["final"]["nonzero_ratio"] < 0.6
+    logs = read_jsonl(tmp_path / "ddp" / "metrics.jsonl")
+    ft = [r for r in logs if r["event"] == "finetune"]
+    assert ft and ft[0]["global_step"] == 6
+    # one line per event: only the main process writes
+    assert sum(r["event"] == "initial" for r in logs) == 1
+    assert (tmp_path / "model" / "compact.json").is_file()
