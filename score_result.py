@@ -89,23 +89,6 @@ def _choose_model(arg: str | None) -> Path | None:
     return Path(arg)
 
 
-def recorded_mask_ratio(model_dir: Path) -> float | None:
-    """``final.mask_ratio`` of ``model_dir/pruning.json``, the ratio measured at export (a
-    permanently pruned model has no masks left to count); None if there is none."""
-    path = model_dir / "pruning.json"
-    if not path.is_file():
-        return None
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))["final"]["mask_ratio"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        _warn(f"{path}: no usable final.mask_ratio ({type(e).__name__}: {e}); counting the model's masks")
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-        _warn(f"{path}: final.mask_ratio {value!r} is not a number in [0, 1]; counting the model's masks")
-        return None
-    return float(value)
-
-
 def model_ratios(model_dir: Path) -> tuple[dict[str, float], str]:
     """``{"mask_ratio", "nonzero_ratio"}`` of the model in ``model_dir`` and where mask_ratio
     came from."""
@@ -117,13 +100,13 @@ def model_ratios(model_dir: Path) -> tuple[dict[str, float], str]:
     except (OSError, ValueError, RuntimeError) as e:
         raise _Fail(f"--model {model_dir}: cannot load the model: {e} (--model none scores "
                     "without one)") from None
-    recorded = recorded_mask_ratio(model_dir)
+    recorded = sparsity.recorded_mask_ratio(model_dir, warn=_warn)
     if recorded is not None:
         mask, source = recorded, "pruning.json final.mask_ratio"
     else:
         mask = sparsity.mask_ratio(model)
         has_masks = any(n.endswith("_mask") for n, _ in model.named_buffers())
-        source = "the model's masks" if has_masks else "no masks and no pruning.json: 1 by definition"
+        source = "the model's masks" if has_masks else "zero weights (no masks, no pruning.json)"
     return {"mask_ratio": mask, "nonzero_ratio": sparsity.nonzero_ratio(model)}, source
 
 

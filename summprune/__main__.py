@@ -47,10 +47,9 @@ def _cmd_report(a) -> int:
 
     model = load_model(a.model)
     rep = S.report(model)
-    pj = Path(a.model) / "pruning.json"
-    if pj.is_file():
-        # A permanently pruned model has no masks left; the course ratio is the one at export.
-        rep["mask_ratio"] = json.loads(pj.read_text())["final"]["mask_ratio"]
+    recorded = S.recorded_mask_ratio(a.model, warn=lambda m: print(m, file=sys.stderr))
+    if recorded is not None:
+        rep["mask_ratio"] = recorded  # masks are gone once saved; this is the ratio at export
     print(S.format_table(rep))
     return 0
 

@@ -64,9 +64,38 @@ def dense_param_count(model: nn.Module) -> int:
 
 
 def mask_ratio(model: nn.Module) -> float:
+    """The course's ratio. Once pruning is permanent (no masks left), the masks' zeros are zeros
+    in the weights, so those are counted instead; for a model saved by this package prefer
+    :func:`recorded_mask_ratio`, the number measured before export."""
     total = sum(p.numel() for p in model.parameters())
-    zeros = sum(int((b == 0).sum()) for n, b in model.named_buffers() if n.endswith("_mask"))
+    masks = [b for n, b in model.named_buffers() if n.endswith("_mask")]
+    if masks:
+        zeros = sum(int((b == 0).sum()) for b in masks)
+    else:
+        zeros = sum(int((p == 0).sum()) for p in model.parameters())
     return (total - zeros) / total
+
+
+def recorded_mask_ratio(model_dir, warn=None) -> float | None:
+    """``final.mask_ratio`` of ``model_dir/pruning.json`` (the course ratio measured at export,
+    while the masks existed), or None if absent or unusable (``warn`` is told why)."""
+    import json
+    from pathlib import Path
+
+    path = Path(model_dir) / "pruning.json"
+    if not path.is_file():
+        return None
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))["final"]["mask_ratio"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        if warn:
+            warn(f"{path}: no usable final.mask_ratio ({type(e).__name__}: {e}); counting the model instead")
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        if warn:
+            warn(f"{path}: final.mask_ratio {value!r} is not a number in [0, 1]; counting the model instead")
+        return None
+    return float(value)
 
 
 def nonzero_count(model: nn.Module) -> int:
