@@ -1,0 +1,216 @@
+"""generate_csv.py in-process: course CSV format, --limit, resume after Ctrl-C, bad inputs."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from summprune import generate as gen
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("generate_csv", ROOT / "generate_csv.py")
+generate_csv = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(generate_csv)
+
+N_DOCS = 7
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path, monkeypatch):
+    # The default --model is ./pruned_model and --output ./submission.csv: never touch the repo's.
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    """A tiny T5 + a tokenizer trained on the synthetic corpus, saved like an hf export."""
+    from summprune.modeling import build_tiny_model
+    from summprune.synthetic import make_corpus, train_tokenizer
+
+    rows = make_corpus(30, seed=5)
+    tok = train_tokenizer([r["text"] for r in rows] + [r["summary"] for r in rows], vocab_size=300)
+    model = build_tiny_model(vocab_size=len(tok), d_model=32, layers=2, heads=4, d_ff=64, seed=4)
+    with torch.no_grad():  # let the encoder steer the output: documents get different summaries
+        model.shared.weight.mul_(0.03)
+    d = tmp_path_factory.mktemp("model") / "tiny_model"
+    model.save_pretrained(str(d))
+    tok.save_pretrained(str(d))
+    return d
+
+
+@pytest.fixture
+def data(tmp_path) -> Path:
+    from summprune.synthetic import make_corpus
+
+    rows = make_corpus(N_DOCS, seed=6)
+    path = tmp_path / "test.jsonl"
+    path.write_text("".join(json.dumps({"text": r["text"][: 150 + 120 * i]}) + "\n" for i, r in enumerate(rows)),
+                    encoding="utf-8")
+    return path
+
+
+def run(model_dir, data, out, *extra) -> int:
+    return generate_csv.main(["--model", str(model_dir), "--data", str(data), "--output", str(out),
+                              "--max-length", "12", "--batch-size", "3", "--device", "cpu",
+                              "--no-progress", *extra])
+
+
+def read_rows(path: Path) -> list[list[str]]:
+    with path.open(encoding="utf-8", newline="") as f:
+        return list(csv.reader(f))
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    """Record the IDs each generate_summaries call generates; optionally Ctrl-C after N batches,
+    or alter the summaries (to see the CSV cleaning)."""
+    real = gen.generate_summaries
+    state = {"calls": [], "interrupt_after": None, "suffix": "", "real": real}
+
+    def wrapper(*args, on_batch=None, **kw):
+        ids_this_call: list[int] = []
+        state["calls"].append(ids_this_call)
+
+        def hook(ids, summaries):
+            ids_this_call.extend(ids)
+            on_batch(ids, [s + state["suffix"] for s in summaries])
+            n = state["interrupt_after"]
+            if n is not None and len(ids_this_call) >= n:
+                raise KeyboardInterrupt
+
+        return real(*args, on_batch=hook, **kw)
+
+    monkeypatch.setattr(gen, "generate_summaries", wrapper)
+    return state
+
+
+def test_csv_course_format(model_dir, data, tmp_path, counted):
+    from summprune.modeling import load_tokenizer
+
+    counted["suffix"] = ", then\nmore\r\nlines é"
+    out = tmp_path / "sub.csv"
+    assert run(model_dir, data, out) == 0
+    raw = out.read_bytes().decode("utf-8")  # UTF-8 (the é survives)
+    lines = raw.split("\n")
+    assert lines[0] == '"ID","Predict"' and lines[-1] == ""
+    assert len(lines) == N_DOCS + 2
+    for i, line in enumerate(lines[1:-1]):
+        assert line.startswith(f'"{i}","') and line.endswith('"'), line  # QUOTE_ALL, ID order
+    rows = read_rows(out)
+    assert rows[0] == ["ID", "Predict"]
+    assert [r[0] for r in rows[1:]] == [str(i) for i in range(N_DOCS)]
+    assert len({r[1] for r in rows[1:]}) > 1  # documents get different summaries
+
+    texts = [json.loads(x)["text"] for x in data.read_text(encoding="utf-8").splitlines()]
+    tok = load_tokenizer(model_dir)
+    from summprune.export import load_model
+
+    expected = counted["real"](load_model(model_dir), tok, texts, max_length=12, progress=False)
+    for (i, pred), row in zip(expected.items(), rows[1:]):
+        assert row[1] == gen.clean_prediction(pred + ", then\nmore\r\nlines é")
+        assert row[1].endswith(". then more lines é") and "," not in row[1] and "\n" not in row[1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sub.csv", "test.jsonl"]  # no sidecar, no temp
+
+
+def test_limit(model_dir, data, tmp_path):
+    out = tmp_path / "sub.csv"
+    assert run(model_dir, data, out, "--limit", "3") == 0
+    assert [r[0] for r in read_rows(out)] == ["ID", "0", "1", "2"]
+    assert run(model_dir, data, out, "--limit", "100") == 0
+    assert len(read_rows(out)) == N_DOCS + 1
+
+
+def test_interrupt_then_resume_gives_the_uninterrupted_csv(model_dir, data, tmp_path, counted, capsys):
+    out = tmp_path / "sub.csv"
+    partial = tmp_path / "sub.csv.partial.jsonl"
+    meta = tmp_path / "sub.csv.partial.meta.json"
+    counted["interrupt_after"] = 3  # Ctrl-C after the first batch of 3
+    assert run(model_dir, data, out) == 130
+    assert "re-run the same command to resume" in capsys.readouterr().err
+    assert not out.exists() and partial.is_file() and meta.is_file()
+    first = counted["calls"][-1]
+    assert len(first) == 3 and len(partial.read_text(encoding="utf-8").splitlines()) == 3
+
+    counted["interrupt_after"] = None
+    assert run(model_dir, data, out) == 0
+    assert f"resuming: 3 of {N_DOCS} done" in capsys.readouterr().err
+    second = counted["calls"][-1]
+    assert sorted(first + second) == list(range(N_DOCS))  # only the remaining IDs generated
+    assert not partial.exists() and not meta.exists()
+
+    fresh = tmp_path / "fresh.csv"
+    assert run(model_dir, data, fresh) == 0
+    assert out.read_bytes() == fresh.read_bytes()
+
+
+def test_resume_survives_a_torn_last_line(model_dir, data, tmp_path, counted, capsys):
+    out = tmp_path / "sub.csv"
+    counted["interrupt_after"] = 3
+    assert run(model_dir, data, out) == 130
+    with (tmp_path / "sub.csv.partial.jsonl").open("a", encoding="utf-8") as f:
+        f.write('{"id": 5, "predic')  # killed mid-write
+    counted["interrupt_after"] = None
+    assert run(model_dir, data, out) == 0
+    assert f"resuming: 3 of {N_DOCS} done" in capsys.readouterr().err
+    assert len(counted["calls"][-1]) == N_DOCS - 3
+    assert [r[0] for r in read_rows(out)[1:]] == [str(i) for i in range(N_DOCS)]
+
+
+def test_changed_arguments_start_over(model_dir, data, tmp_path, counted, capsys):
+    out = tmp_path / "sub.csv"
+    counted["interrupt_after"] = 3
+    assert run(model_dir, data, out) == 130
+    counted["interrupt_after"] = None
+    assert generate_csv.main(["--model", str(model_dir), "--data", str(data), "--output", str(out),
+                              "--max-length", "10", "--batch-size", "3", "--device", "cpu",
+                              "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "different arguments (max_length); starting over" in err
+    assert sorted(counted["calls"][-1]) == list(range(N_DOCS))
+
+
+def _fails(capsys, tmp_path, argv, *needles) -> None:
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert generate_csv.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "generate_csv.py: error:" in err
+    for needle in needles:
+        assert needle in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
+
+
+def test_missing_model_dir(capsys, tmp_path, data):
+    _fails(capsys, tmp_path, ["--model", str(tmp_path / "nope"), "--data", str(data)],
+           str(tmp_path / "nope"), "python -m summprune run")
+    _fails(capsys, tmp_path, ["--data", str(data)], "pruned_model", "not found")  # the default
+
+
+def test_model_dir_without_weights(capsys, tmp_path, data):
+    d = tmp_path / "half_model"
+    d.mkdir()
+    (d / "config.json").write_text("{}", encoding="utf-8")
+    _fails(capsys, tmp_path, ["--model", str(d), "--data", str(data)],
+           "model.safetensors or compact.json", str(d))
+
+
+def test_data_without_text(capsys, tmp_path, model_dir):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"body": "no text column here"}\n', encoding="utf-8")
+    _fails(capsys, tmp_path, ["--model", str(model_dir), "--data", str(bad)], str(bad), "text")
+    _fails(capsys, tmp_path, ["--model", str(model_dir), "--data", str(tmp_path / "missing.jsonl")],
+           "missing.jsonl")
+
+
+def test_bad_options(capsys, tmp_path, model_dir, data):
+    base = ["--model", str(model_dir), "--data", str(data)]
+    _fails(capsys, tmp_path, base + ["--max-length", "0"], "--max-length")
+    _fails(capsys, tmp_path, base + ["--device", "tpu"], "--device", "tpu")
+    _fails(capsys, tmp_path, base + ["--dtype", "fp8"], "--dtype")
+    _fails(capsys, tmp_path, base + ["--dtype", "fp16", "--device", "cpu"], "fp16")
+    _fails(capsys, tmp_path, base + ["--limit", "0"], "--limit")
+    _fails(capsys, tmp_path, base + ["--output", str(tmp_path / "no_dir" / "x.csv")], "no_dir")
