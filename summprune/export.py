@@ -380,12 +380,8 @@ def _load_compact(d: Path) -> T5ForConditionalGeneration:
     if extra:
         raise ValueError(f"{weights}: tensor(s) not described by {MANIFEST}: {extra[:5]}")
 
-    try:
-        config = T5Config.from_pretrained(str(d))
-    except Exception as e:
-        raise ValueError(f"{d / 'config.json'}: cannot be read as a T5 config ({e})") from None
-    with torch.device("meta"):
-        model = T5ForConditionalGeneration(config)
+    model = _meta_model(d)
+    config = model.config
     want = {k: list(v.shape) for k, v in model.state_dict().items()}
 
     aliases = {a: c for c, al in tied.items() for a in al}
@@ -512,12 +508,7 @@ def _validate_hf_dir(d: Path) -> None:
                     have[k] = list(f.get_slice(k).get_shape())
         except Exception as e:
             raise ValueError(f"{s}: cannot be read as safetensors ({e}); the file is truncated or corrupt") from None
-    try:
-        config = T5Config.from_pretrained(str(d))
-    except Exception as e:
-        raise ValueError(f"{d / 'config.json'}: cannot be read as a T5 config ({e})") from None
-    with torch.device("meta"):
-        meta = T5ForConditionalGeneration(config)
+    meta = _meta_model(d)
     groups: dict[int, list[str]] = {}
     for k, t in meta.state_dict(keep_vars=True).items():
         groups.setdefault(id(t), []).append(k)
@@ -716,3 +707,13 @@ def _sha256_file(path: Path, chunk: int = 1 << 22) -> str:
 
 
 __all__ = ["save_hf", "save_compact", "load_model", "export_model", "dir_size", "FORMAT", "VERSION"]
+
+
+def _meta_model(d: Path) -> T5ForConditionalGeneration:
+    """The architecture of ``d/config.json`` on the meta device (shapes only, no memory)."""
+    try:
+        config = T5Config.from_pretrained(str(d))
+    except Exception as e:
+        raise ValueError(f"{d / 'config.json'}: cannot be read as a T5 config ({e})") from None
+    with torch.device("meta"):
+        return T5ForConditionalGeneration(config)
