@@ -86,7 +86,7 @@ def fingerprint_files(paths: list[Path]) -> str:
     h = hashlib.sha256()
     for f in sorted(paths):
         st = f.stat()
-        h.update(f"{f.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        h.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return h.hexdigest()[:16]
 
 

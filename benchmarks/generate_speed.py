@@ -116,7 +116,7 @@ def line(r: Run, n: int, ref: Run | None, threads: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="generate_speed.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default=str(ROOT.parent / "shared" / "billsum" / "us_test_sample.jsonl"),
-                   help="JSONL with a text field (default: ../shared/billsum/us_test_sample.jsonl)")
+                   help="JSONL with text and summary fields (default: ../shared/billsum/us_test_sample.jsonl)")
     p.add_argument("--config-dir", default=str(ROOT.parent / "shared" / "t5-small"),
                    help="model config.json + tokenizer (default: ../shared/t5-small)")
     p.add_argument("--docs", type=int, default=20)
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     lengths = [min(len(ids), MAX_SOURCE) for ids in tok([PREFIX + t for t in texts])["input_ids"]]
     print(f"{n} docs from {args.data}; source tokens (truncated to {MAX_SOURCE}): "
           f"min {min(lengths)} mean {sum(lengths) / n:.0f} max {max(lengths)}")
-    print(f"model: random t5-small shape ({sum(p.numel() for p in model.parameters()):,} params), "
+    print(f"model: random t5-small shape ({sum(t.numel() for t in model.parameters()):,} params), "
           f"attn={model.config._attn_implementation}; torch {torch.__version__}, "
           f"transformers {transformers.__version__}, {torch.get_num_threads()} threads, "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
@@ -187,8 +187,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"   fp32 summaries: {len(set(best.out))} distinct of {n}, "
           f"{sum(len(set(t.split())) for t in best.out) / n:.1f} distinct words each on average, "
           f"{sum(not t for t in best.out)} empty (random weights: repetitive, but document-dependent)")
-    n_diff = differ(best.out, ref.out)[0] if ref else None
+    mismatched = [r.name for r in runs if ref and differ(r.out, ref.out)[0]]
     if ref:
+        n_diff = differ(best.out, ref.out)[0]
         print(f"-> ours: batch size {bs}: {ref.wall / best.wall:.2f}x the reference's speed; "
               f"identical outputs: {n - n_diff}/{n}"
               + ("" if n_diff == 0 else "  <-- MISMATCH"))
@@ -208,7 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     if starved:
         print(f"WARNING: other jobs took the CPUs during: {', '.join(starved)} (under 85% busy); "
               "their times are inflated. Re-run on a quiet machine before quoting them.")
-    return 0 if not n_diff else 1
+    if mismatched:
+        print(f"FAILED: outputs differ from the reference in: {', '.join(mismatched)}")
+    return 1 if mismatched else 0
 
 
 if __name__ == "__main__":
