@@ -107,6 +107,53 @@ class StageConfig:
     recover_steps: int = _help("If > 0, recovery runs this many optimizer steps instead of epochs.", default=0)
 
 
+#: Gradual-pruning schedules and per-group allocations (summprune.schedules / summprune.allocate).
+from .schedules import SCHEDULES  # noqa: E402  (pure Python, no torch)
+
+ALLOCATIONS = ("uniform", "global", "reference", "auto")
+
+
+@dataclass
+class GradualConfig:
+    target_nonzero_ratio: float = _help(
+        "Honest nonzero_ratio to reach (non-zeros the model computes with / dense parameters, the "
+        "tied embedding counted once), hit exactly; required, in (0, 1).",
+        default=0.0,
+    )
+    schedule: str = _help(
+        "Cumulative sparsity per step: 'cubic' (Zhu & Gupta 2017), 'linear', 'geometric' (the same "
+        "fraction of the remaining weights each step, like the course recipe) or 'constant' (all at "
+        "the first step, then recovery only).",
+        default="cubic",
+    )
+    steps: int = _help("Pruning steps (each followed by recovery).", default=10)
+    recover_steps: int = _help("Recovery optimizer steps after every pruning step.", default=0)
+    recover_epochs: float = _help("Recovery epochs after every pruning step (with recover_steps = 0).", default=0.0)
+    final_recover_steps: int = _help(
+        "Extra recovery steps after the last pruning step (added to its recover_steps).", default=0)
+    final_recover_epochs: float = _help("Extra recovery epochs after the last pruning step.", default=0.0)
+    learning_rate: float | None = _help("Recovery learning rate (None = train.learning_rate).", default=None)
+    allocation: str = _help(
+        "Per-group sparsity: 'uniform' (same fraction of every group), 'global' (one L1 threshold "
+        "over all prunable weights), 'reference' (the course recipe's group proportions scaled to the "
+        "target) or 'auto' (measured per-group sensitivity, least predicted loss).",
+        default="uniform",
+    )
+    sensitivity_levels: list[float] = _help(
+        "allocation='auto': group sparsities at which each group's validation loss is measured; "
+        "the highest is the most a group can be pruned.",
+        default_factory=lambda: [0.5, 0.7, 0.8, 0.9, 0.95, 0.98],
+    )
+    sensitivity_docs: int = _help("allocation='auto': validation documents for the loss.", default=64)
+    distill_alpha: float = _help(
+        "Recovery loss = alpha * CE(labels) + (1 - alpha) * T^2 * KL(teacher || student); the "
+        "teacher is the dense model before pruning. 1.0 = no distillation (no teacher kept).",
+        default=1.0,
+    )
+    distill_temperature: float = _help("Distillation temperature T.", default=2.0)
+    eval_every: int = _help("Generate and score every N steps (0 = after the last step only).", default=0)
+
+
 @dataclass
 class PruneConfig:
     tie_mode: str = _help(
@@ -121,6 +168,10 @@ class PruneConfig:
         default_factory=dict,
     )
     stages: list[StageConfig] = _help("The recipe: stages applied in order.", default_factory=list)
+    gradual: GradualConfig | None = _help(
+        "Gradual pruning to a target honest ratio ([prune.gradual]); an alternative to stages.",
+        default=None,
+    )
 
 
 @dataclass
@@ -281,6 +332,8 @@ def validate(cfg: ExperimentConfig, source: str = "<config>") -> None:
             bad(f"prune.stages[{i}].repeat={st.repeat}: must be >= 1")
         if st.recover_epochs < 0 or st.recover_steps < 0:
             bad(f"prune.stages[{i}]: recovery epochs/steps must be >= 0")
+    if cfg.prune.gradual is not None:
+        _validate_gradual(cfg.prune.gradual, cfg.prune, bad)
     for k in ("max_source_length", "max_target_length"):
         if getattr(cfg.data, k) < 1:
             bad(f"data.{k} must be >= 1")
@@ -300,6 +353,37 @@ def validate(cfg: ExperimentConfig, source: str = "<config>") -> None:
         bad(f"export_format={cfg.export_format!r}: choose 'compact' or 'hf'")
     if cfg.export_dtype not in ("fp32", "fp16", "bf16"):
         bad(f"export_dtype={cfg.export_dtype!r}: choose fp32, fp16 or bf16")
+
+
+def _validate_gradual(gr: GradualConfig, pr: PruneConfig, bad) -> None:
+    w = "prune.gradual"
+    if pr.stages:
+        bad(f"{w} and prune.stages are alternatives (a target ratio, or explicit stages): remove one")
+    if not 0.0 < gr.target_nonzero_ratio < 1.0:
+        bad(f"{w}.target_nonzero_ratio={gr.target_nonzero_ratio}: set the honest nonzero_ratio to reach, in (0, 1)")
+    if gr.schedule not in SCHEDULES:
+        bad(f"{w}.schedule={gr.schedule!r}: choose one of {list(SCHEDULES)}")
+    if gr.steps < 1:
+        bad(f"{w}.steps={gr.steps}: must be >= 1")
+    if min(gr.recover_steps, gr.recover_epochs, gr.final_recover_steps, gr.final_recover_epochs) < 0:
+        bad(f"{w}: recovery steps/epochs must be >= 0")
+    if gr.learning_rate is not None and gr.learning_rate <= 0:
+        bad(f"{w}.learning_rate={gr.learning_rate}: must be > 0")
+    if gr.allocation not in ALLOCATIONS:
+        bad(f"{w}.allocation={gr.allocation!r}: choose one of {list(ALLOCATIONS)}")
+    lv = gr.sensitivity_levels
+    if not lv or any(not 0.0 < x < 1.0 for x in lv) or any(b <= a for a, b in zip(lv, lv[1:])):
+        bad(f"{w}.sensitivity_levels={lv}: need increasing sparsities in (0, 1)")
+    if gr.sensitivity_docs < 1:
+        bad(f"{w}.sensitivity_docs={gr.sensitivity_docs}: must be >= 1")
+    if gr.allocation == "auto" and pr.tie_mode == "course":
+        bad(f"{w}.allocation='auto' needs prune.tie_mode 'tied' or 'untie'")
+    if not 0.0 <= gr.distill_alpha <= 1.0:
+        bad(f"{w}.distill_alpha={gr.distill_alpha}: must be in [0, 1] (1 = no distillation)")
+    if gr.distill_temperature <= 0:
+        bad(f"{w}.distill_temperature={gr.distill_temperature}: must be > 0")
+    if gr.eval_every < 0:
+        bad(f"{w}.eval_every={gr.eval_every}: must be >= 0")
 
 
 def expand_stages(stages: list[StageConfig]) -> list[StageConfig]:

@@ -8,6 +8,7 @@ synchronises training, and only the main process evaluates and writes files.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -125,6 +126,61 @@ def apply_recipe(model, stages: list[StageConfig], *, tie_mode: str, patterns: d
         if log:
             log(rec)
     return records
+
+
+def run_gradual_recipe(model, tokenizer, cfg: ExperimentConfig, train_ds=None, val_ds=None, *,
+                       output_dir: str | Path = "runs/gradual-trainer", metrics_path: str | Path | None = None,
+                       evaluate_fn: Callable[[], dict] | None = None, log: Callable[[dict], None] | None = None,
+                       log_print: Callable[[str], None] = print, state=None) -> tuple[list[dict], dict]:
+    """``[prune.gradual]``: prune to the target honest ratio with recovery (and distillation from a
+    frozen copy of the model as it is now, if ``distill_alpha < 1``) on ``train_ds``; ``val_ds``
+    (tokenized) gives the validation loss for ``allocation='auto'``. Without ``train_ds`` no
+    recovery runs (counts only). Returns ``(records, plan)``; the plan goes into pruning.json."""
+    from .gradual import run_gradual
+    from .train import validation_loss
+
+    gr = cfg.prune.gradual
+    teacher = None
+    if gr.distill_alpha < 1.0 and train_ds is not None:
+        teacher = copy.deepcopy(model).eval()
+        teacher.requires_grad_(False)
+    train_cfg = dataclasses.replace(cfg.train, learning_rate=gr.learning_rate) if gr.learning_rate else cfg.train
+
+    def recover(idx: int, steps: int, epochs: float, last: bool) -> dict:
+        log_print(f"gradual step {idx}: recovery fine-tuning ({steps} steps)" if steps
+                  else f"gradual step {idx}: recovery fine-tuning ({epochs} epochs)")
+        kw: dict = {}
+        if teacher is not None:
+            from .distill import DistillationTrainer
+
+            kw = {"trainer_cls": DistillationTrainer,
+                  "trainer_kwargs": {"teacher": teacher, "alpha": gr.distill_alpha,
+                                     "temperature": gr.distill_temperature}}
+        # a new seed per step: step-limited recoveries would otherwise all see the same batches
+        m = finetune(model, tokenizer, train_ds, dataclasses.replace(train_cfg, seed=train_cfg.seed + idx),
+                     output_dir, epochs=epochs,
+                     max_steps=steps if steps > 0 else -1, log_path=metrics_path,
+                     stage=f"recover-{idx}", **kw)
+        return {k: v for k, v in m.items() if isinstance(v, (int, float))}
+
+    loss_fn = None
+    if gr.allocation == "auto":
+        if val_ds is None:
+            raise ValueError("prune.gradual.allocation='auto' measures validation loss: it needs data "
+                             "(not available with --no-train)")
+        sub = val_ds.select(range(min(gr.sensitivity_docs, len(val_ds))))
+        loss_fn = lambda: validation_loss(model, tokenizer, sub, batch_size=cfg.train.eval_batch_size)  # noqa: E731
+    sync = None
+    if state is not None and state.num_processes > 1:
+        from accelerate.utils import broadcast_object_list
+
+        sync = lambda obj: broadcast_object_list([obj])[0]  # noqa: E731
+    try:
+        return run_gradual(model, gr, tie_mode=cfg.prune.tie_mode, patterns=cfg.prune.groups,
+                           recover=recover if train_ds is not None else None, evaluate_fn=evaluate_fn,
+                           log=log, loss_fn=loss_fn, sync=sync, log_print=log_print)
+    finally:
+        del teacher
 
 
 def pruning_info(cfg: ExperimentConfig, records: list[dict], final: dict) -> dict:
@@ -246,13 +302,22 @@ def run(cfg: ExperimentConfig, *, log_print: Callable[[str], None] = print) -> d
                   f"nonzero_ratio={rec['nonzero_ratio']:.4f}")
         log(rec)
 
-    records = apply_recipe(model, cfg.prune.stages, tie_mode=cfg.prune.tie_mode,
-                           patterns=cfg.prune.groups, recover=recover, evaluate_fn=evaluate_fn,
-                           log=log_stage)
+    plan = None
+    if cfg.prune.gradual is not None:
+        val_ds = tokenize(val_raw) if cfg.prune.gradual.allocation == "auto" else None
+        records, plan = run_gradual_recipe(
+            model, tok, cfg, train_ds, val_ds, output_dir=run_dir / "trainer", metrics_path=metrics_path,
+            evaluate_fn=evaluate_fn, log=log_stage, log_print=log_print, state=state)
+    else:
+        records = apply_recipe(model, cfg.prune.stages, tie_mode=cfg.prune.tie_mode,
+                               patterns=cfg.prune.groups, recover=recover, evaluate_fn=evaluate_fn,
+                               log=log_stage)
     final = stage_record(model, cfg.prune.groups)
     if records:
         final.update({k: records[-1][k] for k in ("kaggle_score", "rougeLsum") if k in records[-1]})
     info = pruning_info(cfg, records, final)
+    if plan is not None:
+        info["gradual"] = plan
     summary = {}
     if main:
         out = export(model.to("cpu"), tok, cfg.output_dir, info, cfg.export_format, cfg.export_dtype)
@@ -286,8 +351,9 @@ def prune_existing(model_dir: str | Path, cfg: ExperimentConfig, output: str | P
     model = load_model(model_dir)
     tok = load_tokenizer(model_dir)
     recover = None
+    train_ds = val_raw = None
     if train:
-        train_raw, _ = load_train_val(cfg.data)
+        train_raw, val_raw = load_train_val(cfg.data)
         train_ds = D.tokenize(train_raw, tok, cfg.data.prefix, cfg.data.max_source_length,
                               cfg.data.max_target_length)
 
@@ -300,8 +366,20 @@ def prune_existing(model_dir: str | Path, cfg: ExperimentConfig, output: str | P
         log_print(f"stage {rec['stage']}: mask_ratio={rec['mask_ratio']:.4f} "
                   f"nonzero_ratio={rec['nonzero_ratio']:.4f}")
 
-    records = apply_recipe(model, cfg.prune.stages, tie_mode=cfg.prune.tie_mode, patterns=cfg.prune.groups,
-                           recover=recover, log=log_stage)
+    plan = None
+    if cfg.prune.gradual is not None:
+        val_ds = None
+        if val_raw is not None and cfg.prune.gradual.allocation == "auto":
+            val_ds = D.tokenize(val_raw, tok, cfg.data.prefix, cfg.data.max_source_length,
+                                cfg.data.max_target_length)
+        records, plan = run_gradual_recipe(model, tok, cfg, train_ds, val_ds,
+                                           output_dir=Path(output).with_suffix(".trainer"),
+                                           log=log_stage, log_print=log_print)
+    else:
+        records = apply_recipe(model, cfg.prune.stages, tie_mode=cfg.prune.tie_mode, patterns=cfg.prune.groups,
+                               recover=recover, log=log_stage)
     info = pruning_info(cfg, records, stage_record(model, cfg.prune.groups))
+    if plan is not None:
+        info["gradual"] = plan
     export(model, tok, output, info, cfg.export_format, cfg.export_dtype)
     return info

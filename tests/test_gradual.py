@@ -1,0 +1,141 @@
+"""Gradual pruning reaches the target honest ratio exactly; the ready configs start on a tiny model."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from conftest import ROOT
+from summprune import sparsity as S
+from summprune.config import ConfigError, GradualConfig, load_config
+from summprune.gradual import group_counts, plan_gradual, prunable_budget, prune_to_counts, run_gradual
+
+X = torch.tensor([[5, 6, 7, 8, 9, 1]])
+Y = torch.tensor([[10, 11, 12, 1]])
+
+
+def _loss_fn(model):
+    def fn():
+        with torch.no_grad():
+            return float(model(input_ids=X, labels=Y).loss)
+    return fn
+
+
+@pytest.mark.parametrize("allocation", ["uniform", "global", "reference", "auto"])
+@pytest.mark.parametrize("target", [0.5, 0.1])
+def test_gradual_hits_the_honest_target_exactly(tiny_model, allocation, target):
+    tiny_model.eval()
+    g = GradualConfig(target_nonzero_ratio=target, schedule="cubic", steps=4, allocation=allocation,
+                      sensitivity_levels=[0.5, 0.8, 0.9, 0.95, 0.99])
+    seen = []
+    recs, plan = run_gradual(tiny_model, g, tie_mode="tied", loss_fn=_loss_fn(tiny_model),
+                             recover=lambda *a: seen.append(a) or {}, log_print=lambda s: None)
+    dense = S.dense_param_count(tiny_model)
+    # the model computes with exactly the target count of non-zeros (+-1 weight per group)
+    assert abs(S.nonzero_count(tiny_model) - round(target * dense)) <= len(plan["groups"])
+    assert S.nonzero_count(tiny_model) == plan["target_nonzero"]
+    counts = group_counts(tiny_model)
+    assert {k: c["unpruned"] for k, c in counts.items()} == {k: r["keep"] for k, r in plan["groups"].items()}
+    # the tied embedding is pruned as a group, for both of its uses
+    if target == 0.1 or allocation != "auto":  # at 0.1 every allocation has to prune it
+        assert counts["lm_head"]["unpruned"] < counts["lm_head"]["params"]
+        assert tiny_model.shared.weight_mask is tiny_model.lm_head.weight_mask
+    ratios = [r["nonzero_ratio"] for r in recs]
+    assert all(b < a for a, b in zip(ratios, ratios[1:])) and len(recs) == 4
+    assert ratios[-1] == pytest.approx(target, abs=1 / dense)
+    assert S.mask_ratio(tiny_model) == pytest.approx(ratios[-1], abs=1e-9)
+    assert recs[0]["amounts"]["enc_ffn"] > recs[-1]["amounts"]["enc_ffn"] or allocation == "auto"
+
+
+def test_recovery_budget_per_step_and_final(tiny_model):
+    g = GradualConfig(target_nonzero_ratio=0.3, steps=3, recover_steps=5, final_recover_steps=7)
+    seen = []
+    run_gradual(tiny_model, g, recover=lambda i, s, e, last: seen.append((i, s, last)) or {}, log_print=lambda s: None)
+    assert seen == [(1, 5, False), (2, 5, False), (3, 12, True)]
+
+
+def test_integer_amounts_are_exact_counts(tiny_model):
+    """torch's L1Unstructured takes an int amount as a number of weights, not rounded."""
+    from torch.nn.utils import prune as tp
+
+    lin = tiny_model.encoder.block[0].layer[1].DenseReluDense.wi
+    tp.l1_unstructured(lin, "weight", amount=123)
+    assert int((lin.weight_mask == 0).sum()) == 123
+    tp.l1_unstructured(lin, "weight", amount=7)  # 7 more of the remaining
+    assert int((lin.weight_mask == 0).sum()) == 130
+
+
+def test_course_and_untie_modes_count_the_dense_embedding(tiny_model):
+    b = prunable_budget(tiny_model, 0.5)
+    emb = tiny_model.shared.weight.numel()
+    from summprune import prune as P
+
+    P.prepare_model(tiny_model, "untie")
+    b2 = prunable_budget(tiny_model, 0.5)
+    assert b2["fixed"] == b["fixed"] + emb  # the input embedding stays dense
+    with pytest.raises(ValueError, match="unreachable"):
+        prunable_budget(tiny_model, 0.05)
+
+
+def test_unreachable_and_bad_targets(tiny_model):
+    with pytest.raises(ValueError, match="unreachable"):
+        plan_gradual(tiny_model, 1e-4)
+    prune_to_counts(tiny_model, {"enc_ffn": 100})
+    with pytest.raises(ValueError, match="cannot add weights back"):
+        plan_gradual(tiny_model, 0.9999)
+    with pytest.raises(ValueError, match="asked to keep"):
+        prune_to_counts(tiny_model, {"enc_ffn": 200})
+
+
+@pytest.mark.parametrize("text, match", [
+    ("[prune.gradual]\nschedule = 'cubic'", "target_nonzero_ratio=0.0"),
+    ("[prune.gradual]\ntarget_nonzero_ratio = 0.1\nschedule = 'exp'", "schedule='exp'"),
+    ("[prune.gradual]\ntarget_nonzero_ratio = 0.1\nallocation = 'best'", "allocation='best'"),
+    ("[prune.gradual]\ntarget_nonzero_ratio = 0.1\ndistill_alpha = 1.5", "distill_alpha=1.5"),
+    ("[prune.gradual]\ntarget_nonzero_ratio = 0.1\nsensitivity_levels = [0.9, 0.5]", "sensitivity_levels"),
+    ("[prune.gradual]\ntarget_nonzero_ratio = 0.1\nsteps = 0", "steps=0"),
+    ("[prune.gradual]\ntarget_nonzero_ratio = 0.1\n[[prune.stages]]\namounts = {enc_ffn = 0.1}", "alternatives"),
+    ("[prune]\ntie_mode = 'course'\n[prune.gradual]\ntarget_nonzero_ratio = 0.1\nallocation = 'auto'", "tie_mode"),
+])
+def test_gradual_config_errors(tmp_path, text, match):
+    p = tmp_path / "bad.toml"
+    p.write_text(text)
+    with pytest.raises(ConfigError, match=match):
+        load_config(p)
+
+
+def test_schedule_and_allocation_names_agree():
+    from summprune import allocate, config, schedules
+
+    assert config.SCHEDULES == schedules.SCHEDULES and config.ALLOCATIONS == allocate.ALLOCATIONS
+
+
+TINY = ["model.name=tiny", "model.tiny_d_model=32", "model.tiny_d_ff=64", "model.tiny_vocab=300",
+        "data.dataset=synthetic", "data.synthetic_docs=40", "data.val_size=8", "data.max_source_length=64",
+        "data.max_target_length=16", "train.max_steps=2", "train.batch_size=4", "train.logging_steps=1",
+        "train.precision=fp32", "eval.docs=2", "eval.max_length=8", "eval.batch_size=2",
+        "prune.gradual.steps=2", "prune.gradual.recover_steps=1", "prune.gradual.final_recover_steps=1",
+        "prune.gradual.recover_epochs=0", "prune.gradual.final_recover_epochs=0",
+        "prune.gradual.sensitivity_docs=4", "prune.gradual.eval_every=0", "export_format=compact"]
+
+
+@pytest.mark.parametrize("name", ["gradual_kd", "gradual_kd_030"])
+def test_ready_configs_start_on_a_tiny_model(tmp_path, name):
+    from summprune.pipeline import run
+
+    path = ROOT / "configs" / f"{name}.toml"
+    cfg = load_config(path)
+    assert cfg.prune.gradual is not None and cfg.model.name == "t5-small"
+    target = cfg.prune.gradual.target_nonzero_ratio
+    assert target == {"gradual_kd": 0.1, "gradual_kd_030": 0.3}[name]
+    cfg = load_config(path, TINY + [f"runs_dir={tmp_path}", f"output_dir={tmp_path / 'model'}", "threads=1"])
+    summary = run(cfg, log_print=lambda s: None)
+    assert summary["final"]["nonzero_ratio"] == pytest.approx(target, abs=1e-3)
+    info = json.loads((tmp_path / "model" / "pruning.json").read_text())
+    assert info["gradual"]["target_nonzero_ratio"] == target
+    assert set(info["gradual"]["groups"]) >= {"lm_head", "enc_ffn"}
+    recs = [json.loads(l) for l in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+    assert any(r.get("stage") == "recover-2" for r in recs)  # recovery ran (with its trainer)
