@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="fp32", choices=DTYPES,
                    help="fp32 = exact; bf16 (CPU autocast / GPU), fp16 (GPU) and int8 (CPU) are faster "
                         "but may change some summaries")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch (default: torch's, one per core); on a machine shared "
+                        "with other jobs, fewer threads than cores avoids stalls")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -175,6 +178,8 @@ def run(args) -> int:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1 (got {getattr(args, name)})")
     if args.limit is not None and args.limit < 1:
         raise UsageError(f"--limit must be >= 1 (got {args.limit})")
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"--threads must be >= 1 (got {args.threads})")
     try:
         device = gen.check_dtype(gen.resolve_device(args.device), args.dtype)
     except ValueError as e:
@@ -216,8 +221,13 @@ def run(args) -> int:
 
     model = tokenizer = None
     if len(done) < n:
+        import torch
+
         from summprune.export import load_model
         from summprune.modeling import load_tokenizer
+
+        if args.threads:
+            torch.set_num_threads(args.threads)
 
         try:
             model = load_model(model_dir)

@@ -117,6 +117,17 @@ def test_csv_course_format(model_dir, data, tmp_path, counted):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sub.csv", "test.jsonl"]  # no sidecar, no temp
 
 
+def test_compact_format_gives_the_same_csv(model_dir, data, tmp_path):
+    from summprune.export import load_model, save_compact
+    from summprune.modeling import load_tokenizer
+
+    compact = save_compact(load_model(model_dir), tmp_path / "compact_model", tokenizer=load_tokenizer(model_dir))
+    assert (compact / "compact.json").is_file()
+    assert run(model_dir, data, tmp_path / "hf.csv") == 0
+    assert run(compact, data, tmp_path / "compact.csv") == 0
+    assert (tmp_path / "hf.csv").read_bytes() == (tmp_path / "compact.csv").read_bytes()
+
+
 def test_limit(model_dir, data, tmp_path):
     out = tmp_path / "sub.csv"
     assert run(model_dir, data, out, "--limit", "3") == 0
@@ -213,4 +224,5 @@ def test_bad_options(capsys, tmp_path, model_dir, data):
     _fails(capsys, tmp_path, base + ["--dtype", "fp8"], "--dtype")
     _fails(capsys, tmp_path, base + ["--dtype", "fp16", "--device", "cpu"], "fp16")
     _fails(capsys, tmp_path, base + ["--limit", "0"], "--limit")
+    _fails(capsys, tmp_path, base + ["--threads", "0"], "--threads")
     _fails(capsys, tmp_path, base + ["--output", str(tmp_path / "no_dir" / "x.csv")], "no_dir")
