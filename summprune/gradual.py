@@ -138,8 +138,13 @@ def prune_to_counts(model: nn.Module, keep: dict[str, int], patterns: dict[str, 
         if n < 0:
             raise ValueError(f"group {g}: asked to keep {k} weights but only {now} are unpruned")
         if n > 0:
+            # Rank by the weights as they are now (weight_orig * weight_mask). torch's default
+            # score is the module's cached ``weight`` attribute, which the pruning hook last set
+            # at the previous forward pass: one optimizer step stale after recovery training.
             torch_prune.global_unstructured([(m, "weight") for m in mods],
-                                            pruning_method=torch_prune.L1Unstructured, amount=int(n))
+                                            pruning_method=torch_prune.L1Unstructured,
+                                            importance_scores={(m, "weight"): _weight(m) for m in mods},
+                                            amount=int(n))
         pruned[g] = n
     if tie_mode == "tied":
         P.sync_tied_masks(model)

@@ -68,6 +68,24 @@ def test_integer_amounts_are_exact_counts(tiny_model):
     assert int((lin.weight_mask == 0).sum()) == 130
 
 
+def test_pruning_ranks_the_current_weights_not_the_last_forward(tiny_model):
+    """After recovery the optimizer has changed weight_orig since the last forward pass; the next
+    step must rank by weight_orig * weight_mask, not by the module's cached ``weight``."""
+    prune_to_counts(tiny_model, {"enc_ffn": 3000})
+    mods = [tiny_model.encoder.block[i].layer[1].DenseReluDense.wi for i in range(2)]
+    with torch.no_grad():  # an "optimizer step" with no forward after it
+        for m in mods:
+            m.weight_orig.mul_(torch.rand(m.weight_orig.shape, generator=torch.Generator().manual_seed(1)) * 10)
+    from summprune.modeling import group_modules
+
+    ffn = [m for _, m in group_modules(tiny_model)["enc_ffn"]]
+    now = torch.cat([(m.weight_orig * m.weight_mask).detach().abs().flatten() for m in ffn])
+    prune_to_counts(tiny_model, {"enc_ffn": 1500})
+    after = torch.cat([(m.weight_orig * m.weight_mask).detach().abs().flatten() for m in ffn])
+    kept, dropped = now[after != 0], now[(after == 0) & (now != 0)]
+    assert kept.numel() == 1500 and float(kept.min()) >= float(dropped.max())
+
+
 def test_course_and_untie_modes_count_the_dense_embedding(tiny_model):
     b = prunable_budget(tiny_model, 0.5)
     emb = tiny_model.shared.weight.numel()
