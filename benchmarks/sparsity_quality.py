@@ -118,7 +118,7 @@ def score(model, tok, rows: list[dict], a, batch_size: int = 24) -> dict:
 
 
 def proxy_settings(a) -> dict:
-    return {"d_model": a.d_model, "layers": a.layers, "heads": 4, "d_ff": 4 * a.d_model, "vocab": a.vocab,
+    return {"d_model": a.d_model, "layers": a.layers, "heads": a.heads, "d_ff": 4 * a.d_model, "vocab": a.vocab,
             "train_docs": a.train_docs, "val_docs": a.val_docs, "corpus_seed": a.corpus_seed,
             "max_source_length": a.max_source_length, "max_target_length": a.max_target_length,
             "lr": a.proxy_lr, "batch_size": a.batch_size, "minutes": a.proxy_minutes,
@@ -148,7 +148,7 @@ def train_proxy(a, data: dict, out: Path) -> dict:
     t0 = time.time()
     tok = train_tokenizer([PREFIX + r["text"] for r in data["train"]] + [r["summary"] for r in data["train"]],
                           vocab_size=a.vocab)
-    model = build_tiny_model(len(tok), a.d_model, a.layers, 4, 4 * a.d_model, seed=0)
+    model = build_tiny_model(len(tok), a.d_model, a.layers, a.heads, 4 * a.d_model, seed=0)
     train_ds = to_dataset(data["train"], tok, a)
     val_ds = to_dataset(data["val"], tok, a)
     collator = DataCollatorForSeq2Seq(tok, model=model, label_pad_token_id=-100)
@@ -452,7 +452,8 @@ def parse_args(argv):
     p.add_argument("--proxy-dir", default=str(ROOT / "runs" / "proxy"))
     # proxy shape and data (changing any retrains the proxy)
     p.add_argument("--d-model", type=int, default=128)
-    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--layers", type=int, default=2, help="encoder and decoder layers each")
+    p.add_argument("--heads", type=int, default=4, help="attention heads (d_kv = d_model / heads)")
     p.add_argument("--vocab", type=int, default=2000)
     p.add_argument("--train-docs", type=int, default=4000)
     p.add_argument("--val-docs", type=int, default=100)

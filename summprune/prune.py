@@ -43,8 +43,12 @@ def prune_group(modules: list[nn.Module], amount: float) -> None:
         raise ValueError(f"amount={amount}: must be in [0, 1) (fraction of unpruned weights)")
     if amount == 0.0 or not modules:
         return
-    prune.global_unstructured([(m, "weight") for m in modules],
-                              pruning_method=prune.L1Unstructured, amount=amount)
+    # Rank by the weights as they are now: torch's default score is the cached ``weight`` the
+    # pruning hook set at the last forward pass, one optimizer step stale after recovery.
+    scores = {(m, "weight"): (m.weight_orig * m.weight_mask).detach() if is_pruned(m) else m.weight.detach()
+              for m in modules}
+    prune.global_unstructured([(m, "weight") for m in modules], pruning_method=prune.L1Unstructured,
+                              importance_scores=scores, amount=amount)
 
 
 def sync_tied_masks(model: nn.Module) -> None:

@@ -164,3 +164,18 @@ def test_seed_recipe_ratios_on_t5_small_shape(shared_dir):
         assert abs(g - e) <= 5e-4, (got, expected)
     assert recs[-1]["nonzero_ratio"] == pytest.approx(recs[-1]["mask_ratio"], abs=1e-6)
     assert len(expand_stages(cfg.prune.stages)) == 6
+
+
+def test_stage_ranks_the_current_weights_not_the_last_forward(tiny_model):
+    """A stage after recovery must rank by weight_orig * weight_mask: the module's cached
+    ``weight`` is from the last forward pass, one optimizer step stale."""
+    P.apply_stage(tiny_model, {"enc_ffn": 0.5})
+    ffn = [m for _, m in group_modules(tiny_model)["enc_ffn"]]
+    with torch.no_grad():  # an "optimizer step" with no forward after it
+        for i, m in enumerate(ffn):
+            m.weight_orig.mul_(torch.rand(m.weight_orig.shape, generator=torch.Generator().manual_seed(i)) * 10)
+    now = torch.cat([(m.weight_orig * m.weight_mask).detach().abs().flatten() for m in ffn])
+    P.apply_stage(tiny_model, {"enc_ffn": 0.5})
+    after = torch.cat([(m.weight_orig * m.weight_mask).detach().abs().flatten() for m in ffn])
+    kept, dropped = now[after != 0], now[(after == 0) & (now != 0)]
+    assert float(kept.min()) >= float(dropped.max())
