@@ -155,6 +155,35 @@ class GradualConfig:
 
 
 @dataclass
+class StructuredConfig:
+    """Physical removal of FFN neurons, attention heads and layers (summprune.structured), applied
+    after fine-tuning and before any unstructured pruning; the result is a standard smaller T5."""
+
+    ffn_keep: float = _help("Fraction of FFN neurons kept in every block (one d_ff for all).", default=1.0)
+    heads_keep: float = _help("Fraction of attention heads kept in every attention (one num_heads).", default=1.0)
+    encoder_layers: int = _help("Encoder blocks kept (0 = all).", default=0)
+    decoder_layers: int = _help("Decoder blocks kept (0 = all); decoder depth dominates generation time.",
+                                default=0)
+    layer_selection: str = _help("Which blocks stay: 'spread' (evenly spaced, first and last kept) or 'first'.",
+                                 default="spread")
+    importance: str = _help(
+        "Neuron/head ranking: 'taylor' ((sum w*dL/dw)^2 over training batches, Molchanov et al. 2019) "
+        "or 'weight' (weight norms).",
+        default="taylor",
+    )
+    importance_batches: int = _help("importance='taylor': training batches measured.", default=32)
+    recover_epochs: float = _help("Recovery fine-tuning after the removal.", default=0.0)
+    recover_steps: int = _help("If > 0, recovery runs this many optimizer steps instead of epochs.", default=0)
+    learning_rate: float | None = _help("Recovery learning rate (None = train.learning_rate).", default=None)
+    distill_alpha: float = _help(
+        "Recovery loss = alpha * CE + (1 - alpha) * T^2 * KL(teacher || student), the teacher being "
+        "the model before removal; 1.0 = no distillation.",
+        default=0.5,
+    )
+    distill_temperature: float = _help("Distillation temperature T.", default=2.0)
+
+
+@dataclass
 class PruneConfig:
     tie_mode: str = _help(
         "'tied' (default): pruning lm_head prunes the shared embedding for every use, so the "
@@ -170,6 +199,11 @@ class PruneConfig:
     stages: list[StageConfig] = _help("The recipe: stages applied in order.", default_factory=list)
     gradual: GradualConfig | None = _help(
         "Gradual pruning to a target honest ratio ([prune.gradual]); an alternative to stages.",
+        default=None,
+    )
+    structured: StructuredConfig | None = _help(
+        "Structured removal before unstructured pruning ([prune.structured]); combinable with "
+        "stages or gradual.",
         default=None,
     )
 
@@ -334,6 +368,8 @@ def validate(cfg: ExperimentConfig, source: str = "<config>") -> None:
             bad(f"prune.stages[{i}]: recovery epochs/steps must be >= 0")
     if cfg.prune.gradual is not None:
         _validate_gradual(cfg.prune.gradual, cfg.prune, bad)
+    if cfg.prune.structured is not None:
+        _validate_structured(cfg.prune.structured, bad)
     for k in ("max_source_length", "max_target_length"):
         if getattr(cfg.data, k) < 1:
             bad(f"data.{k} must be >= 1")
@@ -384,6 +420,32 @@ def _validate_gradual(gr: GradualConfig, pr: PruneConfig, bad) -> None:
         bad(f"{w}.distill_temperature={gr.distill_temperature}: must be > 0")
     if gr.eval_every < 0:
         bad(f"{w}.eval_every={gr.eval_every}: must be >= 0")
+
+
+def _validate_structured(sc: StructuredConfig, bad) -> None:
+    from .structured import IMPORTANCES, LAYER_SELECTIONS
+
+    w = "prune.structured"
+    for k in ("ffn_keep", "heads_keep"):
+        v = getattr(sc, k)
+        if not 0.0 < v <= 1.0:
+            bad(f"{w}.{k}={v}: a fraction kept, in (0, 1]")
+    if sc.encoder_layers < 0 or sc.decoder_layers < 0:
+        bad(f"{w}: encoder_layers/decoder_layers must be >= 0 (0 = keep all)")
+    if sc.layer_selection not in LAYER_SELECTIONS:
+        bad(f"{w}.layer_selection={sc.layer_selection!r}: choose one of {list(LAYER_SELECTIONS)}")
+    if sc.importance not in IMPORTANCES:
+        bad(f"{w}.importance={sc.importance!r}: choose one of {list(IMPORTANCES)}")
+    if sc.importance_batches < 1:
+        bad(f"{w}.importance_batches={sc.importance_batches}: must be >= 1")
+    if sc.recover_epochs < 0 or sc.recover_steps < 0:
+        bad(f"{w}: recovery epochs/steps must be >= 0")
+    if sc.learning_rate is not None and sc.learning_rate <= 0:
+        bad(f"{w}.learning_rate={sc.learning_rate}: must be > 0")
+    if not 0.0 <= sc.distill_alpha <= 1.0:
+        bad(f"{w}.distill_alpha={sc.distill_alpha}: must be in [0, 1] (1 = no distillation)")
+    if sc.distill_temperature <= 0:
+        bad(f"{w}.distill_temperature={sc.distill_temperature}: must be > 0")
 
 
 def expand_stages(stages: list[StageConfig]) -> list[StageConfig]:

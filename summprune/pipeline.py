@@ -183,6 +183,50 @@ def run_gradual_recipe(model, tokenizer, cfg: ExperimentConfig, train_ds=None, v
         del teacher
 
 
+def run_structured(model, tokenizer, cfg: ExperimentConfig, train_ds=None, *,
+                   output_dir: str | Path = "runs/structured-trainer", metrics_path: str | Path | None = None,
+                   log_print: Callable[[str], None] = print) -> tuple[torch.nn.Module, dict]:
+    """``[prune.structured]``: score neurons and heads, build the smaller model, and fine-tune it
+    on ``train_ds`` (distilling from ``model`` as it was, if ``distill_alpha < 1``). Returns
+    ``(smaller model, info)``; ``model`` itself is left as it was. Without ``train_ds`` only
+    weight-norm importance works and no recovery runs."""
+    from .structured import describe, importance_batches, shrink
+
+    sc = cfg.prune.structured
+    batches = None
+    if sc.importance == "taylor":
+        if train_ds is None:
+            raise ValueError("prune.structured.importance='taylor' needs training data (not available with "
+                             "--no-train); use importance='weight'")
+        batches = importance_batches(model, tokenizer, train_ds, sc.importance_batches, cfg.train.batch_size)
+    before, params_before = describe(model), S.dense_param_count(model)
+    small, plan = shrink(model, importance=sc.importance, batches=batches, ffn_keep=sc.ffn_keep,
+                         heads_keep=sc.heads_keep, encoder_layers=sc.encoder_layers,
+                         decoder_layers=sc.decoder_layers, layer_selection=sc.layer_selection)
+    del batches
+    log_print(f"structured: {before} -> {describe(small)}")
+    recovery: dict = {}
+    if train_ds is not None and (sc.recover_steps > 0 or sc.recover_epochs > 0):
+        kw: dict = {}
+        if sc.distill_alpha < 1.0:
+            from .distill import DistillationTrainer
+
+            model.eval().requires_grad_(False)  # the model before removal is the teacher
+            kw = {"trainer_cls": DistillationTrainer,
+                  "trainer_kwargs": {"teacher": model, "alpha": sc.distill_alpha,
+                                     "temperature": sc.distill_temperature}}
+        train_cfg = dataclasses.replace(cfg.train, learning_rate=sc.learning_rate) if sc.learning_rate else cfg.train
+        log_print(f"structured: recovery fine-tuning ({sc.recover_steps} steps)" if sc.recover_steps
+                  else f"structured: recovery fine-tuning ({sc.recover_epochs} epochs)")
+        m = finetune(small, tokenizer, train_ds, train_cfg, output_dir, epochs=sc.recover_epochs,
+                     max_steps=sc.recover_steps or None, log_path=metrics_path, stage="structured-recover", **kw)
+        recovery = {k: v for k, v in m.items() if isinstance(v, (int, float))}
+    small.eval()
+    info = {"plan": plan.to_dict(), "before": before, "after": describe(small), "params_before": params_before,
+            "params_after": S.dense_param_count(small), "importance": sc.importance, "recovery": recovery}
+    return small, info
+
+
 def pruning_info(cfg: ExperimentConfig, records: list[dict], final: dict) -> dict:
     """What ``pruning.json`` holds: the recipe, one entry per stage, and the final model."""
     keep = ("stage", "amounts", "mask_ratio", "nonzero_ratio", "nonzero", "dense_params", "groups",
@@ -302,6 +346,15 @@ def run(cfg: ExperimentConfig, *, log_print: Callable[[str], None] = print) -> d
                   f"nonzero_ratio={rec['nonzero_ratio']:.4f}")
         log(rec)
 
+    structure = None
+    if cfg.prune.structured is not None:
+        model, structure = run_structured(model, tok, cfg, train_ds, output_dir=run_dir / "trainer",
+                                          metrics_path=metrics_path, log_print=log_print)
+        res = evaluate_fn()
+        log({"event": "structured", **res, **{k: structure[k] for k in ("before", "after", "params_before",
+                                                                        "params_after")},
+             **stage_record(model, cfg.prune.groups)})
+
     plan = None
     if cfg.prune.gradual is not None:
         val_ds = tokenize(val_raw) if cfg.prune.gradual.allocation == "auto" else None
@@ -318,6 +371,9 @@ def run(cfg: ExperimentConfig, *, log_print: Callable[[str], None] = print) -> d
     info = pruning_info(cfg, records, final)
     if plan is not None:
         info["gradual"] = plan
+    if structure is not None:
+        info["structured"] = structure
+        final["nonzero_ratio_vs_original"] = S.nonzero_count(model) / structure["params_before"]
     summary = {}
     if main:
         out = export(model.to("cpu"), tok, cfg.output_dir, info, cfg.export_format, cfg.export_dtype)
@@ -326,7 +382,8 @@ def run(cfg: ExperimentConfig, *, log_print: Callable[[str], None] = print) -> d
             "model_dir": str(out),
             "initial": {k: initial.get(k) for k in ("kaggle_score", "rougeLsum")},
             "finetuned": {k: finetuned.get(k) for k in ("kaggle_score", "rougeLsum")},
-            "final": {k: final.get(k) for k in ("kaggle_score", "rougeLsum", "mask_ratio", "nonzero_ratio")},
+            "final": {k: final.get(k) for k in ("kaggle_score", "rougeLsum", "mask_ratio", "nonzero_ratio",
+                                                "nonzero_ratio_vs_original") if k in final},
             "wall_s": round(time.time() - t_start, 1),
         }
         log({"event": "export", "model_dir": str(out)})
@@ -366,6 +423,11 @@ def prune_existing(model_dir: str | Path, cfg: ExperimentConfig, output: str | P
         log_print(f"stage {rec['stage']}: mask_ratio={rec['mask_ratio']:.4f} "
                   f"nonzero_ratio={rec['nonzero_ratio']:.4f}")
 
+    structure = None
+    if cfg.prune.structured is not None:
+        model, structure = run_structured(model, tok, cfg, train_ds,
+                                          output_dir=Path(output).with_suffix(".trainer"), log_print=log_print)
+
     plan = None
     if cfg.prune.gradual is not None:
         val_ds = None
@@ -378,8 +440,12 @@ def prune_existing(model_dir: str | Path, cfg: ExperimentConfig, output: str | P
     else:
         records = apply_recipe(model, cfg.prune.stages, tie_mode=cfg.prune.tie_mode, patterns=cfg.prune.groups,
                                recover=recover, log=log_stage)
-    info = pruning_info(cfg, records, stage_record(model, cfg.prune.groups))
+    final = stage_record(model, cfg.prune.groups)
+    info = pruning_info(cfg, records, final)
     if plan is not None:
         info["gradual"] = plan
+    if structure is not None:
+        info["structured"] = structure
+        final["nonzero_ratio_vs_original"] = S.nonzero_count(model) / structure["params_before"]
     export(model, tok, output, info, cfg.export_format, cfg.export_dtype)
     return info

@@ -1,0 +1,417 @@
+"""Structured pruning: remove whole FFN neurons, attention heads and layers from a T5.
+
+Unstructured zeros shrink the file but no dense matmul gets faster. Removing structure does: the
+result is a *standard, smaller* ``T5ForConditionalGeneration`` (smaller ``d_ff``, ``num_heads``,
+``num_layers``/``num_decoder_layers``) that plain ``from_pretrained`` loads and every tool here
+(generate_csv.py, score_result.py, the compact format, further unstructured pruning) uses as is.
+
+Because ``T5Config`` has one ``d_ff`` and one ``num_heads`` for every block, every FFN keeps the
+same number of neurons and every attention module the same number of heads (which ones is chosen
+per module, except as below). The kept structure is described by a :class:`StructurePlan`:
+
+- FFN neurons: rows of ``wi`` (``wi_0``/``wi_1`` in gated T5s) and columns of ``wo``.
+- Heads: ``d_kv``-row slices of ``q``/``k``/``v`` and column slices of ``o``. T5 computes its
+  relative-position bias once per stack (in block 0, one column per head) and adds it to every
+  block's self-attention, so new head slot ``s`` gets one bias column in every block. To keep
+  that exact, self-attention heads are chosen *once per stack* (the same indices in every
+  encoder block, the same in every decoder block); cross-attention has no position bias and
+  chooses per block.
+- Layers: blocks of the encoder/decoder kept by index; block 0's relative-position bias moves to
+  the new block 0 (it is the stack's, not the block's).
+
+Importance (what is removed first) is one of:
+
+- ``"weight"``: a neuron's ``||wi_j|| * ||wo_:,j||`` (for ReLU, rescaling ``wi_j`` by ``c`` and
+  ``wo_:,j`` by ``1/c`` is the same function, and the product does not change); a head's
+  ``||v_h||_F * ||o_h||_F`` (the value-output path that carries its contribution).
+- ``"taylor"``: first-order Taylor estimate of the loss change when the structure is zeroed,
+  ``(sum over its weights of w * dL/dw)**2`` summed over batches (Molchanov et al. 2019), on
+  training or validation batches.
+
+Layers are chosen by position (``"spread"``: evenly spaced, first and last kept, as DistilBART's
+shrink-and-fine-tune; ``"first"``: the bottom ones).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+IMPORTANCES = ("weight", "taylor")
+LAYER_SELECTIONS = ("spread", "first")
+
+_STACKS = ("encoder", "decoder")
+#: (stack, index of the block sub-layer, attribute) of the attention modules; "kind" names
+#: which head choice they follow.
+_ATTN = {"enc_self": ("encoder", 0, "SelfAttention"), "dec_self": ("decoder", 0, "SelfAttention"),
+         "cross": ("decoder", 1, "EncDecAttention")}
+_FFN = {"encoder": 1, "decoder": 2}
+
+
+# ----------------------------------------------------------------------------- the model's structure
+
+
+def _check_t5(model: nn.Module) -> None:
+    for stack in _STACKS:
+        if not hasattr(getattr(model, stack, None), "block"):
+            raise TypeError(f"structured pruning needs a T5-style encoder-decoder ({type(model).__name__} has no "
+                            f"{stack}.block)")
+    for name, mod in model.named_modules():
+        if any(k.endswith("_orig") for k in mod._parameters):
+            raise ValueError(f"module {name!r} carries an unstructured pruning mask: apply structured pruning "
+                             f"before unstructured pruning (or make the masks permanent first)")
+
+
+def ffn_modules(model: nn.Module) -> dict[str, nn.Module]:
+    """``name -> DenseReluDense`` (or gated) module of every block, encoder first."""
+    out = {}
+    for stack in _STACKS:
+        for i, block in enumerate(getattr(model, stack).block):
+            out[f"{stack}.block.{i}.layer.{_FFN[stack]}.DenseReluDense"] = block.layer[_FFN[stack]].DenseReluDense
+    return out
+
+
+def attention_modules(model: nn.Module) -> dict[str, dict[str, nn.Module]]:
+    """``kind -> {name: T5Attention}`` for kinds ``enc_self``, ``dec_self``, ``cross``."""
+    out: dict[str, dict[str, nn.Module]] = {}
+    for kind, (stack, sub, attr) in _ATTN.items():
+        out[kind] = {f"{stack}.block.{i}.layer.{sub}.{attr}": getattr(block.layer[sub], attr)
+                     for i, block in enumerate(getattr(model, stack).block)}
+    return out
+
+
+def _wi(ffn: nn.Module) -> list[nn.Linear]:
+    return [getattr(ffn, n) for n in ("wi", "wi_0", "wi_1") if hasattr(ffn, n)]
+
+
+def _head_slices(att: nn.Module) -> list[slice]:
+    d = att.key_value_proj_dim
+    return [slice(h * d, (h + 1) * d) for h in range(att.n_heads)]
+
+
+# ----------------------------------------------------------------------------- importance
+
+
+def weight_importance(model: nn.Module) -> dict[str, torch.Tensor]:
+    """``module name -> score per neuron / head`` from weight norms (see the module docstring)."""
+    _check_t5(model)
+    scores: dict[str, torch.Tensor] = {}
+    with torch.no_grad():
+        for name, ffn in ffn_modules(model).items():
+            w_in = torch.stack([w.weight.float().norm(dim=1) for w in _wi(ffn)]).norm(dim=0)
+            scores[name] = (w_in * ffn.wo.weight.float().norm(dim=0)).cpu()
+        for mods in attention_modules(model).values():
+            for name, att in mods.items():
+                scores[name] = torch.stack([att.v.weight[s].float().norm() * att.o.weight[:, s].float().norm()
+                                            for s in _head_slices(att)]).cpu()
+    return scores
+
+
+def _structure_params(model: nn.Module) -> dict[str, list[tuple[torch.Tensor, int]]]:
+    """``module name -> [(weight, axis along which the structures lie)]``."""
+    out: dict[str, list[tuple[torch.Tensor, int]]] = {}
+    for name, ffn in ffn_modules(model).items():
+        out[name] = [(w.weight, 0) for w in _wi(ffn)] + [(ffn.wo.weight, 1)]
+    for mods in attention_modules(model).values():
+        for name, att in mods.items():
+            out[name] = [(att.q.weight, 0), (att.k.weight, 0), (att.v.weight, 0), (att.o.weight, 1)]
+    return out
+
+
+def _group_sum(t: torch.Tensor, axis: int, groups: int) -> torch.Tensor:
+    """Sum of ``t`` within each of ``groups`` equal slices along ``axis``."""
+    t = t if axis == 0 else t.t()
+    return t.reshape(groups, -1).sum(dim=1)
+
+
+def taylor_importance(model: nn.Module, batches: Iterable[dict]) -> dict[str, torch.Tensor]:
+    """``module name -> score per neuron / head``: sum over ``batches`` of
+    ``(sum_{w in structure} w * dL/dw)**2``. Batches are model inputs with ``labels``. Dropout is
+    off while measuring; the model's train/eval mode and its gradients are restored afterwards."""
+    _check_t5(model)
+    params = _structure_params(model)
+    n_struct = {name: (ffn.wo.weight.shape[1]) for name, ffn in ffn_modules(model).items()}
+    for mods in attention_modules(model).values():
+        n_struct.update({name: att.n_heads for name, att in mods.items()})
+    scores = {name: torch.zeros(n, dtype=torch.float64) for name, n in n_struct.items()}
+    was_training = model.training
+    saved = {id(p): p.grad for p in model.parameters()}
+    model.eval()
+    device = next(model.parameters()).device
+    n = 0
+    try:
+        for batch in batches:
+            model.zero_grad(set_to_none=True)
+            batch = {k: v.to(device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
+            if "labels" not in batch:
+                raise ValueError("taylor importance needs batches with labels")
+            model(**batch).loss.backward()
+            with torch.no_grad():
+                for name, plist in params.items():
+                    s = sum(_group_sum((w * w.grad).double(), axis, n_struct[name]) for w, axis in plist)
+                    scores[name] += (s ** 2).cpu()
+            n += 1
+    finally:
+        model.zero_grad(set_to_none=True)
+        for p in model.parameters():
+            p.grad = saved.get(id(p))
+        model.train(was_training)
+    if n == 0:
+        raise ValueError("taylor importance got no batches")
+    return {k: v.float() for k, v in scores.items()}
+
+
+def importance_batches(model, tokenizer, dataset, n_batches: int, batch_size: int) -> list[dict]:
+    """The first ``n_batches`` batches of a tokenized dataset (input_ids, attention_mask, labels),
+    in order, so that every process of a multi-process run measures the same importance."""
+    from transformers import DataCollatorForSeq2Seq
+
+    collator = DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100)
+    keys = ("input_ids", "attention_mask", "labels")
+    out = []
+    for i in range(0, min(len(dataset), n_batches * batch_size), batch_size):
+        rows = [dataset[j] for j in range(i, min(i + batch_size, len(dataset)))]
+        out.append(collator([{k: r[k] for k in keys} for r in rows]))
+    return out
+
+
+# ----------------------------------------------------------------------------- the plan
+
+
+@dataclass
+class StructurePlan:
+    """What a smaller model keeps, in the original model's indices (sorted)."""
+
+    encoder_layers: list[int]
+    decoder_layers: list[int]
+    #: kept FFN neurons per original FFN module name (kept layers only), all the same length
+    ffn: dict[str, list[int]] = field(default_factory=dict)
+    #: kept heads: the same indices in every encoder / decoder self-attention (position bias)
+    enc_self_heads: list[int] = field(default_factory=list)
+    dec_self_heads: list[int] = field(default_factory=list)
+    #: kept cross-attention heads per original module name (kept decoder layers only)
+    cross_heads: dict[str, list[int]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def select_layers(n: int, keep: int, selection: str = "spread") -> list[int]:
+    """Indices of the ``keep`` of ``n`` layers to keep. 'spread': evenly spaced with the first and
+    the last (6->3: 0, 3, 5; 6->2: 0, 5); 'first': 0..keep-1."""
+    if not 1 <= keep <= n:
+        raise ValueError(f"cannot keep {keep} of {n} layers (1..{n})")
+    if selection == "first":
+        return list(range(keep))
+    if selection != "spread":
+        raise ValueError(f"unknown layer selection {selection!r}; choose one of {', '.join(LAYER_SELECTIONS)}")
+    if keep == 1:
+        return [0]
+    return sorted({int(math.floor(i * (n - 1) / (keep - 1) + 0.5)) for i in range(keep)})
+
+
+def keep_count(total: int, keep: float, what: str) -> int:
+    """How many of ``total`` a keep fraction in (0, 1] keeps (rounded, at least 1)."""
+    if isinstance(keep, bool) or not isinstance(keep, (int, float)) or not 0 < keep <= 1:
+        raise ValueError(f"{what}={keep!r}: must be a fraction in (0, 1] of what is kept")
+    return max(1, int(round(total * keep)))
+
+
+def _top(scores: torch.Tensor, k: int) -> list[int]:
+    # stable: ties go to the lower index, so equal scores give a deterministic plan
+    order = sorted(range(len(scores)), key=lambda i: (-float(scores[i]), i))
+    return sorted(order[:k])
+
+
+def plan_structure(model: nn.Module, importance: dict[str, torch.Tensor], *, ffn_keep: float = 1.0,
+                   heads_keep: float = 1.0, encoder_layers: int = 0, decoder_layers: int = 0,
+                   layer_selection: str = "spread") -> StructurePlan:
+    """The plan keeping ``ffn_keep`` of the FFN neurons and ``heads_keep`` of the heads (fractions
+    in (0, 1]) and ``encoder_layers``/``decoder_layers`` blocks (0 = all), the most
+    important ones by ``importance`` (from :func:`weight_importance` or :func:`taylor_importance`)."""
+    _check_t5(model)
+    cfg = model.config
+    n_enc, n_dec = len(model.encoder.block), len(model.decoder.block)
+    enc = select_layers(n_enc, encoder_layers or n_enc, layer_selection)
+    dec = select_layers(n_dec, decoder_layers or n_dec, layer_selection)
+    kept_blocks = {f"encoder.block.{i}." for i in enc} | {f"decoder.block.{i}." for i in dec}
+
+    def kept(name: str) -> bool:
+        return any(name.startswith(p) for p in kept_blocks)
+
+    missing = [n for n in list(ffn_modules(model)) + [n for m in attention_modules(model).values() for n in m]
+               if n not in importance]
+    if missing:
+        raise ValueError(f"importance has no scores for {missing[:3]}{' ...' if len(missing) > 3 else ''}")
+    k_ff = keep_count(cfg.d_ff, ffn_keep, "ffn_keep")
+    k_h = keep_count(cfg.num_heads, heads_keep, "heads_keep")
+    plan = StructurePlan(encoder_layers=enc, decoder_layers=dec)
+    plan.ffn = {n: _top(importance[n], k_ff) for n in ffn_modules(model) if kept(n)}
+    att = attention_modules(model)
+    for kind, attr in (("enc_self", "enc_self_heads"), ("dec_self", "dec_self_heads")):
+        # one choice for the whole stack: the summed score over the blocks that stay
+        total = sum(importance[n].double() for n in att[kind] if kept(n))
+        setattr(plan, attr, _top(total, k_h))
+    plan.cross_heads = {n: _top(importance[n], k_h) for n in att["cross"] if kept(n)}
+    return plan
+
+
+# ----------------------------------------------------------------------------- applying a plan
+
+
+def _head_index(heads: list[int], d_kv: int) -> torch.Tensor:
+    return torch.cat([torch.arange(h * d_kv, (h + 1) * d_kv) for h in heads])
+
+
+def _old_name(new_name: str, plan: StructurePlan) -> str:
+    """The original parameter name a parameter of the smaller model comes from."""
+    parts = new_name.split(".")
+    if len(parts) > 2 and parts[0] in _STACKS and parts[1] == "block":
+        layers = plan.encoder_layers if parts[0] == "encoder" else plan.decoder_layers
+        parts[2] = str(layers[int(parts[2])])
+    return ".".join(parts)
+
+
+def _slice_for(old_name: str, plan: StructurePlan, d_kv: int) -> tuple[int, torch.Tensor] | None:
+    """(axis, kept indices) for one original parameter, or None if it is copied whole."""
+    parts = old_name.split(".")
+    if len(parts) < 2 or parts[0] not in _STACKS or parts[1] != "block":
+        return None
+    module = ".".join(parts[:-2])  # drop "<linear>.weight"
+    linear = parts[-2]
+    if module in plan.ffn:
+        idx = torch.tensor(plan.ffn[module])
+        return (1, idx) if linear == "wo" else (0, idx) if linear.startswith("wi") else None
+    if parts[-3] in ("SelfAttention", "EncDecAttention"):
+        if parts[-3] == "EncDecAttention":
+            heads = plan.cross_heads[module]
+        else:
+            heads = plan.enc_self_heads if parts[0] == "encoder" else plan.dec_self_heads
+        if linear == "relative_attention_bias":  # (buckets, heads)
+            return 1, torch.tensor(heads)
+        idx = _head_index(heads, d_kv)
+        return (1, idx) if linear == "o" else (0, idx) if linear in ("q", "k", "v") else None
+    return None
+
+
+def smaller_config(model: nn.Module, plan: StructurePlan):
+    cfg = copy.deepcopy(model.config)
+    first_ffn = next(iter(plan.ffn.values()))
+    cfg.num_layers = len(plan.encoder_layers)
+    cfg.num_decoder_layers = len(plan.decoder_layers)
+    cfg.d_ff = len(first_ffn)
+    cfg.num_heads = len(plan.enc_self_heads)
+    return cfg
+
+
+def check_plan(model: nn.Module, plan: StructurePlan) -> None:
+    """ValueError unless ``plan`` describes a uniform, standard T5 inside ``model``."""
+    n_enc, n_dec = len(model.encoder.block), len(model.decoder.block)
+    for what, layers, n in (("encoder_layers", plan.encoder_layers, n_enc), ("decoder_layers", plan.decoder_layers, n_dec)):
+        if not layers or sorted(set(layers)) != list(layers) or layers[0] < 0 or layers[-1] >= n:
+            raise ValueError(f"plan.{what}={layers}: must be sorted, distinct, within 0..{n - 1}")
+    expect = {f"encoder.block.{i}.layer.1.DenseReluDense" for i in plan.encoder_layers}
+    expect |= {f"decoder.block.{i}.layer.2.DenseReluDense" for i in plan.decoder_layers}
+    if set(plan.ffn) != expect:
+        raise ValueError(f"plan.ffn must name exactly the FFNs of the kept layers; differs on "
+                         f"{sorted(set(plan.ffn) ^ expect)[:3]}")
+    sizes = {len(v) for v in plan.ffn.values()}
+    if len(sizes) != 1:
+        raise ValueError(f"every FFN must keep the same number of neurons (T5Config has one d_ff); got {sorted(sizes)}")
+    cross = {f"decoder.block.{i}.layer.1.EncDecAttention" for i in plan.decoder_layers}
+    if set(plan.cross_heads) != cross:
+        raise ValueError("plan.cross_heads must name exactly the cross-attentions of the kept decoder layers")
+    head_sets = [plan.enc_self_heads, plan.dec_self_heads, *plan.cross_heads.values()]
+    if len({len(h) for h in head_sets}) != 1:
+        raise ValueError("every attention must keep the same number of heads (T5Config has one num_heads)")
+    d_ff, n_heads = model.config.d_ff, model.config.num_heads
+    for idx, limit, what in [(v, d_ff, "ffn") for v in plan.ffn.values()] + [(h, n_heads, "heads") for h in head_sets]:
+        if not idx or sorted(set(idx)) != list(idx) or idx[0] < 0 or idx[-1] >= limit:
+            raise ValueError(f"plan {what} indices {idx[:5]}...: must be sorted, distinct, within 0..{limit - 1}")
+
+
+def apply_plan(model: nn.Module, plan: StructurePlan) -> nn.Module:
+    """A new, smaller model of the same class keeping what ``plan`` keeps (``model`` is unchanged).
+
+    Every parameter is a slice of the original's: the smaller model computes exactly what the
+    original computes with the removed neurons' and heads' output weights set to zero (and the
+    removed layers skipped)."""
+    _check_t5(model)
+    check_plan(model, plan)
+    cfg = smaller_config(model, plan)
+    old = model.state_dict()
+    d_kv = model.config.d_kv
+    new_model = type(model)(cfg).to(device=next(model.parameters()).device, dtype=next(model.parameters()).dtype)
+    sd = {}
+    for name in new_model.state_dict():
+        src = _old_name(name, plan)
+        if "relative_attention_bias" in name:
+            # the stack's position bias lives in block 0 whatever block becomes the new first one
+            parts = src.split(".")
+            parts[2] = "0"
+            src = ".".join(parts)
+        t = old[src]
+        sl = _slice_for(src, plan, d_kv)
+        if sl is not None:
+            axis, idx = sl
+            t = t.index_select(axis, idx.to(t.device))
+        sd[name] = t.clone()
+    new_model.load_state_dict(sd, strict=True)
+    if getattr(model, "generation_config", None) is not None:
+        new_model.generation_config = copy.deepcopy(model.generation_config)
+    new_model.train(model.training)
+    return new_model
+
+
+def mask_plan(model: nn.Module, plan: StructurePlan) -> None:
+    """Zero, in place, the output weights of the neurons and heads ``plan`` removes (layers are
+    not touched): the masked model computes what :func:`apply_plan`'s smaller model computes when
+    the plan keeps every layer. Used to test the physical removal."""
+    _check_t5(model)
+    check_plan(model, plan)
+    d_kv = model.config.d_kv
+    with torch.no_grad():
+        for name, ffn in ffn_modules(model).items():
+            if name in plan.ffn:
+                drop = sorted(set(range(ffn.wo.weight.shape[1])) - set(plan.ffn[name]))
+                ffn.wo.weight[:, drop] = 0
+        for kind, mods in attention_modules(model).items():
+            for name, att in mods.items():
+                if kind == "cross":
+                    if name not in plan.cross_heads:
+                        continue
+                    heads = plan.cross_heads[name]
+                else:
+                    heads = plan.enc_self_heads if kind == "enc_self" else plan.dec_self_heads
+                for h in sorted(set(range(att.n_heads)) - set(heads)):
+                    att.o.weight[:, h * d_kv:(h + 1) * d_kv] = 0
+
+
+def describe(model: nn.Module) -> str:
+    """'enc 6 / dec 2 layers, d_ff 1024, 4 heads, 35.2M params'."""
+    c = model.config
+    params = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+    return (f"enc {c.num_layers} / dec {c.num_decoder_layers} layers, d_ff {c.d_ff}, {c.num_heads} heads, "
+            f"{params / 1e6:.1f}M params")
+
+
+def shrink(model: nn.Module, *, importance: str = "weight", batches: Iterable[dict] | None = None,
+           ffn_keep: float = 1.0, heads_keep: float = 1.0, encoder_layers: int = 0,
+           decoder_layers: int = 0, layer_selection: str = "spread") -> tuple[nn.Module, StructurePlan]:
+    """Score, plan and remove in one call: ``(smaller model, plan)``."""
+    if importance not in IMPORTANCES:
+        raise ValueError(f"unknown importance {importance!r}; choose one of {', '.join(IMPORTANCES)}")
+    if importance == "taylor":
+        if batches is None:
+            raise ValueError("importance='taylor' needs batches (inputs with labels)")
+        scores = taylor_importance(model, batches)
+    else:
+        scores = weight_importance(model)
+    plan = plan_structure(model, scores, ffn_keep=ffn_keep, heads_keep=heads_keep, encoder_layers=encoder_layers,
+                          decoder_layers=decoder_layers, layer_selection=layer_selection)
+    return apply_plan(model, plan), plan
