@@ -6,7 +6,9 @@
 
 Prediction ID i is scored against reference row i (the row index of --references). The result
 is a table on stdout and a JSON file with kaggle_score, rouge1, rouge2, rougeL, rougeLsum,
-n_docs and, with a model, mask_ratio and nonzero_ratio (only the keys of the chosen --metrics).
+n_docs and, with a model, mask_ratio and nonzero_ratio (only the keys of the chosen --metrics);
+for a structurally pruned model also nonzero_ratio_vs_original (non-zeros over the parameters of
+the model it was cut from, from its pruning.json).
 A bad CSV (no ID/Predict columns, duplicate, non-integer, missing or extra IDs, not UTF-8) is
 an error naming the rows: exit status 2 and nothing written.
 """
@@ -107,7 +109,24 @@ def model_ratios(model_dir: Path) -> tuple[dict[str, float], str]:
         mask = sparsity.mask_ratio(model)
         has_masks = any(n.endswith("_mask") for n, _ in model.named_buffers())
         source = "the model's masks" if has_masks else "zero weights (no masks, no pruning.json)"
-    return {"mask_ratio": mask, "nonzero_ratio": sparsity.nonzero_ratio(model)}, source
+    ratios = {"mask_ratio": mask, "nonzero_ratio": sparsity.nonzero_ratio(model)}
+    original = _original_params(model_dir)
+    if original:
+        # a structurally pruned model: its own ratios count against its smaller shape; this one
+        # counts against the model it was cut from
+        ratios["nonzero_ratio_vs_original"] = sparsity.nonzero_count(model) / original
+    return ratios, source
+
+
+def _original_params(model_dir: Path) -> int | None:
+    """``structured.params_before`` of pruning.json (the dense parameter count before structured
+    pruning), or None."""
+    try:
+        info = json.loads((Path(model_dir) / "pruning.json").read_text(encoding="utf-8"))
+        value = info["structured"]["params_before"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
 def _load_references(dataset: str, split: str) -> list[str]:

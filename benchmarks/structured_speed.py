@@ -13,16 +13,17 @@ change the speed). Each generates summaries of the 20 real BillSum documents in 
 ``--new-tokens`` new tokens forced: EOS is masked until then). Reported: s/doc, speed-up over
 dense, parameter count.
 
-Quality (``--skip-quality`` to skip): the same variants applied to the dense proxy of
-``benchmarks/sparsity_quality.py`` (trained and cached in ``runs/proxy`` by that benchmark:
-``python benchmarks/sparsity_quality.py --proxy-only``), scored on its 100 held-out documents
-(course score, ROUGE-Lsum) right after the removal and after ``--recovery-steps`` of recovery
-fine-tuning with distillation from the dense proxy (alpha 0.5, T 2, the issue-7 recipe). The
-neurons and heads removed are chosen by first-order Taylor importance on 16 validation batches.
-The proxy has 2+2 layers where t5-small has 6+6, so layer counts are scaled: a variant keeping
-``k`` of 6 decoder layers keeps ``max(1, round(2 * k / 6))`` of the proxy's 2 (6->3 and 6->2 are
-both 2->1 there); FFN and head fractions carry over as they are. The table says which proxy shape
-each row measured.
+Quality (``--skip-quality`` to skip): the same variants cut from a dense proxy trained by
+``benchmarks/sparsity_quality.py`` on its hard synthetic corpus, at t5-small's depth and head
+count so that every variant has the same shape as on t5-small, only narrower: 6+6 layers, 8 heads,
+d_model 64, d_ff 256 (0.8M parameters; ``python benchmarks/sparsity_quality.py --proxy-only
+--proxy-dir runs/proxy_deep --d-model 64 --layers 6 --heads 8``, 20 minutes, cached). Each variant
+is scored on the proxy's 100 held-out documents (course score, ROUGE-Lsum) right after the removal
+and after ``--recovery-steps`` optimizer steps of recovery fine-tuning with distillation from the
+dense proxy (alpha 0.5, T 2: the issue-7 recipe). The neurons and heads removed are chosen by
+first-order Taylor importance on 16 validation batches. With another ``--proxy-dir`` (e.g. the
+2+2-layer ``runs/proxy``) layer counts are scaled: ``k`` of 6 becomes ``max(1, round(n * k / 6))``
+of ``n``; the table says which proxy shape each row measured.
 
 Outputs in ``--out`` (default runs/structured_speed/): results.json (written after every
 variant, so an interrupted run resumes), table.md, speed_quality.png.
@@ -44,6 +45,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 PREFIX = "summarize: "
 MAX_SOURCE = 1024
+#: the quality proxy: sparsity_quality.py's proxy at t5-small's depth and head count (narrower)
+PROXY_FLAGS = "--proxy-dir runs/proxy_deep --d-model 64 --layers 6 --heads 8"
 
 #: name -> (encoder layers kept of 6, decoder layers kept of 6, FFN fraction kept, head fraction kept)
 VARIANTS: dict[str, tuple[int, int, float, float]] = {
@@ -142,12 +145,21 @@ def run_quality(a, names: list[str], results: dict, save) -> None:
 
     from summprune.structured import importance_batches
 
-    qa = sq.parse_args(["--proxy-dir", a.proxy_dir, "--recovery-steps", str(a.recovery_steps), "--threads",
-                        str(a.threads or 1)])
     meta_path = Path(a.proxy_dir) / "meta.json"
     if not meta_path.is_file():
         raise SystemExit(f"structured_speed.py: error: no dense proxy in {a.proxy_dir}; train it once with "
-                         f"`python benchmarks/sparsity_quality.py --proxy-only` (about 20 min), or pass --skip-quality")
+                         f"`python benchmarks/sparsity_quality.py --proxy-only {PROXY_FLAGS}` (about 20 min), "
+                         f"or pass --skip-quality")
+    # the proxy's own settings (shape, data, training) rebuild the same data and fingerprint
+    ps = json.loads(meta_path.read_text())["settings"]
+    qa = sq.parse_args(["--proxy-dir", a.proxy_dir, "--recovery-steps", str(a.recovery_steps),
+                        "--threads", str(a.threads or 1), "--d-model", str(ps["d_model"]), "--layers",
+                        str(ps["layers"]), "--heads", str(ps["heads"]), "--vocab", str(ps["vocab"]),
+                        "--train-docs", str(ps["train_docs"]), "--val-docs", str(ps["val_docs"]),
+                        "--corpus-seed", str(ps["corpus_seed"]), "--max-source-length", str(ps["max_source_length"]),
+                        "--max-target-length", str(ps["max_target_length"]), "--proxy-lr", str(ps["lr"]),
+                        "--batch-size", str(ps["batch_size"]), "--proxy-minutes", str(ps["minutes"]),
+                        "--proxy-eval-every", str(ps["eval_every"]), "--proxy-patience", str(ps["patience"])])
     data = sq.make_data(qa)
     dense, tok, meta = sq.get_proxy(qa, data)
     dense.eval()
@@ -264,7 +276,8 @@ def parse_args(argv):
     p.add_argument("--skip-speed", action="store_true")
     p.add_argument("--skip-quality", action="store_true")
     p.add_argument("--recovery-steps", type=int, default=400, help="proxy: KD recovery steps per variant")
-    p.add_argument("--proxy-dir", default=str(ROOT / "runs" / "proxy"))
+    p.add_argument("--proxy-dir", default=str(ROOT / "runs" / "proxy_deep"),
+                   help="a dense proxy trained by sparsity_quality.py (its meta.json gives its settings)")
     p.add_argument("--out", default=str(ROOT / "runs" / "structured_speed"))
     a = p.parse_args(argv)
     if "dense" not in a.variants:

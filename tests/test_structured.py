@@ -213,3 +213,25 @@ def test_ready_config_starts_on_a_tiny_model_and_combines_with_unstructured(tmp_
 
     m = load_model(tmp_path / "model")
     assert m.config.num_decoder_layers == 1 and m.config.d_ff == 32 and m.config.num_heads == 2
+
+    # the smaller model goes through the user's scripts as any other
+    import importlib.util
+
+    from summprune.synthetic import make_corpus
+
+    rows = make_corpus(4, seed=3)
+    data = tmp_path / "test.jsonl"
+    data.write_text("".join(json.dumps({"text": r["text"], "summary": r["summary"]}) + "\n" for r in rows))
+    mods = {}
+    for name in ("generate_csv", "score_result"):
+        spec = importlib.util.spec_from_file_location(name, ROOT / f"{name}.py")
+        mods[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mods[name])
+    out = tmp_path / "sub.csv"
+    assert mods["generate_csv"].main(["--model", str(tmp_path / "model"), "--data", str(data), "--output", str(out),
+                                      "--max-length", "8", "--device", "cpu", "--no-progress"]) == 0
+    assert mods["score_result"].main(["--predictions", str(out), "--references", str(data), "--model",
+                                      str(tmp_path / "model"), "--json", str(tmp_path / "s.json")]) == 0
+    scores = json.loads((tmp_path / "s.json").read_text())
+    assert 0 < scores["nonzero_ratio"] <= 0.5 + 1e-3
+    assert scores["nonzero_ratio_vs_original"] == pytest.approx(summary["final"]["nonzero_ratio_vs_original"])
