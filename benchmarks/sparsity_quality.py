@@ -111,7 +111,7 @@ def score(model, tok, rows: list[dict], a, batch_size: int = 24) -> dict:
 
     res = evaluate(model, tok, _Rows(ds), prefix=PREFIX, max_source_length=a.max_source_length,
                    max_length=128, num_beams=1, batch_size=batch_size)
-    return {k: res[k] for k in ("kaggle_score", "rougeLsum", "eval_s", "example")}
+    return {k: res[k] for k in ("kaggle_score", "rougeLsum", "eval_s", "example", "empty")}
 
 
 # ----------------------------------------------------------------------------- the dense proxy

@@ -60,6 +60,10 @@ VARIANTS: dict[str, tuple[int, int, float, float]] = {
     "dec2_ffn50_heads50": (6, 2, 0.5, 0.5),
     "enc4_dec2_ffn50_heads50": (4, 2, 0.5, 0.5),
     "dec2_ffn25_heads50": (6, 2, 0.25, 0.5),
+    "dec3_ffn50_heads50": (6, 3, 0.5, 0.5),
+    "dec3_ffn50_heads25": (6, 3, 0.5, 0.25),
+    "enc4_dec3_ffn50_heads50": (4, 3, 0.5, 0.5),
+    "enc4_dec3_ffn25_heads50": (4, 3, 0.25, 0.5),
 }
 
 
@@ -153,6 +157,7 @@ def run_quality(a, names: list[str], results: dict, save) -> None:
     # the proxy's own settings (shape, data, training) rebuild the same data and fingerprint
     ps = json.loads(meta_path.read_text())["settings"]
     qa = sq.parse_args(["--proxy-dir", a.proxy_dir, "--recovery-steps", str(a.recovery_steps),
+                        "--recover-lr", str(a.recover_lr),
                         "--threads", str(a.threads or 1), "--d-model", str(ps["d_model"]), "--layers",
                         str(ps["layers"]), "--heads", str(ps["heads"]), "--vocab", str(ps["vocab"]),
                         "--train-docs", str(ps["train_docs"]), "--val-docs", str(ps["val_docs"]),
@@ -165,13 +170,18 @@ def run_quality(a, names: list[str], results: dict, save) -> None:
     dense.eval()
     q = results.setdefault("quality", {})
     settings = {"proxy": meta["fingerprint"], "recovery_steps": a.recovery_steps, "alpha": 0.5, "temperature": 2.0,
-                "importance": "taylor", "importance_batches": 16, "eval_docs": len(data["eval"])}
+                "importance": "taylor", "importance_batches": 16, "eval_docs": len(data["eval"]), "seed": a.seed}
+    if a.recover_lr != 1e-3:
+        settings["recover_lr"] = a.recover_lr
+    if a.seed == 0:
+        settings.pop("seed")  # results.json of the first measured run carries no seed key
     if q.get("settings") != settings:
         q.clear()
         q["settings"] = settings
     if "dense" not in q:
         d = sq.score(dense, tok, data["eval"], qa)
-        q["dense"] = {"kaggle_score": d["kaggle_score"], "rougeLsum": d["rougeLsum"], "params": n_params(dense),
+        q["dense"] = {"kaggle_score": d["kaggle_score"], "rougeLsum": d["rougeLsum"], "empty": d.get("empty"),
+                      "params": n_params(dense),
                       "shape": shape_label(dense.config)}
         save()
     log(f"quality: dense proxy {q['dense']['shape']}: course score {q['dense']['kaggle_score']:.4f} "
@@ -187,18 +197,20 @@ def run_quality(a, names: list[str], results: dict, save) -> None:
         model, plan = make_variant(dense, VARIANTS[name], importance="taylor", batches=batches)
         before = sq.score(model.eval(), tok, data["eval"], qa)
         teacher = copy.deepcopy(dense)
-        sq.recover_steps(model, tok, train_ds, qa, a.recovery_steps, seed=0, workdir=work, teacher=teacher,
+        sq.recover_steps(model, tok, train_ds, qa, a.recovery_steps, seed=a.seed, workdir=work, teacher=teacher,
                          alpha=0.5, temperature=2.0)
         after = sq.score(model.eval(), tok, data["eval"], qa)
         rec = {"shape": shape_label(model.config), "params": n_params(model),
                "before_kaggle": before["kaggle_score"], "kaggle_score": after["kaggle_score"],
                "rougeLsum": after["rougeLsum"], "seconds": round(time.time() - t0, 1),
+               "empty": after.get("empty"), "example": after.get("example"),
                "plan": plan.to_dict() if plan is not None else None}
         q.setdefault("variants", {})[name] = rec
         save()
         log(f"  {name:<26} {rec['shape']}: course {before['kaggle_score']:.4f} after removal -> "
             f"{after['kaggle_score']:.4f} after {a.recovery_steps} KD steps "
-            f"({100 * after['kaggle_score'] / q['dense']['kaggle_score']:.1f}% of dense) [{rec['seconds']} s]")
+            f"({100 * after['kaggle_score'] / q['dense']['kaggle_score']:.1f}% of dense; {rec['empty']} empty "
+            f"summaries) [{rec['seconds']} s]")
 
 
 # ----------------------------------------------------------------------------- output
@@ -215,24 +227,27 @@ def write_outputs(results: dict, names: list[str], out: Path, a) -> str:
                      f"{s['new_tokens']} new tokens forced, batch {s['batch_size']}, {s['threads']} CPU threads, "
                      f"fastest of {s['reps']} interleaved rounds.")
     if qd:
-        lines.append(f"Quality: the issue-7 dense proxy ({qd['shape']}, {qd['params'] / 1e6:.2f}M params) scores "
+        lines.append(f"Quality: the dense proxy of sparsity_quality.py ({qd['shape']}, {qd['params'] / 1e6:.2f}M params) scores "
                      f"{qd['kaggle_score']:.4f} (course) / {qd['rougeLsum']:.4f} (ROUGE-Lsum) on "
                      f"{q['settings']['eval_docs']} held-out docs; variants: Taylor importance, then "
                      f"{q['settings']['recovery_steps']} recovery steps with distillation from it.")
     lines += ["", "| variant | t5-small shape | params (M) | s/doc | speed-up | proxy shape | proxy course, removed | "
-              "proxy course, recovered | % of dense | proxy ROUGE-Lsum |", "|---|---|---|---|---|---|---|---|---|---|"]
+              "proxy course, recovered | % of dense | proxy ROUGE-Lsum | empty summaries |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name in names:
         r = sp.get(name, {})
         v = (q.get("variants") or {}).get(name) if name != "dense" else None
         cells = [name, r.get("shape", "-"), f"{r['params'] / 1e6:.1f}" if r else "-",
                  f"{r['s_per_doc']:.3f}" if r else "-", f"{r['speedup']:.2f}x" if r.get("speedup") else "-"]
         if name == "dense" and qd:
-            cells += [qd["shape"], "-", f"{qd['kaggle_score']:.4f}", "100%", f"{qd['rougeLsum']:.4f}"]
+            cells += [qd["shape"], "-", f"{qd['kaggle_score']:.4f}", "100%", f"{qd['rougeLsum']:.4f}",
+                      str(qd.get("empty", "-"))]
         elif v and qd:
             cells += [v["shape"], f"{v['before_kaggle']:.4f}", f"{v['kaggle_score']:.4f}",
-                      f"{100 * v['kaggle_score'] / qd['kaggle_score']:.1f}%", f"{v['rougeLsum']:.4f}"]
+                      f"{100 * v['kaggle_score'] / qd['kaggle_score']:.1f}%", f"{v['rougeLsum']:.4f}",
+                      str(v.get("empty", "-"))]
         else:
-            cells += ["-"] * 5
+            cells += ["-"] * 6
         lines.append("| " + " | ".join(cells) + " |")
     table = "\n".join(lines)
     (out / "table.md").write_text(table + "\n")
@@ -246,16 +261,20 @@ def write_outputs(results: dict, names: list[str], out: Path, a) -> str:
         import matplotlib.pyplot as plt
 
         fig, ax = plt.subplots(figsize=(7.5, 4.8))
-        ax.scatter([p[1] for p in pts], [p[2] for p in pts], color="tab:blue", zorder=3)
-        for n, x, y in pts:
-            ax.annotate(n, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7)
+        colour = lambda x, y: "tab:green" if x >= 2.5 and y >= 95 else "tab:red" if y < 50 else "tab:blue"  # noqa: E731
+        ax.scatter([p[1] for p in pts], [p[2] for p in pts], c=[colour(x, y) for _, x, y in pts], zorder=3)
+        for i, (n, x, y) in enumerate(sorted(pts, key=lambda p: (p[2] < 50, p[1]))):
+            # collapsed variants crowd the bottom: alternate their labels above and below
+            dy = 4 if y >= 50 or i % 2 == 0 else -10
+            ax.annotate(n, (x, y), textcoords="offset points", xytext=(5, dy), fontsize=7)
         ax.axvline(2.5, color="tab:red", ls=":", lw=1, label="2.5x faster (target)")
         ax.axhline(95, color="k", ls=":", lw=1, label="95% of dense proxy score (target)")
         ax.set_xlabel("generation speed-up over dense t5-small shape (CPU, measured)")
         ax.set_ylabel("proxy course score, % of dense (after recovery)")
+        ax.set_ylim(-8, max(115, max(p[2] for p in pts) + 8))
         ax.set_title("Structured variants: speed (t5-small shape) vs quality (proxy)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="lower left")
+        ax.legend(fontsize=8, loc="center left")
         fig.tight_layout()
         fig.savefig(out / "speed_quality.png", dpi=120)
         plt.close(fig)
@@ -276,6 +295,8 @@ def parse_args(argv):
     p.add_argument("--skip-speed", action="store_true")
     p.add_argument("--skip-quality", action="store_true")
     p.add_argument("--recovery-steps", type=int, default=400, help="proxy: KD recovery steps per variant")
+    p.add_argument("--recover-lr", type=float, default=1e-3, help="proxy: recovery learning rate (issue-7 default)")
+    p.add_argument("--seed", type=int, default=0, help="proxy: seed of the recovery's data order (repeat to see noise)")
     p.add_argument("--proxy-dir", default=str(ROOT / "runs" / "proxy_deep"),
                    help="a dense proxy trained by sparsity_quality.py (its meta.json gives its settings)")
     p.add_argument("--out", default=str(ROOT / "runs" / "structured_speed"))

@@ -87,6 +87,8 @@ def evaluate(model, tokenizer, rows, *, prefix: str, max_source_length: int, max
     out = {"kaggle_score": kaggle_score(texts, refs), **rouge(texts, refs),
            "eval_docs": len(refs), "eval_s": round(time.time() - t0, 2)}
     out["example"] = texts[0][:300]
+    # a small model that collapses emits EOS first: empty summaries, the usual cause of a score near 0
+    out["empty"] = sum(not t.strip() for t in texts)
     return out
 
 

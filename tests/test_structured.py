@@ -186,7 +186,8 @@ TINY = ["model.name=tiny", "model.tiny_d_model=32", "model.tiny_d_ff=64", "model
         "data.dataset=synthetic", "data.synthetic_docs=40", "data.val_size=8", "data.max_source_length=64",
         "data.max_target_length=16", "train.max_steps=2", "train.batch_size=4", "train.logging_steps=1",
         "train.precision=fp32", "eval.docs=2", "eval.max_length=8", "eval.batch_size=2",
-        "prune.structured.decoder_layers=1", "prune.structured.importance_batches=2",
+        "prune.structured.encoder_layers=1", "prune.structured.decoder_layers=1",
+        "prune.structured.importance_batches=2",
         "prune.structured.recover_epochs=0", "prune.structured.recover_steps=2", "threads=1"]
 
 
@@ -196,7 +197,7 @@ def test_ready_config_starts_on_a_tiny_model_and_combines_with_unstructured(tmp_
     path = ROOT / "configs" / "structured_kd.toml"
     cfg = load_config(path)
     sc = cfg.prune.structured
-    assert cfg.model.name == "t5-small" and sc.decoder_layers == 2 and sc.distill_alpha < 1
+    assert cfg.model.name == "t5-small" and (sc.encoder_layers, sc.decoder_layers) == (4, 3) and sc.distill_alpha < 1
     cfg = load_config(path, TINY + [f"runs_dir={tmp_path}", f"output_dir={tmp_path / 'model'}",
                                     "prune.gradual.target_nonzero_ratio=0.5", "prune.gradual.steps=1",
                                     "prune.gradual.recover_steps=1", "export_format=compact"])
