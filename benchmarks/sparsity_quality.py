@@ -397,7 +397,7 @@ def write_outputs(results: dict, out: Path, a) -> str:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        fig, ax = plt.subplots(figsize=(7, 4.5))
+        fig, ax = plt.subplots(figsize=(10, 4.5))
         for m in methods:
             pts = sorted((c["nonzero_ratio"], c["kaggle_score"]) for c in cells.values() if c["method"] == m)
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=METHOD_LABELS[m])
@@ -414,7 +414,7 @@ def write_outputs(results: dict, out: Path, a) -> str:
         ax.set_title(f"Proxy (synthetic hard corpus, {results['proxy']['params'] / 1e6:.1f}M-param T5): "
                      f"{a.recovery_steps} recovery steps")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: no line hidden
         fig.tight_layout()
         fig.savefig(out / "pareto.png", dpi=120)
         plt.close(fig)
