@@ -315,6 +315,13 @@ def check_plan(model: nn.Module, plan: StructurePlan) -> None:
     for what, layers, n in (("encoder_layers", plan.encoder_layers, n_enc), ("decoder_layers", plan.decoder_layers, n_dec)):
         if not layers or sorted(set(layers)) != list(layers) or layers[0] < 0 or layers[-1] >= n:
             raise ValueError(f"plan.{what}={layers}: must be sorted, distinct, within 0..{n - 1}")
+    if len(plan.encoder_layers) < len(plan.decoder_layers):
+        # generate() builds its DynamicCache from the top-level config, whose num_hidden_layers is
+        # T5's num_layers (the encoder's): decoder layer_idx >= num_layers -> IndexError
+        raise ValueError(f"the plan keeps {len(plan.encoder_layers)} encoder but {len(plan.decoder_layers)} decoder "
+                         f"blocks: a T5 with fewer encoder than decoder blocks cannot generate with the KV cache "
+                         f"in transformers 5 (the cache is sized by num_layers); keep at least as many encoder "
+                         f"blocks as decoder blocks")
     expect = {f"encoder.block.{i}.layer.1.DenseReluDense" for i in plan.encoder_layers}
     expect |= {f"decoder.block.{i}.layer.2.DenseReluDense" for i in plan.decoder_layers}
     if set(plan.ffn) != expect:
@@ -335,6 +342,29 @@ def check_plan(model: nn.Module, plan: StructurePlan) -> None:
             raise ValueError(f"plan {what} indices {idx[:5]}...: must be sorted, distinct, within 0..{limit - 1}")
 
 
+def _mirror_ties(model: nn.Module, new_model: nn.Module) -> None:
+    """Share the parameters outside the blocks (embedding, lm_head) in ``new_model`` exactly as
+    ``model`` shares them. A fresh T5 ties lm_head and both embed_tokens to ``shared`` (transformers
+    5 forces ``tie_word_embeddings``), but ``model`` may carry its own lm_head (``tie_mode``
+    'untie'/'course', then masks made permanent): loading its state dict into the tied new model
+    would write lm_head's values over the input embedding."""
+    old = dict(model.named_parameters(remove_duplicate=False))
+    by_old: dict[int, nn.Parameter] = {}
+    used: set[int] = set()
+    for name, p in list(new_model.named_parameters(remove_duplicate=False)):
+        if name.split(".")[1:2] == ["block"] or name not in old:
+            continue
+        key = id(old[name])
+        q = by_old.get(key)
+        if q is None:
+            q = p if id(p) not in used else nn.Parameter(p.detach().clone(), requires_grad=p.requires_grad)
+            by_old[key] = q
+        used.add(id(q))
+        if q is not p:
+            mod, _, attr = name.rpartition(".")
+            setattr(new_model.get_submodule(mod), attr, q)
+
+
 def apply_plan(model: nn.Module, plan: StructurePlan) -> nn.Module:
     """A new, smaller model of the same class keeping what ``plan`` keeps (``model`` is unchanged).
 
@@ -347,6 +377,7 @@ def apply_plan(model: nn.Module, plan: StructurePlan) -> nn.Module:
     old = model.state_dict()
     d_kv = model.config.d_kv
     new_model = type(model)(cfg).to(device=next(model.parameters()).device, dtype=next(model.parameters()).dtype)
+    _mirror_ties(model, new_model)
     sd = {}
     for name in new_model.state_dict():
         src = _old_name(name, plan)

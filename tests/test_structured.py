@@ -236,3 +236,35 @@ def test_ready_config_starts_on_a_tiny_model_and_combines_with_unstructured(tmp_
     scores = json.loads((tmp_path / "s.json").read_text())
     assert 0 < scores["nonzero_ratio"] <= 0.5 + 1e-3
     assert scores["nonzero_ratio_vs_original"] == pytest.approx(summary["final"]["nonzero_ratio_vs_original"])
+
+
+def test_a_model_with_its_own_lm_head_keeps_it():
+    """A model whose lm_head is not the shared embedding (tie_mode 'untie'/'course', masks made
+    permanent) must not have lm_head's values loaded into the tied embedding of the new model."""
+    from summprune.prune import untie_lm_head
+
+    model = _model()
+    untie_lm_head(model)
+    with torch.no_grad():
+        model.lm_head.weight.mul_(3.0).add_(0.1)
+    plan = _random_plan(model, ffn_keep=0.5, heads_keep=0.5)
+    small = st.apply_plan(model, plan)
+    assert small.lm_head.weight is not small.shared.weight
+    assert small.encoder.embed_tokens.weight is small.shared.weight is small.decoder.embed_tokens.weight
+    assert torch.equal(small.shared.weight, model.shared.weight)
+    assert torch.equal(small.lm_head.weight, model.lm_head.weight)
+    masked = copy.deepcopy(model)
+    st.mask_plan(masked, plan)
+    batch = _batch()
+    torch.testing.assert_close(_logits(small, batch), _logits(masked, batch), rtol=1e-5, atol=1e-5)
+
+
+def test_refuses_fewer_encoder_than_decoder_blocks():
+    """transformers 5's generate() sizes the KV cache by num_layers (the encoder's): a T5 with
+    fewer encoder than decoder blocks fails there, so such a plan is refused up front."""
+    model = _model(layers=3)
+    with pytest.raises(ValueError, match="fewer encoder than decoder"):
+        st.shrink(model, encoder_layers=1, decoder_layers=3)
+    small, _ = st.shrink(model, encoder_layers=2, decoder_layers=2)
+    batch = _batch()
+    small.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], max_length=5)
