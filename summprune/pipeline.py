@@ -187,12 +187,13 @@ def run_gradual_recipe(model, tokenizer, cfg: ExperimentConfig, train_ds=None, v
 
 def run_structured(model, tokenizer, cfg: ExperimentConfig, train_ds=None, *,
                    output_dir: str | Path = "runs/structured-trainer", metrics_path: str | Path | None = None,
-                   log_print: Callable[[str], None] = print) -> tuple[torch.nn.Module, dict]:
+                   log_print: Callable[[str], None] = print, state=None) -> tuple[torch.nn.Module, dict]:
     """``[prune.structured]``: score neurons and heads, build the smaller model, and fine-tune it
     on ``train_ds`` (distilling from ``model`` as it was, if ``distill_alpha < 1``). Returns
-    ``(smaller model, info)``; ``model`` itself is left as it was. Without ``train_ds`` only
+    ``(smaller model, info)``; ``model`` keeps its weights (it becomes the frozen teacher when
+    distilling). Under several processes the main process's plan is used by all. Without ``train_ds`` only
     weight-norm importance works and no recovery runs."""
-    from .structured import describe, importance_batches, shrink
+    from .structured import apply_plan, describe, importance_batches, plan_structure, taylor_importance, weight_importance
 
     sc = cfg.prune.structured
     batches = None
@@ -202,9 +203,17 @@ def run_structured(model, tokenizer, cfg: ExperimentConfig, train_ds=None, *,
                              "--no-train); use importance='weight'")
         batches = importance_batches(model, tokenizer, train_ds, sc.importance_batches, cfg.train.batch_size)
     before, params_before = describe(model), S.dense_param_count(model)
-    small, plan = shrink(model, importance=sc.importance, batches=batches, ffn_keep=sc.ffn_keep,
-                         heads_keep=sc.heads_keep, encoder_layers=sc.encoder_layers,
-                         decoder_layers=sc.decoder_layers, layer_selection=sc.layer_selection)
+    scores = taylor_importance(model, batches) if batches is not None else weight_importance(model)
+    plan = plan_structure(model, scores, ffn_keep=sc.ffn_keep, heads_keep=sc.heads_keep,
+                          encoder_layers=sc.encoder_layers, decoder_layers=sc.decoder_layers,
+                          layer_selection=sc.layer_selection)
+    if state is not None and state.num_processes > 1:
+        # every process scored the same batches, but a near-tie at the cut could still fall
+        # differently on different GPUs: all must build the same shape for DDP
+        from accelerate.utils import broadcast_object_list
+
+        plan = broadcast_object_list([plan])[0]
+    small = apply_plan(model, plan)
     del batches
     log_print(f"structured: {before} -> {describe(small)}")
     recovery: dict = {}
@@ -351,7 +360,7 @@ def run(cfg: ExperimentConfig, *, log_print: Callable[[str], None] = print) -> d
     structure = None
     if cfg.prune.structured is not None:
         model, structure = run_structured(model, tok, cfg, train_ds, output_dir=run_dir / "trainer",
-                                          metrics_path=metrics_path, log_print=log_print)
+                                          metrics_path=metrics_path, log_print=log_print, state=state)
         res = evaluate_fn()
         log({"event": "structured", **res, **{k: structure[k] for k in ("before", "after", "params_before",
                                                                         "params_after")},

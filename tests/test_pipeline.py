@@ -105,7 +105,10 @@ def test_two_process_finetune_under_accelerate(tmp_path):
     cmd = ["accelerate", "launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
            "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "summprune", "run",
            str(ROOT / "configs" / "smoke.toml"), *TINY, "name=ddp", f"runs_dir={tmp_path}",
-           f"output_dir={tmp_path / 'model'}"]
+           f"output_dir={tmp_path / 'model'}",
+           # structured removal too: both processes must build the same smaller shape for DDP
+           "prune.structured.ffn_keep=0.5", "prune.structured.heads_keep=0.5",
+           "prune.structured.importance_batches=2", "prune.structured.recover_steps=2"]
     res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
@@ -116,3 +119,6 @@ def test_two_process_finetune_under_accelerate(tmp_path):
     # one line per event: only the main process writes
     assert sum(r["event"] == "initial" for r in logs) == 1
     assert (tmp_path / "model" / "compact.json").is_file()
+    info = json.loads((tmp_path / "model" / "pruning.json").read_text())
+    assert info["structured"]["params_after"] < info["structured"]["params_before"]
+    assert any(r.get("stage") == "structured-recover" for r in logs)
