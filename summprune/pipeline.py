@@ -238,17 +238,27 @@ def run_structured(model, tokenizer, cfg: ExperimentConfig, train_ds=None, *,
     return small, info
 
 
-def pruning_info(cfg: ExperimentConfig, records: list[dict], final: dict) -> dict:
-    """What ``pruning.json`` holds: the recipe, one entry per stage, and the final model."""
+def pruning_info(cfg: ExperimentConfig, records: list[dict], final: dict, *, gradual: dict | None = None,
+                 structured: dict | None = None) -> dict:
+    """What ``pruning.json`` holds: the recipe, one entry per stage, the final model, and the
+    gradual plan / structured removal when they ran. After a structured removal ``final`` also
+    gets ``nonzero_ratio_vs_original``: its non-zeros over the parameters of the model it was cut
+    from (its own ratios count against the smaller shape)."""
     keep = ("stage", "amounts", "mask_ratio", "nonzero_ratio", "nonzero", "dense_params", "groups",
             "kaggle_score", "rougeLsum")
-    return {
+    info = {
         "format": PRUNING_FORMAT,
         "tie_mode": cfg.prune.tie_mode,
         "recipe": config_to_dict(cfg.prune),
         "stages": [{k: r[k] for k in keep if k in r} for r in records],
         "final": final,
     }
+    if gradual is not None:
+        info["gradual"] = gradual
+    if structured is not None:
+        info["structured"] = structured
+        final["nonzero_ratio_vs_original"] = final["nonzero"] / structured["params_before"]
+    return info
 
 
 def export(model, tokenizer, out_dir: str | Path, info: dict, fmt: str = "hf", dtype: str = "fp32") -> Path:
@@ -379,12 +389,7 @@ def run(cfg: ExperimentConfig, *, log_print: Callable[[str], None] = print) -> d
     final = stage_record(model, cfg.prune.groups)
     if records:
         final.update({k: records[-1][k] for k in ("kaggle_score", "rougeLsum") if k in records[-1]})
-    info = pruning_info(cfg, records, final)
-    if plan is not None:
-        info["gradual"] = plan
-    if structure is not None:
-        info["structured"] = structure
-        final["nonzero_ratio_vs_original"] = S.nonzero_count(model) / structure["params_before"]
+    info = pruning_info(cfg, records, final, gradual=plan, structured=structure)
     summary = {}
     if main:
         out = export(model.to("cpu"), tok, cfg.output_dir, info, cfg.export_format, cfg.export_dtype)
@@ -452,11 +457,6 @@ def prune_existing(model_dir: str | Path, cfg: ExperimentConfig, output: str | P
         records = apply_recipe(model, cfg.prune.stages, tie_mode=cfg.prune.tie_mode, patterns=cfg.prune.groups,
                                recover=recover, log=log_stage)
     final = stage_record(model, cfg.prune.groups)
-    info = pruning_info(cfg, records, final)
-    if plan is not None:
-        info["gradual"] = plan
-    if structure is not None:
-        info["structured"] = structure
-        final["nonzero_ratio_vs_original"] = S.nonzero_count(model) / structure["params_before"]
+    info = pruning_info(cfg, records, final, gradual=plan, structured=structure)
     export(model, tok, output, info, cfg.export_format, cfg.export_dtype)
     return info
