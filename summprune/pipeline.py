@@ -193,7 +193,7 @@ def run_structured(model, tokenizer, cfg: ExperimentConfig, train_ds=None, *,
     ``(smaller model, info)``; ``model`` keeps its weights (it becomes the frozen teacher when
     distilling). Under several processes the main process's plan is used by all. Without ``train_ds`` only
     weight-norm importance works and no recovery runs."""
-    from .structured import apply_plan, describe, importance_batches, plan_structure, taylor_importance, weight_importance
+    from .structured import describe, importance_batches, shrink
 
     sc = cfg.prune.structured
     batches = None
@@ -203,18 +203,16 @@ def run_structured(model, tokenizer, cfg: ExperimentConfig, train_ds=None, *,
                              "--no-train); use importance='weight'")
         batches = importance_batches(model, tokenizer, train_ds, sc.importance_batches, cfg.train.batch_size)
     before, params_before = describe(model), S.dense_param_count(model)
-    scores = taylor_importance(model, batches) if batches is not None else weight_importance(model)
-    plan = plan_structure(model, scores, ffn_keep=sc.ffn_keep, heads_keep=sc.heads_keep,
-                          encoder_layers=sc.encoder_layers, decoder_layers=sc.decoder_layers,
-                          layer_selection=sc.layer_selection)
+    sync = None
     if state is not None and state.num_processes > 1:
-        # every process scored the same batches, but a near-tie at the cut could still fall
+        # every process scores the same batches, but a near-tie at the cut could still fall
         # differently on different GPUs: all must build the same shape for DDP
         from accelerate.utils import broadcast_object_list
 
-        plan = broadcast_object_list([plan])[0]
-    small = apply_plan(model, plan)
-    del batches
+        sync = lambda plan: broadcast_object_list([plan])[0]  # noqa: E731
+    small, plan = shrink(model, importance=sc.importance, batches=batches, ffn_keep=sc.ffn_keep,
+                         heads_keep=sc.heads_keep, encoder_layers=sc.encoder_layers,
+                         decoder_layers=sc.decoder_layers, layer_selection=sc.layer_selection, sync=sync)
     log_print(f"structured: {before} -> {describe(small)}")
     recovery: dict = {}
     if train_ds is not None and (sc.recover_steps > 0 or sc.recover_epochs > 0):

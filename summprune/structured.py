@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -433,8 +433,10 @@ def describe(model: nn.Module) -> str:
 
 def shrink(model: nn.Module, *, importance: str = "weight", batches: Iterable[dict] | None = None,
            ffn_keep: float = 1.0, heads_keep: float = 1.0, encoder_layers: int = 0,
-           decoder_layers: int = 0, layer_selection: str = "spread") -> tuple[nn.Module, StructurePlan]:
-    """Score, plan and remove in one call: ``(smaller model, plan)``."""
+           decoder_layers: int = 0, layer_selection: str = "spread",
+           sync: Callable[[StructurePlan], StructurePlan] | None = None) -> tuple[nn.Module, StructurePlan]:
+    """Score, plan and remove in one call: ``(smaller model, plan)``. ``sync`` (several
+    processes) replaces the plan by the main process's, so that every process builds one shape."""
     if importance not in IMPORTANCES:
         raise ValueError(f"unknown importance {importance!r}; choose one of {', '.join(IMPORTANCES)}")
     if importance == "taylor":
@@ -445,4 +447,6 @@ def shrink(model: nn.Module, *, importance: str = "weight", batches: Iterable[di
         scores = weight_importance(model)
     plan = plan_structure(model, scores, ffn_keep=ffn_keep, heads_keep=heads_keep, encoder_layers=encoder_layers,
                           decoder_layers=decoder_layers, layer_selection=layer_selection)
+    if sync is not None:
+        plan = sync(plan)
     return apply_plan(model, plan), plan
