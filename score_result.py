@@ -9,6 +9,9 @@ is a table on stdout and a JSON file with kaggle_score, rouge1, rouge2, rougeL, 
 n_docs and, with a model, mask_ratio and nonzero_ratio (only the keys of the chosen --metrics);
 for a structurally pruned model also nonzero_ratio_vs_original (non-zeros over the parameters of
 the model it was cut from, from its pruning.json).
+It also says whether the submission meets the course's constraints (JSON key ``course``): the
+ratio as the course's grader computes it, which only a course directory (``model_state_dict.pth``,
+``export_format = "course"``) gives, at most 0.3; and the course metric above its baseline 0.1134.
 A bad CSV (no ID/Predict columns, duplicate, non-integer, missing or extra IDs, not UTF-8) is
 an error naming the rows: exit status 2 and nothing written.
 """
@@ -93,17 +96,26 @@ def _choose_model(arg: str | None) -> Path | None:
 
 def model_ratios(model_dir: Path) -> tuple[dict[str, float], str]:
     """``{"mask_ratio", "nonzero_ratio"}`` of the model in ``model_dir`` and where mask_ratio
-    came from."""
+    came from. For a course directory (``model_state_dict.pth``) mask_ratio is the course's
+    ratio as its grader computes it, on the model its code loads."""
     from summprune import sparsity
-    from summprune.export import load_model
+    from summprune.course import is_course_dir, load_course
+    from summprune.export import _verify_checksums, load_model
 
+    course_ratio = None
     try:
-        model = load_model(model_dir)
+        if is_course_dir(model_dir):
+            _verify_checksums(model_dir)
+            model, course_ratio = load_course(model_dir)
+        else:
+            model = load_model(model_dir)
     except (OSError, ValueError, RuntimeError) as e:
         raise _Fail(f"--model {model_dir}: cannot load the model: {e} (--model none scores "
                     "without one)") from None
     recorded = sparsity.recorded_mask_ratio(model_dir, warn=_warn)
-    if recorded is not None:
+    if course_ratio is not None:
+        mask, source = course_ratio, "the course grader's code on model_state_dict.pth"
+    elif recorded is not None:
         mask, source = recorded, "pruning.json final.mask_ratio"
     else:
         mask = sparsity.mask_ratio(model)
@@ -160,6 +172,33 @@ def write_json_atomic(path: Path, data: dict) -> None:
         raise
 
 
+def course_verdict(scores: dict, model_dir: Path | None, source: str) -> tuple[dict, list[str]]:
+    """Whether the submission meets the course's two constraints, as a JSON table and lines:
+    the ratio its grader computes (<= 0.3; only a course directory can be read by it) and the
+    course metric against the baseline. Either part is absent when its input is."""
+    from summprune.course import BASELINE_SCORE, MAX_RATIO, STATE_FILE
+
+    verdict: dict = {}
+    lines = ["course constraints:"]
+    if model_dir is not None and "mask_ratio" in scores:
+        readable = source.startswith("the course grader")
+        verdict.update(readable_by_grader=readable, max_ratio=MAX_RATIO)
+        if readable:
+            ok = scores["mask_ratio"] <= MAX_RATIO
+            verdict.update(ratio=scores["mask_ratio"], ratio_ok=ok)
+            lines.append(f"  ratio {scores['mask_ratio']:.4f} <= {MAX_RATIO}: {'yes' if ok else 'NO'}  (the grader's "
+                         f"code on {model_dir / STATE_FILE}; honest nonzero_ratio {scores['nonzero_ratio']:.4f})")
+        else:
+            verdict.update(ratio=None, ratio_ok=False)
+            lines.append(f"  ratio: NOT READABLE by the grader: {model_dir} has no {STATE_FILE}; convert it with "
+                         f"`python -m summprune export --model {model_dir} --output {model_dir}_course --format course`")
+    if "kaggle_score" in scores:
+        ok = scores["kaggle_score"] > BASELINE_SCORE
+        verdict.update(baseline=BASELINE_SCORE, beats_baseline=ok)
+        lines.append(f"  course metric {scores['kaggle_score']:.4f} > baseline {BASELINE_SCORE}: {'yes' if ok else 'NO'}")
+    return verdict, (lines if len(lines) > 1 else [])
+
+
 def format_table(scores: dict, notes: dict[str, str]) -> str:
     lines = [f"{'metric':<15}{'value':>10}"]
     for k, v in scores.items():
@@ -206,6 +245,10 @@ def _run(a: argparse.Namespace) -> int:
     ref_name = f"{a.references}[{a.split}]" if a.references == "billsum" else a.references
     print(f"{pred_path} vs {ref_name}" + (f", model {model}" if ratios else ""))
     print(format_table(scores, {"mask_ratio": source} if ratios else {}))
+    verdict, lines = course_verdict(scores, model if ratios else None, source)
+    if lines:
+        print("\n".join(lines))
+        scores["course"] = verdict
     if json_path is not None:
         try:
             write_json_atomic(json_path, scores)

@@ -84,10 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("overrides", nargs="*", help="key=value overrides")
     q.set_defaults(fn=_cmd_prune)
 
-    e = sub.add_parser("export", help="convert a model directory to the compact or hf format")
-    e.add_argument("--model", required=True)
-    e.add_argument("--output", required=True)
-    e.add_argument("--format", choices=("compact", "hf"), default="compact")
+    e = sub.add_parser("export", help="convert a model directory to the compact, hf or course format")
+    e.add_argument("--model", required=True, help="model directory (any format) or hub name")
+    e.add_argument("--output", required=True, help="directory to write")
+    e.add_argument("--format", choices=("compact", "hf", "course"), default="compact",
+                   help="compact: non-zeros + bitmask (small); hf: save_pretrained; course: hf + "
+                        "model_state_dict.pth, what the course's grader reads")
     e.add_argument("--dtype", choices=("fp32", "fp16", "bf16"), default="fp32",
                    help="value dtype of the compact format (fp32 is bit-exact)")
     e.set_defaults(fn=_cmd_export)

@@ -1,7 +1,7 @@
 """How many weights each layer group keeps: the budget of a target honest ``nonzero_ratio``.
 
 The honest ratio counts every tensor the model computes with, so the prunable budget is
-``round(target * dense_params) - fixed``, where ``fixed`` is what pruning cannot touch (layer norms,
+``floor(target * dense_params) - fixed``, where ``fixed`` is what pruning cannot touch (layer norms,
 T5's relative attention bias, and in ``tie_mode='course'``/``'untie'`` the dense input embedding).
 With ``tie_mode='tied'`` the shared embedding is the ``lm_head`` group: pruning it prunes the
 embedding for both of its uses, and at low ratios it has to be pruned like every other group.

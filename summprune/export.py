@@ -1,6 +1,6 @@
 """Save a pruned T5 so that it reloads as the very model that was pruned, and load it back.
 
-Two formats, both pickle-free (safetensors + JSON only), both written atomically:
+Three formats, all written atomically; ``hf`` and ``compact`` are pickle-free (safetensors + JSON):
 
 ``hf``
     ``save_pretrained`` of the model with pruning made permanent (zeros folded into the
@@ -14,7 +14,13 @@ Two formats, both pickle-free (safetensors + JSON only), both written atomically
     (``bitmask``), whichever is smaller; ``compact.json`` describes every tensor (shape, storage,
     nnz, sha256) and which names share one tensor. See :data:`FORMAT` and ``save_compact``.
 
-``load_model`` reads either (or a hub name) and checks everything it can: a missing, truncated
+``course``
+    The course's submission: the ``hf`` directory plus ``model_state_dict.pth``, the state dict
+    (``weight_orig``/``weight_mask`` for every ``nn.Linear``) that the course's grader loads; see
+    :mod:`summprune.course`. Its ``.pth`` is the one pickle-based file this package reads, with
+    ``torch.load(weights_only=True)``.
+
+``load_model`` reads any of them (or a hub name) and checks everything it can: a missing, truncated
 or corrupt file, or a manifest that does not match the data, raises ``FileNotFoundError`` or
 ``ValueError`` naming the file and the tensor -- never a silently wrong model.
 """
@@ -38,6 +44,8 @@ import torch
 from torch import nn
 from transformers import GenerationConfig, T5Config, T5ForConditionalGeneration
 
+from .course import STATE_FILE as COURSE_STATE  # course format; the one pickle read (weights_only=True)
+
 #: ``format`` field of ``compact.json``; ``version`` is bumped on incompatible changes.
 FORMAT = "summprune-compact"
 VERSION = 1
@@ -47,7 +55,9 @@ WEIGHTS = "model.safetensors"  # hf format
 # directory fails loudly instead of filling the model with random weights.
 COMPACT_WEIGHTS = "compact.safetensors"
 PRUNING = "pruning.json"
-CHECKSUMS = "checksums.json"  # hf format only
+CHECKSUMS = "checksums.json"  # hf and course formats
+#: Export formats: see the module docstring.
+FORMATS = ("hf", "compact", "course")
 
 DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 _DTYPE_ALIASES = {"float32": "fp32", "float16": "fp16", "half": "fp16", "bfloat16": "bf16"}
@@ -90,15 +100,43 @@ def save_hf(model: nn.Module, out_dir: str | Path, tokenizer: Any = None,
     out = _check_output(out_dir)
     model = _permanent(model)
     with _atomic_dir(out) as tmp:
-        model.save_pretrained(str(tmp))
-        _save_tokenizer(tokenizer, tmp)
-        _write_pruning(pruning_info, tmp)
-        weight_files = sorted(p.name for p in tmp.iterdir() if p.name.endswith((".safetensors", ".safetensors.index.json")))
-        _write_json(tmp / CHECKSUMS, {
-            "format": "summprune-hf-checksums", "version": 1, "algorithm": "sha256",
-            "files": {f: _sha256_file(tmp / f) for f in weight_files},
-        })
+        _write_hf(model, tmp, tokenizer, pruning_info)
     return out
+
+
+def save_course(model: nn.Module, out_dir: str | Path, tokenizer: Any = None,
+                pruning_info: dict | None = None) -> Path:
+    """Write the course's submission format: a ``save_pretrained`` directory (as
+    :func:`save_hf`) plus ``model_state_dict.pth``, the state dict the course's grader loads
+    after ``prune.identity`` on every ``nn.Linear`` (see :mod:`summprune.course`).
+
+    Refuses (ValueError) a model the grader's tied model cannot hold (``tie_mode='untie'``)
+    before anything is written. ``checksums.json`` covers the ``.pth`` too. Atomic, like the
+    other formats. Returns ``out_dir``.
+    """
+    from .course import STATE_FILE, course_state_dict, tied_copy_for_safetensors
+
+    out = _check_output(out_dir)
+    state = course_state_dict(model)  # raises for untied lm_head before any file exists
+    plain = tied_copy_for_safetensors(model)
+    with _atomic_dir(out, allow=(STATE_FILE,)) as tmp:
+        torch.save(state, str(tmp / STATE_FILE))
+        _write_hf(plain, tmp, tokenizer, pruning_info, extra_checksummed=(STATE_FILE,))
+    return out
+
+
+def _write_hf(model: nn.Module, tmp: Path, tokenizer: Any, pruning_info: dict | None,
+              extra_checksummed: tuple[str, ...] = ()) -> None:
+    """save_pretrained + tokenizer + pruning.json + checksums.json into ``tmp``."""
+    model.save_pretrained(str(tmp))
+    _save_tokenizer(tokenizer, tmp)
+    _write_pruning(pruning_info, tmp)
+    weight_files = sorted(p.name for p in tmp.iterdir()
+                          if p.name.endswith((".safetensors", ".safetensors.index.json")) or p.name in extra_checksummed)
+    _write_json(tmp / CHECKSUMS, {
+        "format": "summprune-hf-checksums", "version": 1, "algorithm": "sha256",
+        "files": {f: _sha256_file(tmp / f) for f in weight_files},
+    })
 
 
 def save_compact(model: nn.Module, out_dir: str | Path, tokenizer: Any = None,
@@ -171,7 +209,10 @@ def load_model(path: str | Path, device: str | torch.device | None = None) -> T5
     """Load a model saved by :func:`save_compact` or :func:`save_hf` (or any ``save_pretrained``
     T5 directory, or a hub name). Returns it in eval mode, fp32, on ``device`` (default CPU).
 
-    A directory with ``compact.json`` is read as the compact format; one with ``config.json`` as
+    A directory with ``compact.json`` is read as the compact format; one with
+    ``model_state_dict.pth`` as the course's format (that file with ``weights_only=True``, see
+    :mod:`summprune.course`; this includes directories written by the course's own notebook); one
+    with ``config.json`` as
     a ``save_pretrained`` directory (its ``checksums.json`` verified if present, and every
     weight the model needs checked to be in the files, so that a checkpoint of a masked model,
     holding ``weight_orig``/``weight_mask``, is an error rather than random weights). Any other
@@ -185,6 +226,14 @@ def load_model(path: str | Path, device: str | torch.device | None = None) -> T5
     if p.is_dir():
         if (p / MANIFEST).is_file():
             model = _load_compact(p)
+        elif (p / COURSE_STATE).is_file() and (p / "config.json").is_file():
+            from .course import load_course
+
+            _verify_checksums(p)
+            model, _ = load_course(p)
+            gen = p / "generation_config.json"
+            if gen.is_file():
+                model.generation_config = GenerationConfig.from_pretrained(str(p))
         elif (p / "config.json").is_file():
             _validate_hf_dir(p)
             model = load_pretrained(str(p))
@@ -211,10 +260,10 @@ def export_model(model_dir_or_model: str | Path | nn.Module, out_dir: str | Path
     ``tokenizer`` / ``pruning_info`` are given. ``out_dir`` may be the source directory itself
     (everything is read before the output replaces it). Returns ``out_dir``.
     """
-    if format not in ("compact", "hf"):
-        raise ValueError(f"format={format!r}: choose 'compact' or 'hf'")
-    if format == "hf" and dtype not in (None, "fp32", "float32"):
-        raise ValueError(f"dtype={dtype!r} applies to the compact format only; the hf format is saved in the model's dtype")
+    if format not in FORMATS:
+        raise ValueError(f"format={format!r}: choose one of {', '.join(map(repr, FORMATS))}")
+    if format != "compact" and dtype not in (None, "fp32", "float32"):
+        raise ValueError(f"dtype={dtype!r} applies to the compact format only; the {format} format is saved in fp32")
     if format == "compact":
         _dtype_name(dtype)
     _check_output(out_dir)
@@ -234,6 +283,8 @@ def export_model(model_dir_or_model: str | Path | nn.Module, out_dir: str | Path
             tokenizer = str(model_dir_or_model)
     if format == "hf":
         return save_hf(model, out_dir, tokenizer=tokenizer, pruning_info=pruning_info)
+    if format == "course":
+        return save_course(model, out_dir, tokenizer=tokenizer, pruning_info=pruning_info)
     return save_compact(model, out_dir, tokenizer=tokenizer, pruning_info=pruning_info, dtype=dtype)
 
 
@@ -472,8 +523,8 @@ def _set_tensor(model: nn.Module, name: str, t: torch.Tensor) -> None:
 # hf directories
 
 
-def _validate_hf_dir(d: Path) -> None:
-    """Checksums (if recorded) and key/shape coverage of a save_pretrained directory."""
+def _verify_checksums(d: Path) -> None:
+    """Every file ``checksums.json`` lists (if there is one) exists and has its sha256."""
     sums = d / CHECKSUMS
     if sums.is_file():
         info = _read_json(sums)
@@ -488,6 +539,11 @@ def _validate_hf_dir(d: Path) -> None:
             if got != digest:
                 raise ValueError(f"{f}: checksum mismatch (sha256 {got[:16]}... != {CHECKSUMS}'s "
                                  f"{str(digest)[:16]}...); the file is truncated or corrupt")
+
+
+def _validate_hf_dir(d: Path) -> None:
+    """Checksums (if recorded) and key/shape coverage of a save_pretrained directory."""
+    _verify_checksums(d)
     index = d / "model.safetensors.index.json"
     if index.is_file():
         wm = _read_json(index).get("weight_map", {})
@@ -589,8 +645,10 @@ def _check_output(out_dir: str | Path) -> Path:
 
 
 @contextmanager
-def _atomic_dir(out: Path) -> Iterator[Path]:
-    """Yield a fresh sibling temp dir; on success it replaces ``out``, on error it is removed."""
+def _atomic_dir(out: Path, allow: tuple[str, ...] = ()) -> Iterator[Path]:
+    """Yield a fresh sibling temp dir; on success it replaces ``out``, on error it is removed.
+    A pickle-format file in it is an error, except the names in ``allow`` (the course format's
+    ``model_state_dict.pth``)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     while True:
         tmp = out.parent / f"{out.name}.tmp-{secrets.token_hex(4)}"
@@ -601,7 +659,7 @@ def _atomic_dir(out: Path) -> Iterator[Path]:
             continue
     try:
         yield tmp
-        pickles = [p.name for p in tmp.rglob("*") if p.suffix in PICKLE_SUFFIXES]
+        pickles = [p.name for p in tmp.rglob("*") if p.suffix in PICKLE_SUFFIXES and p.name not in allow]
         if pickles:
             raise RuntimeError(f"refusing to write pickle-format file(s) {pickles} to {out}")
         _fsync_tree(tmp)
@@ -706,7 +764,7 @@ def _sha256_file(path: Path, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
-__all__ = ["save_hf", "save_compact", "load_model", "export_model", "dir_size", "FORMAT", "VERSION"]
+__all__ = ["save_hf", "save_compact", "save_course", "load_model", "export_model", "dir_size", "FORMAT", "VERSION"]
 
 
 def _meta_model(d: Path) -> T5ForConditionalGeneration:

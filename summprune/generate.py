@@ -33,6 +33,43 @@ from tqdm.auto import tqdm
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("fp32", "bf16", "fp16", "int8")
 
+from .config import DECODING_DEFAULTS, check_decoding  # noqa: E402  (torch-free, shared with config validation)
+
+
+def decoding_from_generation_config(path) -> dict:
+    """The decoding options a model directory's ``generation_config.json`` sets (only those
+    present in the file; ``max_new_tokens`` N is read as ``max_length`` N + 1). ``{}`` if the
+    file is absent; ValueError naming the file if it is not a JSON object."""
+    import json
+    from pathlib import Path
+
+    f = Path(path)
+    if f.is_dir():
+        f = f / "generation_config.json"
+    if not f.is_file():
+        return {}
+    try:
+        raw = json.loads(f.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{f}: not valid JSON ({e})") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"{f}: not a JSON object")
+    out = {k: raw[k] for k in DECODING_DEFAULTS if raw.get(k) is not None}
+    if raw.get("max_new_tokens") is not None and "max_length" not in out:
+        out["max_length"] = raw["max_new_tokens"] + 1 if isinstance(raw["max_new_tokens"], int) else raw["max_new_tokens"]
+    return out
+
+
+def set_decoding(generation_config, decoding: dict) -> None:
+    """Write ``decoding`` (checked) into a ``GenerationConfig`` so that the exported
+    ``generation_config.json`` ships it: ``max_length`` always, the others where they differ
+    from off (transformers refuses to save, e.g., a length_penalty without beams)."""
+    d = check_decoding(decoding)
+    generation_config.max_length = d["max_length"]
+    generation_config.max_new_tokens = None
+    for k in ("num_beams", "no_repeat_ngram_size", "repetition_penalty", "length_penalty", "min_new_tokens"):
+        setattr(generation_config, k, d[k] if d[k] != DECODING_DEFAULTS[k] else None)
+
 
 def clean_prediction(s: str) -> str:
     """The course CSV format: commas become periods, line breaks become spaces."""
@@ -132,7 +169,8 @@ def _pad_batch(seqs: list[list[int]], pad_id: int, device: torch.device) -> tupl
 def generate_summaries(model, tokenizer, texts: list[str], *, prefix: str = "summarize: ",
                        max_source_length: int = 1024, max_length: int = 128, num_beams: int = 1,
                        batch_size: int = 16, device: str | torch.device = "cpu", dtype: str = "fp32",
-                       min_new_tokens: int | None = None,
+                       min_new_tokens: int | None = None, no_repeat_ngram_size: int = 0,
+                       repetition_penalty: float = 1.0, length_penalty: float = 1.0,
                        on_batch: Callable[[list[int], list[str]], None] | None = None,
                        skip_ids: Iterable[int] = (), progress: bool = True) -> dict[int, str]:
     """Summaries of ``texts`` as ``{row index: summary}`` in index order.
@@ -142,19 +180,22 @@ def generate_summaries(model, tokenizer, texts: list[str], *, prefix: str = "sum
     ``batch_size`` at a time with greedy search (``num_beams=1``) or beam search. ``max_length`` is
     HF ``generate``'s: the whole decoder sequence including its start token. ``min_new_tokens``
     (benchmarks) forbids EOS before that many new tokens, so with ``min_new_tokens=max_length-1``
-    every summary has exactly ``max_length - 1`` tokens.
+    every summary has exactly ``max_length - 1`` tokens. ``no_repeat_ngram_size``,
+    ``repetition_penalty`` and ``length_penalty`` are transformers' (0 / 1.0 = off). Every
+    decoding option is passed explicitly, so the model's own ``generation_config`` (its
+    ``max_new_tokens``, say) cannot change what was asked for; callers that want the model
+    directory's decoding read it with :func:`decoding_from_generation_config`.
 
     ``skip_ids``: row indices not to generate (already done); they are absent from the result.
     ``on_batch(ids, summaries)`` runs after every batch (raw summaries, not cleaned), so a caller
     can save progress; an exception from it (or Ctrl-C) stops generation after that batch.
     """
-    if max_length < 1:
-        raise ValueError(f"max_length={max_length}: must be >= 1")
-    if num_beams < 1 or batch_size < 1 or max_source_length < 1:
-        raise ValueError("num_beams, batch_size and max_source_length must be >= 1")
-    if min_new_tokens is not None and not 0 <= min_new_tokens <= max_length - 1:
-        raise ValueError(f"min_new_tokens={min_new_tokens} must be between 0 and max_length - 1 "
-                         f"({max_length - 1}): max_length counts the decoder start token")
+    decoding = check_decoding({"max_length": max_length, "num_beams": num_beams,
+                               "no_repeat_ngram_size": no_repeat_ngram_size,
+                               "repetition_penalty": repetition_penalty, "length_penalty": length_penalty,
+                               "min_new_tokens": min_new_tokens or 0})
+    if batch_size < 1 or max_source_length < 1:
+        raise ValueError("batch_size and max_source_length must be >= 1")
     skip = set(skip_ids)
     todo = [i for i in range(len(texts)) if i not in skip]
     bar = tqdm(total=len(texts), initial=len(texts) - len(todo), unit="doc", desc="generate",
@@ -168,9 +209,9 @@ def generate_summaries(model, tokenizer, texts: list[str], *, prefix: str = "sum
                         truncation=True)["input_ids"]
     order = sorted(range(len(todo)), key=lambda k: (-len(encoded[k]), todo[k]))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else model.config.pad_token_id
-    gen_kwargs = {"max_length": max_length, "num_beams": num_beams, "do_sample": False, "use_cache": True}
-    if min_new_tokens:
-        gen_kwargs["min_new_tokens"] = min_new_tokens
+    # Explicit values, not a GenerationConfig with None for "off": generate fills a None from the
+    # model's own generation_config, which may set beams or max_new_tokens of its own.
+    gen_kwargs = {**decoding, "max_new_tokens": None, "do_sample": False, "use_cache": True}
 
     was_training = run_model.training
     run_model.eval()

@@ -1,7 +1,8 @@
 """Gradual pruning to a target *honest* ``nonzero_ratio``, exactly.
 
 ``plan_gradual`` turns a target ratio into whole numbers: the budget of prunable weights
-(``round(target * dense_params)`` minus what pruning cannot touch), each group's final count
+(``floor(target * dense_params)`` minus what pruning cannot touch: never above the target, so a
+course ratio of 0.3 is at most 0.3), each group's final count
 (``summprune.allocate``), and each step's count (``summprune.schedules.keep_counts``: every group
 follows the same schedule from where it stands to its final count, so the whole model follows it
 too). ``prune_to_counts`` applies one step with torch's L1Unstructured given an *integer* amount
@@ -14,6 +15,8 @@ non-zero count is the target unless a kept weight happens to be exactly 0.0.
 """
 
 from __future__ import annotations
+
+import math
 
 import time
 from typing import Any, Callable
@@ -54,7 +57,9 @@ def prunable_budget(model: nn.Module, target: float, patterns: dict[str, str] | 
     """How many group weights may stay non-zero for an honest ``nonzero_ratio`` of ``target``.
 
     ``fixed`` = non-zeros outside the groups (layer norms, relative attention bias, a dense input
-    embedding in tie_mode 'course'/'untie'); ``budget = round(target * dense) - fixed``.
+    embedding in tie_mode 'course'/'untie'); ``budget = floor(target * dense) - fixed``: the ratio
+    reached is never above the target (a course limit of 0.3 is a hard one), and rounding up by one
+    weight never happens.
     """
     if not 0.0 < target <= 1.0:
         raise ValueError(f"target nonzero_ratio={target}: must be in (0, 1]")
@@ -62,7 +67,9 @@ def prunable_budget(model: nn.Module, target: float, patterns: dict[str, str] | 
     dense = S.dense_param_count(model)
     total_nz = S.nonzero_count(model)
     fixed = total_nz - sum(c["nonzero"] for c in counts.values())
-    target_nz = round(target * dense)
+    # floor, not round: round(0.3 * 1,069,696) gives a ratio of 0.30000019, above a 0.3 limit.
+    # The epsilon keeps an exact product (e.g. 0.5 * 1000) from flooring to one below.
+    target_nz = math.floor(target * dense + 1e-6)
     budget = target_nz - fixed
     unpruned = sum(c["unpruned"] for c in counts.values())
     if budget < 0:

@@ -68,8 +68,9 @@ def build_model_and_tokenizer(cfg_model, train_texts: list[str] | None = None):
 
 
 def evaluate(model, tokenizer, rows, *, prefix: str, max_source_length: int, max_length: int,
-             num_beams: int, batch_size: int) -> dict:
-    """Generate summaries for ``rows`` (text, summary) and score them (course metric + ROUGE)."""
+             num_beams: int, batch_size: int, **decoding) -> dict:
+    """Generate summaries for ``rows`` (text, summary) and score them (course metric + ROUGE).
+    ``decoding``: the other options of ``generate_summaries`` (no_repeat_ngram_size, ...)."""
     from .generate import generate_summaries
     from .metrics import kaggle_score, rouge
 
@@ -80,7 +81,7 @@ def evaluate(model, tokenizer, rows, *, prefix: str, max_source_length: int, max
     preds = generate_summaries(model, tokenizer, list(rows["text"]), prefix=prefix,
                                max_source_length=max_source_length, max_length=max_length,
                                num_beams=num_beams, batch_size=batch_size, device=device,
-                               progress=False)
+                               progress=False, **decoding)
     model.train(was_training)
     texts = [preds[i] for i in range(len(rows))]
     refs = list(rows["summary"])
@@ -259,14 +260,16 @@ def pruning_info(cfg: ExperimentConfig, records: list[dict], final: dict, *, gra
     return info
 
 
-def export(model, tokenizer, out_dir: str | Path, info: dict, fmt: str = "hf", dtype: str = "fp32") -> Path:
-    from .export import save_compact, save_hf
+def export(model, tokenizer, out_dir: str | Path, info: dict, fmt: str = "hf", dtype: str = "fp32",
+           decoding: dict | None = None) -> Path:
+    """Export in ``fmt``; ``decoding`` (the run's eval decoding) goes into the model's
+    generation_config.json, where generate_csv.py takes its defaults from."""
+    from .export import export_model
+    from .generate import set_decoding
 
-    if fmt == "compact":
-        save_compact(model, out_dir, tokenizer=tokenizer, pruning_info=info, dtype=dtype)
-    else:
-        save_hf(model, out_dir, tokenizer=tokenizer, pruning_info=info)
-    return Path(out_dir)
+    if decoding is not None:
+        set_decoding(model.generation_config, decoding)
+    return export_model(model, out_dir, format=fmt, dtype=dtype, tokenizer=tokenizer, pruning_info=info)
 
 
 def _fingerprint(*parts) -> str:
@@ -312,8 +315,8 @@ def run(cfg: ExperimentConfig, *, log_print: Callable[[str], None] = print) -> d
         res = {}
         if main:
             res = evaluate(model, tok, eval_rows, prefix=cfg.data.prefix,
-                           max_source_length=cfg.data.max_source_length, max_length=cfg.eval.max_length,
-                           num_beams=cfg.eval.num_beams, batch_size=cfg.eval.batch_size)
+                           max_source_length=cfg.data.max_source_length, batch_size=cfg.eval.batch_size,
+                           **cfg.eval.decoding())
             log_print(f"  kaggle={res['kaggle_score']:.4f} rougeLsum={res['rougeLsum']:.4f} "
                       f"({res['eval_docs']} validation docs)")
         state.wait_for_everyone()
@@ -390,7 +393,8 @@ def run(cfg: ExperimentConfig, *, log_print: Callable[[str], None] = print) -> d
     info = pruning_info(cfg, records, final, gradual=plan, structured=structure)
     summary = {}
     if main:
-        out = export(model.to("cpu"), tok, cfg.output_dir, info, cfg.export_format, cfg.export_dtype)
+        out = export(model.to("cpu"), tok, cfg.output_dir, info, cfg.export_format, cfg.export_dtype,
+                     decoding=cfg.eval.decoding())
         summary = {
             "name": cfg.name,
             "model_dir": str(out),
@@ -456,5 +460,5 @@ def prune_existing(model_dir: str | Path, cfg: ExperimentConfig, output: str | P
                                recover=recover, log=log_stage)
     final = stage_record(model, cfg.prune.groups)
     info = pruning_info(cfg, records, final, gradual=plan, structured=structure)
-    export(model, tok, output, info, cfg.export_format, cfg.export_dtype)
+    export(model, tok, output, info, cfg.export_format, cfg.export_dtype, decoding=cfg.eval.decoding())
     return info

@@ -75,6 +75,7 @@ def counted(monkeypatch):
     def wrapper(*args, on_batch=None, **kw):
         ids_this_call: list[int] = []
         state["calls"].append(ids_this_call)
+        state["kwargs"] = kw
 
         def hook(ids, summaries):
             ids_this_call.extend(ids)
@@ -177,12 +178,28 @@ def test_changed_arguments_start_over(model_dir, data, tmp_path, counted, capsys
     counted["interrupt_after"] = 3
     assert run(model_dir, data, out) == 130
     counted["interrupt_after"] = None
-    assert generate_csv.main(["--model", str(model_dir), "--data", str(data), "--output", str(out),
-                              "--max-length", "10", "--batch-size", "3", "--device", "cpu",
-                              "--no-progress"]) == 0
+    assert run(model_dir, data, out, "--limit", str(N_DOCS - 1)) == 0
     err = capsys.readouterr().err
-    assert "different arguments (max_length); starting over" in err
+    assert "different arguments (docs, limit); starting over" in err
+    assert sorted(counted["calls"][-1]) == list(range(N_DOCS - 1))
+
+
+def test_changed_decoding_is_refused_not_mixed(model_dir, data, tmp_path, counted, capsys):
+    """A resume never mixes two decodings, and never throws finished rows away unasked."""
+    out = tmp_path / "sub.csv"
+    counted["interrupt_after"] = 3
+    assert run(model_dir, data, out) == 130
+    counted["interrupt_after"] = None
+    partial = (tmp_path / "sub.csv.partial.jsonl").read_text()
+    for extra, needle in ((["--num-beams", "2"], "num_beams 1 (now 2)"),
+                          (["--no-repeat-ngram-size", "3"], "no_repeat_ngram_size 0 (now 3)")):
+        assert run(model_dir, data, out, *extra) == 2
+        err = capsys.readouterr().err
+        assert "interrupted run made with another decoding" in err and needle in err and "--restart" in err
+        assert (tmp_path / "sub.csv.partial.jsonl").read_text() == partial and not out.exists()
+    assert run(model_dir, data, out, "--num-beams", "2", "--restart") == 0
     assert sorted(counted["calls"][-1]) == list(range(N_DOCS))
+    assert [r[0] for r in read_rows(out)[1:]] == [str(i) for i in range(N_DOCS)]
 
 
 def _fails(capsys, tmp_path, argv, *needles) -> None:
@@ -226,3 +243,70 @@ def test_bad_options(capsys, tmp_path, model_dir, data):
     _fails(capsys, tmp_path, base + ["--limit", "0"], "--limit")
     _fails(capsys, tmp_path, base + ["--threads", "0"], "--threads")
     _fails(capsys, tmp_path, base + ["--output", str(tmp_path / "no_dir" / "x.csv")], "no_dir")
+
+
+DECODING_KEYS = ("max_length", "num_beams", "no_repeat_ngram_size", "repetition_penalty", "length_penalty",
+                 "min_new_tokens")
+
+
+def test_decoding_options_reach_generate_and_the_meta(model_dir, data, tmp_path, counted, capsys):
+    out = tmp_path / "sub.csv"
+    counted["interrupt_after"] = 3
+    opts = ["--num-beams", "3", "--no-repeat-ngram-size", "2", "--repetition-penalty", "1.3",
+            "--length-penalty", "1.5", "--min-new-tokens", "4"]
+    assert run(model_dir, data, out, *opts) == 130
+    want = {"max_length": 12, "num_beams": 3, "no_repeat_ngram_size": 2, "repetition_penalty": 1.3,
+            "length_penalty": 1.5, "min_new_tokens": 4}
+    assert {k: counted["kwargs"][k] for k in DECODING_KEYS} == want
+    meta = json.loads((tmp_path / "sub.csv.partial.meta.json").read_text())
+    assert meta["decoding"] == want
+    counted["interrupt_after"] = None
+    assert run(model_dir, data, out, *opts) == 0  # same decoding: resumes
+    assert f"resuming: 3 of {N_DOCS} done" in capsys.readouterr().err
+    # the summaries are those of generate_summaries with these options (and differ from greedy)
+    from summprune.export import load_model
+    from summprune.modeling import load_tokenizer
+
+    texts = [json.loads(x)["text"] for x in data.read_text(encoding="utf-8").splitlines()]
+    expected = counted["real"](load_model(model_dir), load_tokenizer(model_dir), texts, progress=False, **want)
+    assert [r[1] for r in read_rows(out)[1:]] == [gen.clean_prediction(expected[i]) for i in range(N_DOCS)]
+
+
+def test_decoding_defaults_come_from_generation_config(model_dir, data, tmp_path, counted, capsys):
+    import shutil
+
+    d = tmp_path / "shipped"
+    shutil.copytree(model_dir, d)
+    cfg = json.loads((d / "generation_config.json").read_text())
+    cfg.update(num_beams=2, no_repeat_ngram_size=3, max_new_tokens=9)  # max_new_tokens 9 = max_length 10
+    (d / "generation_config.json").write_text(json.dumps(cfg))
+    assert generate_csv.main(["--model", str(d), "--data", str(data), "--output", str(tmp_path / "a.csv"),
+                              "--device", "cpu", "--no-progress"]) == 0
+    got = {k: counted["kwargs"][k] for k in DECODING_KEYS}
+    assert got == {"max_length": 10, "num_beams": 2, "no_repeat_ngram_size": 3, "repetition_penalty": 1.0,
+                   "length_penalty": 1.0, "min_new_tokens": 0}
+    assert "num_beams=2 (model)" in capsys.readouterr().err
+    # an option overrides the file; without the file the course's greedy max_length=128 applies
+    assert run(d, data, tmp_path / "b.csv", "--num-beams", "1") == 0
+    assert counted["kwargs"]["num_beams"] == 1 and counted["kwargs"]["no_repeat_ngram_size"] == 3
+    (d / "generation_config.json").unlink()
+    assert generate_csv.main(["--model", str(d), "--data", str(data), "--output", str(tmp_path / "c.csv"),
+                              "--device", "cpu", "--no-progress", "--limit", "1"]) == 0
+    assert counted["kwargs"]["max_length"] == 128 and counted["kwargs"]["num_beams"] == 1
+
+
+def test_bad_decoding_options(capsys, tmp_path, model_dir, data):
+    import shutil
+
+    base = ["--model", str(model_dir), "--data", str(data)]
+    _fails(capsys, tmp_path, base + ["--num-beams", "0"], "num_beams=0", "--num-beams")
+    _fails(capsys, tmp_path, base + ["--no-repeat-ngram-size", "-1"], "no_repeat_ngram_size")
+    _fails(capsys, tmp_path, base + ["--repetition-penalty", "0"], "repetition_penalty", "--repetition-penalty")
+    _fails(capsys, tmp_path, base + ["--repetition-penalty", "nan"], "finite")
+    _fails(capsys, tmp_path, base + ["--length-penalty", "2"], "beam search only")
+    _fails(capsys, tmp_path, base + ["--max-length", "5", "--min-new-tokens", "5"], "min_new_tokens")
+    d = tmp_path / "bad_gen"
+    shutil.copytree(model_dir, d)
+    (d / "generation_config.json").write_text(json.dumps({"num_beams": -2}))
+    _fails(capsys, tmp_path, ["--model", str(d), "--data", str(data)], "num_beams=-2",
+           str(d / "generation_config.json"), "--num-beams")

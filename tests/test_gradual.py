@@ -36,6 +36,7 @@ def test_gradual_hits_the_honest_target_exactly(tiny_model, allocation, target):
     dense = S.dense_param_count(tiny_model)
     # the model computes with exactly the target count of non-zeros (+-1 weight per group)
     assert abs(S.nonzero_count(tiny_model) - round(target * dense)) <= len(plan["groups"])
+    assert S.nonzero_count(tiny_model) <= target * dense  # never above the target (a course limit)
     assert S.nonzero_count(tiny_model) == plan["target_nonzero"]
     counts = group_counts(tiny_model)
     assert {k: c["unpruned"] for k, c in counts.items()} == {k: r["keep"] for k, r in plan["groups"].items()}
@@ -157,3 +158,13 @@ def test_ready_configs_start_on_a_tiny_model(tmp_path, name):
     assert set(info["gradual"]["groups"]) >= {"lm_head", "enc_ffn"}
     recs = [json.loads(l) for l in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
     assert any(r.get("stage") == "recover-2" for r in recs)  # recovery ran (with its trainer)
+
+
+def test_budget_never_rounds_above_the_target(tiny_model):
+    """A course limit of 0.3 is hard: a target whose count has a fraction >= .5 floors."""
+    dense = S.dense_param_count(tiny_model)
+    target = (int(0.3 * dense) + 0.8) / dense  # round() would keep one weight too many
+    b = prunable_budget(tiny_model, target)
+    fixed = S.nonzero_count(tiny_model) - sum(c["nonzero"] for c in group_counts(tiny_model).values())
+    assert (b["budget"] + fixed) / dense <= target
+    assert b["budget"] + fixed == int(0.3 * dense)

@@ -98,6 +98,7 @@ def test_cli_errors_are_clear(tmp_path, tiny_dir, capsys):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate CLI not installed")
 def test_two_process_finetune_under_accelerate(tmp_path):
     """The multi-process path without GPUs: two CPU processes (gloo) fine-tune, prune, export."""

@@ -65,7 +65,8 @@ def run(*argv) -> int:
 def test_perfect_predictions_default_json_path(tmp_path, refs, capsys):
     assert run("--predictions", perfect(tmp_path), "--references", refs) == 0
     out = json.loads((tmp_path / "submission.scores.json").read_text())
-    assert list(out) == ALL_KEYS
+    assert list(out) == ALL_KEYS + ["course"]
+    assert out["course"] == {"baseline": 0.1134, "beats_baseline": True}  # no model: no ratio verdict
     assert out["n_docs"] == 4
     for k in ALL_KEYS[:-1]:
         assert out[k] == pytest.approx(1.0)
@@ -80,7 +81,8 @@ def test_rows_matched_by_id_not_position(tmp_path, refs):
     write_csv(tmp_path / "p.csv", rows)
     assert run("--predictions", tmp_path / "p.csv", "--references", refs, "--json", "s.json",
                "--metrics", "kaggle") == 0
-    assert json.loads(Path("s.json").read_text()) == {"kaggle_score": 1.0, "n_docs": 4}
+    assert json.loads(Path("s.json").read_text()) == {"kaggle_score": 1.0, "n_docs": 4,
+                                                      "course": {"baseline": 0.1134, "beats_baseline": True}}
 
 
 def test_partial_scores_and_json_none(tmp_path, refs):
@@ -173,7 +175,10 @@ def test_model_ratios_from_the_model(tmp_path, refs, model_dir, capsys):
     # pruned_model/ in the working directory is found without --model.
     assert run("--predictions", perfect(tmp_path), "--references", refs, "--metrics", "kaggle,ratio") == 0
     out = json.loads((tmp_path / "submission.scores.json").read_text())
-    assert list(out) == ["kaggle_score", "n_docs", "mask_ratio", "nonzero_ratio"]
+    assert list(out) == ["kaggle_score", "n_docs", "mask_ratio", "nonzero_ratio", "course"]
+    # not a course directory: the grader cannot read it, whatever its ratio
+    assert out["course"] == {"readable_by_grader": False, "max_ratio": 0.3, "ratio": None, "ratio_ok": False,
+                             "baseline": 0.1134, "beats_baseline": True}
     model = load_pretrained(model_dir)
     assert out["mask_ratio"] == pytest.approx(sparsity.mask_ratio(model)) == 1.0
     assert out["nonzero_ratio"] == pytest.approx(sparsity.nonzero_ratio(model))
@@ -181,7 +186,7 @@ def test_model_ratios_from_the_model(tmp_path, refs, model_dir, capsys):
     # With --model none (or --metrics without ratio) there are no ratio keys.
     assert run("--predictions", perfect(tmp_path), "--references", refs, "--model", "none",
                "--metrics", "kaggle") == 0
-    assert list(json.loads((tmp_path / "submission.scores.json").read_text())) == ["kaggle_score", "n_docs"]
+    assert list(json.loads((tmp_path / "submission.scores.json").read_text())) == ["kaggle_score", "n_docs", "course"]
 
 
 def test_pruning_json_mask_ratio_is_used(tmp_path, refs, model_dir, capsys):
