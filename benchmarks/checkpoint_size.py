@@ -8,6 +8,8 @@ values -- then saved as:
   course         what the course does: save_pretrained of the masked model (weight_orig +
                  weight_mask) plus torch.save(model.state_dict()) with the masks
   pruned-hf      summprune.export.save_hf (pruning made permanent, safetensors)
+  course-format  summprune.export.save_course (export_format='course': pruned-hf + the grader's
+                 model_state_dict.pth); reloaded with summprune.load_model
   compact-fp32/fp16/bf16   summprune.export.save_compact
 
 Each is reloaded and compared with the pruned model: exactly for fp32 (the course-style one
@@ -89,7 +91,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     from summprune import sparsity
     from summprune.config import expand_stages, load_config
-    from summprune.export import _permanent, dir_size, load_model, save_compact, save_hf
+    from summprune.export import _permanent, dir_size, load_model, save_compact, save_course, save_hf
     from summprune.modeling import random_model_from_config
     from summprune.prune import apply_stage, prepare_model
 
@@ -145,11 +147,16 @@ def main(argv: list[str] | None = None) -> dict:
             check += "; its save_pretrained part alone is refused by load_model (no 'weight' keys)"
         rows.append(("course", dir_size(course_dir), check, ts, tl))
 
-        # (c) permanent hf and compact
+        # (c) permanent hf, our course format (hf + the grader's state dict), compact
         hf_dir = tmp / "pruned-hf"
         _, ts = timed(save_hf, model, hf_dir)
         got, tl = timed(load_model, hf_dir)
         rows.append(("pruned-hf", dir_size(hf_dir), _compare(_state(got), want), ts, tl))
+        if cfg.prune.tie_mode != "untie":
+            cdir = tmp / "course-format"
+            _, ts = timed(save_course, model, cdir)
+            got, tl = timed(load_model, cdir)
+            rows.append(("course-format", dir_size(cdir), _compare(_state(got), want), ts, tl))
         for dt, tdt in (("fp32", torch.float32), ("fp16", torch.float16), ("bf16", torch.bfloat16)):
             d = tmp / f"compact-{dt}"
             _, ts = timed(save_compact, model, d, dtype=dt)

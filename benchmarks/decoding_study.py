@@ -110,26 +110,34 @@ def write_outputs(records: list[dict], out: Path, meta: dict) -> None:
 
 
 def plot(rows: list[dict], path: Path) -> None:
+    """One row per setting: course score (mean, bar = min-max over seeds) per max_length, and the
+    cost in s/doc written beside it."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for length, marker in zip(sorted({r["max_length"] for r in rows}), "os^"):
-        rs = [r for r in rows if r["max_length"] == length]
-        for r in rs:
+    settings = [s for s in SETTINGS if any(r["setting"] == s for r in rows)]
+    lengths = sorted({r["max_length"] for r in rows})
+    fig, ax = plt.subplots(figsize=(8, 0.55 * len(settings) + 1.6))
+    for j, length in enumerate(lengths):
+        off = (j - (len(lengths) - 1) / 2) * 0.25
+        for i, name in enumerate(settings):
+            r = next((r for r in rows if r["setting"] == name and r["max_length"] == length), None)
+            if r is None:
+                continue
             y, lo, hi = r["kaggle_score"]
-            x = r["s_per_doc"][0]
-            ax.errorbar(x, y, yerr=[[y - lo], [hi - y]], fmt=marker, capsize=3,
-                        color="C0" if length == 64 else "C1", label=f"max_length {length}" if r is rs[0] else None)
-            ax.annotate(r["setting"], (x, y), textcoords="offset points", xytext=(5, 3), fontsize=7)
-    ax.set_xscale("log")
-    ax.set_xlabel("seconds per document (log scale; CPU, 1 thread)")
-    ax.set_ylabel("course score (mean; bars: min-max over seeds)")
-    ax.set_title("Decoding on the smoke model: course score against cost")
-    ax.grid(alpha=0.3)
-    ax.legend()
+            ax.errorbar(y, i + off, xerr=[[y - lo], [hi - y]], fmt="os"[j % 2], color=f"C{j}", capsize=3,
+                        label=f"max_length {length}" if i == 0 else None)
+            ax.annotate(f"{r['s_per_doc'][0] * 1000:.0f} ms/doc", (hi, i + off), textcoords="offset points",
+                        xytext=(6, -3), fontsize=7, color=f"C{j}")
+    ax.set_yticks(range(len(settings)), settings)
+    ax.invert_yaxis()
+    ax.set_xlabel("course score on held-out documents (mean; bar: min-max over training seeds)")
+    ax.set_title("Decoding on the smoke model (a proxy): score and cost per setting")
+    ax.grid(axis="x", alpha=0.3)
+    ax.margins(x=0.15)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, fontsize=8, frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -160,7 +168,7 @@ def main(argv=None) -> int:
     meta = {"model": f"{Path(a.config).name} (tiny T5, synthetic corpus, pruned in stages), one run per seed",
             "docs": len(texts), "seeds": a.seeds, "max_source_length": cfg.data.max_source_length,
             "threads": a.threads, "batch_size": a.batch_size,
-            "command": "python benchmarks/decoding_study.py " + " ".join(argv if argv is not None else sys.argv[1:])}
+            "command": " ".join(["python benchmarks/decoding_study.py", *(argv if argv is not None else sys.argv[1:])])}
     for seed in a.seeds:
         model_dir = train(a.config, seed, Path(a.runs), a.overrides)
         model, tok = load_model(model_dir), load_tokenizer(model_dir)

@@ -141,7 +141,7 @@ def train_proxy(a, data: dict, out: Path) -> dict:
 
     from summprune.export import save_hf
     from summprune.modeling import build_tiny_model
-    from summprune.synthetic import train_tokenizer
+    from summprune.tokenizer import train_tokenizer
     from summprune.train import validation_loss
 
     settings = proxy_settings(a)

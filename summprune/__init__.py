@@ -3,7 +3,7 @@
 The public entry points most users need::
 
     from summprune import load_model, load_config
-    model = load_model("pruned_model")      # hf or compact format, pruning permanent
+    model = load_model("pruned_model")      # hf, compact or course format, pruning permanent
 """
 
 from .config import ExperimentConfig, load_config
@@ -18,4 +18,11 @@ def load_model(path, device=None):
     return _load(path, device=device)
 
 
-__all__ = ["ExperimentConfig", "load_config", "load_model", "__version__"]
+def export_model(model_dir_or_model, out_dir, format="compact", dtype="fp32", **kw):
+    """Export a model (object or directory) as 'compact', 'hf' or 'course' (see :mod:`summprune.export`)."""
+    from .export import export_model as _export
+
+    return _export(model_dir_or_model, out_dir, format=format, dtype=dtype, **kw)
+
+
+__all__ = ["ExperimentConfig", "load_config", "load_model", "export_model", "__version__"]

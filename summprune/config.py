@@ -8,12 +8,14 @@ result; every error names the file and the offending key.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_args, get_origin, get_type_hints
+from typing import Any, Callable, get_args, get_origin, get_type_hints
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -128,7 +130,8 @@ class TrainConfig:
     lr_scheduler: str = _help("transformers scheduler name (course: linear).", default="linear")
     warmup_ratio: float = _help("Fraction of steps used for warm-up.", default=0.0)
     epochs: float = _help("Fine-tuning epochs before pruning (course: 4).", default=4.0)
-    max_steps: int = _help("If > 0, overrides epochs (handy for smoke runs).", default=-1)
+    max_steps: int = _help("Fine-tuning only: if > 0, this many optimizer steps instead of epochs (recoveries "
+                           "have their own recover_steps).", default=-1)
     batch_size: int = _help("Per-device train batch (course: 2; raise it on a GPU).", default=2)
     grad_accum: int = _help("Gradient accumulation steps.", default=1)
     eval_batch_size: int = _help("Per-device batch for loss evaluation.", default=8)
@@ -139,28 +142,56 @@ class TrainConfig:
 
 
 @dataclass
-class StageConfig:
+class RecoveryConfig:
+    """Recovery fine-tuning after a pruning step, the same keys in every section that recovers
+    (``[[prune.stages]]``, ``[prune.gradual]``, ``[prune.structured]``, and any registered method):
+    one definition, one validator (:func:`validate_recovery`), one function that runs it
+    (``summprune.recovery.recover``)."""
+
+    recover_epochs: float = _help("Recovery epochs after each pruning step (0 = none; used when recover_steps is 0).",
+                                  default=0.0)
+    recover_steps: int = _help("If > 0, recovery runs this many optimizer steps instead of epochs.", default=0)
+    learning_rate: float | None = _help("Recovery learning rate (None = train.learning_rate).", default=None)
+    distill_alpha: float = _help(
+        "Recovery loss = alpha * CE(labels) + (1 - alpha) * T^2 * KL(teacher || student); the teacher "
+        "is the model as it was before the first pruning method of the run (built once, frozen). "
+        "1.0 = no distillation.",
+        default=1.0,
+    )
+    distill_temperature: float = _help("Distillation temperature T.", default=2.0)
+
+    def recovery(self) -> "RecoveryConfig":
+        """Just the recovery keys of a section."""
+        return RecoveryConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(RecoveryConfig)})
+
+    def recovers(self) -> bool:
+        return self.recover_steps > 0 or self.recover_epochs > 0
+
+
+@dataclass
+class StageConfig(RecoveryConfig):
     amounts: dict[str, float] = _help(
         "Per-group fraction of the weights *still unpruned* to prune in this stage "
         "(torch.nn.utils.prune semantics). Groups not named are left alone.",
         default_factory=dict,
     )
     repeat: int = _help("Apply this stage N times in a row (the course's five equal stages).", default=1)
-    recover_epochs: float = _help("Recovery fine-tuning after the stage (0 = none).", default=0.0)
-    recover_steps: int = _help("If > 0, recovery runs this many optimizer steps instead of epochs.", default=0)
 
 
 #: Gradual-pruning schedules and per-group allocations (summprune.schedules / summprune.allocate).
 from .schedules import SCHEDULES  # noqa: E402  (pure Python, no torch)
 
 ALLOCATIONS = ("uniform", "global", "reference", "auto")
+#: Structured importance scores and layer selections (summprune.methods.structured).
+IMPORTANCES = ("weight", "taylor")
+LAYER_SELECTIONS = ("spread", "first")
 
 
 @dataclass
-class GradualConfig:
+class GradualConfig(RecoveryConfig):
     target_nonzero_ratio: float = _help(
         "Honest nonzero_ratio to reach (non-zeros the model computes with / dense parameters, the "
-        "tied embedding counted once), hit exactly; required, in (0, 1).",
+        "tied embedding counted once), never exceeded; required, in (0, 1).",
         default=0.0,
     )
     schedule: str = _help(
@@ -170,12 +201,9 @@ class GradualConfig:
         default="cubic",
     )
     steps: int = _help("Pruning steps (each followed by recovery).", default=10)
-    recover_steps: int = _help("Recovery optimizer steps after every pruning step.", default=0)
-    recover_epochs: float = _help("Recovery epochs after every pruning step (with recover_steps = 0).", default=0.0)
     final_recover_steps: int = _help(
         "Extra recovery steps after the last pruning step (added to its recover_steps).", default=0)
     final_recover_epochs: float = _help("Extra recovery epochs after the last pruning step.", default=0.0)
-    learning_rate: float | None = _help("Recovery learning rate (None = train.learning_rate).", default=None)
     allocation: str = _help(
         "Per-group sparsity: 'uniform' (same fraction of every group), 'global' (one L1 threshold "
         "over all prunable weights), 'reference' (the course recipe's group proportions scaled to the "
@@ -188,19 +216,14 @@ class GradualConfig:
         default_factory=lambda: [0.5, 0.7, 0.8, 0.9, 0.95, 0.98],
     )
     sensitivity_docs: int = _help("allocation='auto': validation documents for the loss.", default=64)
-    distill_alpha: float = _help(
-        "Recovery loss = alpha * CE(labels) + (1 - alpha) * T^2 * KL(teacher || student); the "
-        "teacher is the dense model before pruning. 1.0 = no distillation (no teacher kept).",
-        default=1.0,
-    )
-    distill_temperature: float = _help("Distillation temperature T.", default=2.0)
     eval_every: int = _help("Generate and score every N steps (0 = after the last step only).", default=0)
 
 
 @dataclass
-class StructuredConfig:
-    """Physical removal of FFN neurons, attention heads and layers (summprune.structured), applied
-    after fine-tuning and before any unstructured pruning; the result is a standard smaller T5."""
+class StructuredConfig(RecoveryConfig):
+    """Physical removal of FFN neurons, attention heads and layers (summprune.methods.structured),
+    applied after fine-tuning and before any unstructured pruning; the result is a standard
+    smaller T5."""
 
     ffn_keep: float = _help("Fraction of FFN neurons kept in every block (one d_ff for all).", default=1.0)
     heads_keep: float = _help("Fraction of attention heads kept in every attention (one num_heads).", default=1.0)
@@ -215,15 +238,35 @@ class StructuredConfig:
         default="taylor",
     )
     importance_batches: int = _help("importance='taylor': training batches measured.", default=32)
-    recover_epochs: float = _help("Recovery fine-tuning after the removal.", default=0.0)
-    recover_steps: int = _help("If > 0, recovery runs this many optimizer steps instead of epochs.", default=0)
-    learning_rate: float | None = _help("Recovery learning rate (None = train.learning_rate).", default=None)
-    distill_alpha: float = _help(
-        "Recovery loss = alpha * CE + (1 - alpha) * T^2 * KL(teacher || student), the teacher being "
-        "the model before removal; 1.0 = no distillation.",
-        default=0.5,
-    )
-    distill_temperature: float = _help("Distillation temperature T.", default=2.0)
+    # Removal costs more than masking: recovery distils from the model before removal by default.
+    distill_alpha: float = _help("As in every section (RecoveryConfig); 0.5 here: removal needs the teacher.",
+                                 default=0.5)
+
+
+@dataclass(frozen=True)
+class Section:
+    """A ``[prune.<name>]`` table (``[[prune.<name>]]`` when ``many``): its dataclass and validator
+    ``validate(section, prune_config, bad)``. Methods register theirs (summprune.methods.base)."""
+
+    name: str
+    cls: type
+    many: bool = False
+    validate: Callable | None = None
+
+
+#: Every recipe section a config may hold, by name; built-ins below, others by register_section.
+SECTIONS: dict[str, Section] = {}
+
+
+def register_section(name: str, cls: type, *, many: bool = False, validate: Callable | None = None) -> Section:
+    """Make ``[prune.<name>]`` a known table holding ``cls`` (a dataclass)."""
+    if name in ("tie_mode", "groups"):
+        raise ValueError(f"{name!r} is a key of [prune] itself, not a section name")
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"section {name!r}: {cls!r} is not a dataclass")
+    sec = Section(name, cls, many, validate)
+    SECTIONS[name] = sec
+    return sec
 
 
 @dataclass
@@ -239,16 +282,23 @@ class PruneConfig:
         "Override or add group patterns: name -> regex on module names (nn.Linear only).",
         default_factory=dict,
     )
-    stages: list[StageConfig] = _help("The recipe: stages applied in order.", default_factory=list)
-    gradual: GradualConfig | None = _help(
-        "Gradual pruning to a target honest ratio ([prune.gradual]); an alternative to stages.",
-        default=None,
+    methods: dict[str, Any] = _help(
+        "The recipe: each other key of [prune] is a method's section (stages, gradual, structured, "
+        "or a registered one), in file order; structural methods run first (summprune.methods).",
+        default_factory=dict,
     )
-    structured: StructuredConfig | None = _help(
-        "Structured removal before unstructured pruning ([prune.structured]); combinable with "
-        "stages or gradual.",
-        default=None,
-    )
+
+    @property
+    def stages(self) -> list[StageConfig]:
+        return self.methods.get("stages", [])
+
+    @property
+    def gradual(self) -> GradualConfig | None:
+        return self.methods.get("gradual")
+
+    @property
+    def structured(self) -> StructuredConfig | None:
+        return self.methods.get("structured")
 
 
 @dataclass
@@ -316,6 +366,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: {value!r} is not a finite number")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -333,13 +385,39 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
 
 
 def _from_dict(cls: type, data: dict, where: str) -> Any:
+    if cls is PruneConfig:
+        return _prune_from_dict(data, where)
     hints = get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys: {sorted(names)}")
+        raise ConfigError(f"{where + ': ' if where else ''}unknown {'' if where else 'top-level '}key(s) "
+                          f"{unknown}; valid keys: {sorted(names)}")
     kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()}
     return cls(**kwargs)
+
+
+def _prune_from_dict(data: dict, where: str) -> PruneConfig:
+    """``[prune]``: tie_mode, groups, and one section per method (see :data:`SECTIONS`)."""
+    own = {k: data[k] for k in ("tie_mode", "groups") if k in data}
+    unknown = sorted(k for k in data if k not in own and k not in SECTIONS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys: ['groups', 'tie_mode'] and the "
+                          f"method sections {sorted(SECTIONS)}")
+    hints = get_type_hints(PruneConfig)
+    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in own.items()}
+    methods: dict[str, Any] = {}
+    for k, v in data.items():
+        if k in own:
+            continue
+        sec = SECTIONS[k]
+        if sec.many:
+            if not isinstance(v, list):
+                raise ConfigError(f"{where}.{k}: expected a list of tables ([[{where}.{k}]]), got {v!r}")
+            methods[k] = [_coerce(item, sec.cls, f"{where}.{k}[{i}]") for i, item in enumerate(v)]
+        else:
+            methods[k] = _coerce(v, sec.cls, f"{where}.{k}")
+    return PruneConfig(**kwargs, methods=methods)
 
 
 def _parse_value(text: str) -> Any:
@@ -351,19 +429,50 @@ def _parse_value(text: str) -> Any:
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
-    """Apply ``a.b.c=value`` strings to a nested dict (in place) and return it."""
+    """Apply ``a.b.c=value`` strings to a nested dict (in place) and return it. A number selects
+    an entry of a list: ``prune.stages.0.recover_steps=2``."""
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r}: expected key=value, e.g. train.epochs=1")
         key, raw = item.split("=", 1)
         parts = key.strip().split(".")
-        node = data
+        node: Any = data
+        path = []
         for p in parts[:-1]:
-            node = node.setdefault(p, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"override {item!r}: {p} is not a table")
-        node[parts[-1]] = _parse_value(raw.strip())
+            node = _child(node, p, path, item, create=True)
+            path.append(p)
+        last = parts[-1]
+        value = _parse_value(raw.strip())
+        if isinstance(node, list):
+            idx = _index(node, last, path, item)
+            node[idx] = value
+        else:
+            node[last] = value
     return data
+
+
+def _index(node: list, p: str, path: list[str], item: str) -> int:
+    if not p.isdigit():
+        raise ConfigError(f"override {item!r}: {'.'.join(path)} is a list; select an entry by number, "
+                          f"e.g. {'.'.join(path)}.0")
+    i = int(p)
+    if i >= len(node):
+        raise ConfigError(f"override {item!r}: {'.'.join(path)} has {len(node)} entr{'y' if len(node) == 1 else 'ies'}; "
+                          f"no entry {i}")
+    return i
+
+
+def _child(node: Any, p: str, path: list[str], item: str, create: bool) -> Any:
+    if isinstance(node, list):
+        return node[_index(node, p, path, item)]
+    if not isinstance(node, dict):
+        raise ConfigError(f"override {item!r}: {'.'.join(path)} is not a table")
+    if p not in node:
+        node[p] = {}
+    child = node[p]
+    if not isinstance(child, (dict, list)):
+        raise ConfigError(f"override {item!r}: {'.'.join(path + [p])} is not a table")
+    return child
 
 
 def config_from_dict(data: dict, source: str = "<dict>") -> ExperimentConfig:
@@ -392,8 +501,19 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     return config_from_dict(data, source)
 
 
-def config_to_dict(cfg: Any) -> dict:
-    return dataclasses.asdict(cfg)
+def config_to_dict(cfg: Any) -> Any:
+    """A config (or part of one) as plain data, laid out as the TOML is: the methods of
+    ``[prune]`` are its keys, beside tie_mode and groups."""
+    if isinstance(cfg, PruneConfig):
+        out: dict[str, Any] = {"tie_mode": cfg.tie_mode, "groups": dict(cfg.groups)}
+        for k, v in cfg.methods.items():
+            out[k] = [dataclasses.asdict(x) for x in v] if isinstance(v, list) else dataclasses.asdict(v)
+        return out
+    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
+        return {f.name: config_to_dict(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+    if isinstance(cfg, (list, dict)):
+        return copy.deepcopy(cfg)
+    return cfg
 
 
 def save_config(cfg: ExperimentConfig, path: str | Path) -> None:
@@ -411,22 +531,15 @@ def validate(cfg: ExperimentConfig, source: str = "<config>") -> None:
 
     if cfg.prune.tie_mode not in TIE_MODES:
         bad(f"prune.tie_mode={cfg.prune.tie_mode!r}: choose one of {list(TIE_MODES)}")
-    groups = set(GROUPS) | set(cfg.prune.groups)
-    for i, st in enumerate(cfg.prune.stages):
-        for g, a in st.amounts.items():
-            if g not in groups:
-                bad(f"prune.stages[{i}].amounts: unknown group {g!r}; known groups: {sorted(groups)}")
-            if not 0.0 <= a < 1.0:
-                bad(f"prune.stages[{i}].amounts.{g}={a}: an amount is a fraction of the weights "
-                    "still unpruned and must be in [0, 1)")
-        if st.repeat < 1:
-            bad(f"prune.stages[{i}].repeat={st.repeat}: must be >= 1")
-        if st.recover_epochs < 0 or st.recover_steps < 0:
-            bad(f"prune.stages[{i}]: recovery epochs/steps must be >= 0")
-    if cfg.prune.gradual is not None:
-        _validate_gradual(cfg.prune.gradual, cfg.prune, bad)
-    if cfg.prune.structured is not None:
-        _validate_structured(cfg.prune.structured, bad)
+    for name, section in cfg.prune.methods.items():
+        sec = SECTIONS[name]
+        for i, item in enumerate(section if sec.many else [section]):
+            where = f"prune.{name}[{i}]" if sec.many else f"prune.{name}"
+            if isinstance(item, RecoveryConfig):
+                validate_recovery(item, where, bad)
+            if sec.validate is not None:
+                # validators write messages relative to their section: ".steps=0: ..." or ": ..."
+                sec.validate(item, cfg.prune, lambda msg, w=where: bad(w + msg))
     for k in ("max_source_length", "max_target_length"):
         if getattr(cfg.data, k) < 1:
             bad(f"data.{k} must be >= 1")
@@ -440,6 +553,10 @@ def validate(cfg: ExperimentConfig, source: str = "<config>") -> None:
         bad("eval.batch_size and eval.docs must be >= 1")
     if cfg.train.learning_rate <= 0:
         bad("train.learning_rate must be > 0")
+    if cfg.train.epochs < 0:
+        bad(f"train.epochs={cfg.train.epochs}: must be >= 0")
+    if not 0.0 <= cfg.train.warmup_ratio < 1.0 or cfg.train.weight_decay < 0:
+        bad("train.warmup_ratio must be in [0, 1) and train.weight_decay >= 0")
     if cfg.train.batch_size < 1 or cfg.train.grad_accum < 1:
         bad("train.batch_size and train.grad_accum must be >= 1")
     if cfg.train.precision not in ("auto", "fp32", "bf16", "fp16"):
@@ -453,61 +570,71 @@ def validate(cfg: ExperimentConfig, source: str = "<config>") -> None:
         bad(f"export_dtype={cfg.export_dtype!r}: choose fp32, fp16 or bf16")
 
 
+def validate_recovery(rc: RecoveryConfig, where: str, bad) -> None:
+    """The recovery keys of any section (``where`` names it in the message)."""
+    if rc.recover_epochs < 0 or rc.recover_steps < 0:
+        bad(f"{where}: recover_epochs/recover_steps must be >= 0")
+    if rc.learning_rate is not None and rc.learning_rate <= 0:
+        bad(f"{where}.learning_rate={rc.learning_rate}: must be > 0")
+    if not 0.0 <= rc.distill_alpha <= 1.0:
+        bad(f"{where}.distill_alpha={rc.distill_alpha}: must be in [0, 1] (1 = no distillation)")
+    if rc.distill_temperature <= 0:
+        bad(f"{where}.distill_temperature={rc.distill_temperature}: must be > 0")
+
+
+def _validate_stage(st: StageConfig, pr: PruneConfig, bad) -> None:
+    groups = set(GROUPS) | set(pr.groups)
+    for g, a in st.amounts.items():
+        if g not in groups:
+            bad(f".amounts: unknown group {g!r}; known groups: {sorted(groups)}")
+        if not 0.0 <= a < 1.0:
+            bad(f".amounts.{g}={a}: an amount is a fraction of the weights still unpruned and must be in [0, 1)")
+    if st.repeat < 1:
+        bad(f".repeat={st.repeat}: must be >= 1")
+
+
 def _validate_gradual(gr: GradualConfig, pr: PruneConfig, bad) -> None:
-    w = "prune.gradual"
     if pr.stages:
-        bad(f"{w} and prune.stages are alternatives (a target ratio, or explicit stages): remove one")
+        bad(" and prune.stages are alternatives (a target ratio, or explicit stages): remove one")
     if not 0.0 < gr.target_nonzero_ratio < 1.0:
-        bad(f"{w}.target_nonzero_ratio={gr.target_nonzero_ratio}: set the honest nonzero_ratio to reach, in (0, 1)")
+        bad(f".target_nonzero_ratio={gr.target_nonzero_ratio}: set the honest nonzero_ratio to reach, in (0, 1)")
     if gr.schedule not in SCHEDULES:
-        bad(f"{w}.schedule={gr.schedule!r}: choose one of {list(SCHEDULES)}")
+        bad(f".schedule={gr.schedule!r}: choose one of {list(SCHEDULES)}")
     if gr.steps < 1:
-        bad(f"{w}.steps={gr.steps}: must be >= 1")
-    if min(gr.recover_steps, gr.recover_epochs, gr.final_recover_steps, gr.final_recover_epochs) < 0:
-        bad(f"{w}: recovery steps/epochs must be >= 0")
-    if gr.learning_rate is not None and gr.learning_rate <= 0:
-        bad(f"{w}.learning_rate={gr.learning_rate}: must be > 0")
+        bad(f".steps={gr.steps}: must be >= 1")
+    if min(gr.final_recover_steps, gr.final_recover_epochs) < 0:
+        bad(": final recovery steps/epochs must be >= 0")
     if gr.allocation not in ALLOCATIONS:
-        bad(f"{w}.allocation={gr.allocation!r}: choose one of {list(ALLOCATIONS)}")
+        bad(f".allocation={gr.allocation!r}: choose one of {list(ALLOCATIONS)}")
     lv = gr.sensitivity_levels
     if not lv or any(not 0.0 < x < 1.0 for x in lv) or any(b <= a for a, b in zip(lv, lv[1:])):
-        bad(f"{w}.sensitivity_levels={lv}: need increasing sparsities in (0, 1)")
+        bad(f".sensitivity_levels={lv}: need increasing sparsities in (0, 1)")
     if gr.sensitivity_docs < 1:
-        bad(f"{w}.sensitivity_docs={gr.sensitivity_docs}: must be >= 1")
+        bad(f".sensitivity_docs={gr.sensitivity_docs}: must be >= 1")
     if gr.allocation == "auto" and pr.tie_mode == "course":
-        bad(f"{w}.allocation='auto' needs prune.tie_mode 'tied' or 'untie'")
-    if not 0.0 <= gr.distill_alpha <= 1.0:
-        bad(f"{w}.distill_alpha={gr.distill_alpha}: must be in [0, 1] (1 = no distillation)")
-    if gr.distill_temperature <= 0:
-        bad(f"{w}.distill_temperature={gr.distill_temperature}: must be > 0")
+        bad(".allocation='auto' needs prune.tie_mode 'tied' or 'untie'")
     if gr.eval_every < 0:
-        bad(f"{w}.eval_every={gr.eval_every}: must be >= 0")
+        bad(f".eval_every={gr.eval_every}: must be >= 0")
 
 
-def _validate_structured(sc: StructuredConfig, bad) -> None:
-    from .structured import IMPORTANCES, LAYER_SELECTIONS
-
-    w = "prune.structured"
+def _validate_structured(sc: StructuredConfig, pr: PruneConfig, bad) -> None:
     for k in ("ffn_keep", "heads_keep"):
         v = getattr(sc, k)
         if not 0.0 < v <= 1.0:
-            bad(f"{w}.{k}={v}: a fraction kept, in (0, 1]")
+            bad(f".{k}={v}: a fraction kept, in (0, 1]")
     if sc.encoder_layers < 0 or sc.decoder_layers < 0:
-        bad(f"{w}: encoder_layers/decoder_layers must be >= 0 (0 = keep all)")
+        bad(": encoder_layers/decoder_layers must be >= 0 (0 = keep all)")
     if sc.layer_selection not in LAYER_SELECTIONS:
-        bad(f"{w}.layer_selection={sc.layer_selection!r}: choose one of {list(LAYER_SELECTIONS)}")
+        bad(f".layer_selection={sc.layer_selection!r}: choose one of {list(LAYER_SELECTIONS)}")
     if sc.importance not in IMPORTANCES:
-        bad(f"{w}.importance={sc.importance!r}: choose one of {list(IMPORTANCES)}")
+        bad(f".importance={sc.importance!r}: choose one of {list(IMPORTANCES)}")
     if sc.importance_batches < 1:
-        bad(f"{w}.importance_batches={sc.importance_batches}: must be >= 1")
-    if sc.recover_epochs < 0 or sc.recover_steps < 0:
-        bad(f"{w}: recovery epochs/steps must be >= 0")
-    if sc.learning_rate is not None and sc.learning_rate <= 0:
-        bad(f"{w}.learning_rate={sc.learning_rate}: must be > 0")
-    if not 0.0 <= sc.distill_alpha <= 1.0:
-        bad(f"{w}.distill_alpha={sc.distill_alpha}: must be in [0, 1] (1 = no distillation)")
-    if sc.distill_temperature <= 0:
-        bad(f"{w}.distill_temperature={sc.distill_temperature}: must be > 0")
+        bad(f".importance_batches={sc.importance_batches}: must be >= 1")
+
+
+register_section("stages", StageConfig, many=True, validate=_validate_stage)
+register_section("gradual", GradualConfig, validate=_validate_gradual)
+register_section("structured", StructuredConfig, validate=_validate_structured)
 
 
 def expand_stages(stages: list[StageConfig]) -> list[StageConfig]:

@@ -37,18 +37,64 @@ def is_pruned(module: nn.Module, name: str = "weight") -> bool:
     return prune.is_pruned(module) and f"{name}_mask" in module._buffers
 
 
-def prune_group(modules: list[nn.Module], amount: float) -> None:
-    """Global L1 unstructured pruning of ``amount`` of the still-unpruned weights of ``modules``."""
-    if not 0.0 <= amount < 1.0:
-        raise ValueError(f"amount={amount}: must be in [0, 1) (fraction of unpruned weights)")
-    if amount == 0.0 or not modules:
-        return
-    # Rank by the weights as they are now: torch's default score is the cached ``weight`` the
-    # pruning hook set at the last forward pass, one optimizer step stale after recovery.
-    scores = {(m, "weight"): (m.weight_orig * m.weight_mask).detach() if is_pruned(m) else m.weight.detach()
-              for m in modules}
-    prune.global_unstructured([(m, "weight") for m in modules], pruning_method=prune.L1Unstructured,
-                              importance_scores=scores, amount=amount)
+def current_weight(module: nn.Module) -> torch.Tensor:
+    """The tensor a (possibly pruned) module computes with *now*: ``weight_orig * weight_mask``.
+
+    Ranking must use this, not the module's cached ``weight`` attribute: the pruning hook sets
+    that at the last forward pass, one optimizer step stale after recovery training.
+    """
+    if is_pruned(module):
+        return (module.weight_orig * module.weight_mask).detach()
+    return module.weight.detach()
+
+
+def unpruned_count(module: nn.Module) -> int:
+    """Weights of ``module`` its mask still keeps (all of them if it has no mask)."""
+    return int(module.weight_mask.sum()) if is_pruned(module) else module.weight.numel()
+
+
+def prune_to_counts(model: nn.Module, keep: dict[str, int], patterns: dict[str, str] | None = None,
+                    tie_mode: str = "tied") -> dict[str, int]:
+    """The one way weights are cut: each group (L1, one threshold over all the group's Linear
+    weights) down to exactly ``keep[g]`` unpruned weights. torch's ``amount`` is given as an
+    integer, a number of weights, which torch does not round. Returns how many each group lost.
+    """
+    groups = group_modules(model, patterns)
+    unknown = sorted(set(keep) - set(groups))
+    if unknown:
+        raise ValueError(f"unknown group(s) {unknown}; known groups: {sorted(groups)}")
+    pruned = {}
+    for g, k in keep.items():
+        mods = [m for _, m in groups[g]]
+        now = sum(unpruned_count(m) for m in mods)
+        n = now - int(k)
+        if n < 0:
+            raise ValueError(f"group {g}: asked to keep {k} weights but only {now} are unpruned")
+        if n > 0:
+            prune.global_unstructured([(m, "weight") for m in mods], pruning_method=prune.L1Unstructured,
+                                      importance_scores={(m, "weight"): current_weight(m) for m in mods},
+                                      amount=int(n))
+        pruned[g] = n
+    if tie_mode == "tied":
+        sync_tied_masks(model)
+    return pruned
+
+
+def stage_keep(model: nn.Module, amounts: dict[str, float], patterns: dict[str, str] | None = None) -> dict[str, int]:
+    """Weights each group keeps after a stage of ``amounts`` (torch.nn.utils.prune semantics: the
+    fraction of the still-unpruned weights to remove, ``round(amount * unpruned)`` weights, which
+    is what torch's float ``amount`` prunes)."""
+    groups = group_modules(model, patterns)
+    unknown = sorted(set(amounts) - set(groups))
+    if unknown:
+        raise ValueError(f"unknown group(s) {unknown}; known groups: {sorted(groups)}")
+    keep = {}
+    for g, amount in amounts.items():
+        if not 0.0 <= amount < 1.0:
+            raise ValueError(f"amount={amount}: must be in [0, 1) (fraction of unpruned weights)")
+        now = sum(unpruned_count(m) for _, m in groups[g])
+        keep[g] = now - round(amount * now)
+    return keep
 
 
 def sync_tied_masks(model: nn.Module) -> None:
@@ -77,14 +123,7 @@ def sync_tied_masks(model: nn.Module) -> None:
 def apply_stage(model: nn.Module, amounts: dict[str, float], patterns: dict[str, str] | None = None,
                 tie_mode: str = "tied") -> None:
     """Prune each named group by its amount (see module docstring for the semantics)."""
-    groups = group_modules(model, patterns)
-    unknown = sorted(set(amounts) - set(groups))
-    if unknown:
-        raise ValueError(f"unknown group(s) {unknown}; known groups: {sorted(groups)}")
-    for g, amount in amounts.items():
-        prune_group([m for _, m in groups[g]], amount)
-    if tie_mode == "tied":
-        sync_tied_masks(model)
+    prune_to_counts(model, stage_keep(model, amounts, patterns), patterns, tie_mode)
 
 
 def prepare_model(model: nn.Module, tie_mode: str) -> None:
@@ -99,11 +138,12 @@ def prepare_model(model: nn.Module, tie_mode: str) -> None:
 def make_permanent(model: nn.Module) -> nn.Module:
     """Fold masks into the weights and drop the pruning hooks, keeping ties where they hold.
 
-    Unlike ``prune.remove`` (which creates a new Parameter and so silently unties lm_head from
-    the embedding), a tensor whose every user shares one mask is zeroed in place and re-attached
-    to all of them, so a tied model stays tied. A tensor that some users see masked and others
-    dense (``tie_mode='course'``) is split: each mask gets its own pruned copy and the dense users
-    keep the original, which is exactly what the course's model computes with.
+    A tensor whose every user shares one mask is zeroed in place and re-attached to all of them,
+    so a tied model stays tied. A tensor that some users see masked and others dense
+    (``tie_mode='course'``) is split: each mask gets its own pruned copy and the dense users keep
+    the original, which is exactly what the course's model computes with. ``prune.remove`` cannot
+    do that: on torch 2.13 it writes ``weight_orig * mask`` into the original Parameter, which the
+    tied embedding shares, so the course mode's dense embedding would be zeroed too.
     """
     users: dict[int, list[nn.Module]] = defaultdict(list)  # id(orig) -> modules using it
     origs: dict[int, nn.Parameter] = {}

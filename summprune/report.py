@@ -29,7 +29,7 @@ def max_length_sweep(model, tokenizer, rows, lengths=(20, 50, 70, 100, 128), *, 
                      max_source_length: int = 1024, num_beams: int = 1, batch_size: int = 16,
                      progress=None) -> dict[int, dict]:
     """Score the model on ``rows`` (text, summary) at each generation ``max_length``."""
-    from .pipeline import evaluate
+    from .evaluation import evaluate
 
     out = {}
     for n in lengths:

@@ -108,3 +108,19 @@ def keep_counts(current: int, final: int, schedule: str, steps: int) -> list[int
         prev = k
     out[-1] = final
     return out
+
+
+def amount_counts(current: int, amounts: list[float]) -> list[int]:
+    """The course recipe's schedule as whole numbers: weights kept after each stage when each
+    stage prunes ``round(amount * unpruned)`` of the ``unpruned`` weights left (torch's float
+    ``amount``, the fraction of the still-unpruned weights). ``[0.3] * 5`` from 1000 keeps
+    700, 490, 343, 240, 168."""
+    out = []
+    k = current
+    for a in amounts:
+        if not 0.0 <= a < 1.0:
+            raise ValueError(f"amount={a}: must be in [0, 1) (fraction of unpruned weights)")
+        k -= round(a * k)
+        out.append(k)
+    return out
+

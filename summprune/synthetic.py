@@ -1,4 +1,4 @@
-"""An offline BillSum-like corpus and a tokenizer trained on the fly.
+"""An offline BillSum-like corpus (its tokenizer is trained by ``summprune.tokenizer``).
 
 Used by the smoke run (a tiny T5 fine-tuned for a minute or two on CPU has to learn something
 measurable) and by the tests, so that nothing needs the network.
@@ -28,8 +28,6 @@ prefix of ``make_corpus(m)`` for ``n < m``.
 from __future__ import annotations
 
 import random
-import string
-from collections.abc import Iterable
 
 DIFFICULTIES = ("easy", "hard")
 
@@ -478,45 +476,3 @@ def corpus_stats(rows: list[dict]) -> dict:
     return {"docs": len(rows), "text_words_mean": sum(tw) / len(tw), "text_words_min": min(tw),
             "text_words_max": max(tw), "summary_words_mean": sum(sw) / len(sw),
             "summary_words_min": min(sw), "summary_words_max": max(sw), "text_word_types": len(types)}
-
-
-# --------------------------------------------------------------------------------------------
-# tokenizer
-
-#: T5's special-token layout: the decoder starts from <pad>.
-SPECIAL_TOKENS = ("<pad>", "</s>", "<unk>")
-
-
-def train_tokenizer(texts: Iterable[str], vocab_size: int = 2000, model_max_length: int = 4096):
-    """A T5-compatible BPE tokenizer trained on ``texts`` in seconds.
-
-    ``<pad>``=0, ``</s>``=1, ``<unk>``=2; every encoded sequence ends with ``</s>``. Whitespace
-    is collapsed to single spaces (as T5's SentencePiece does), words carry a leading ``▁``
-    (Metaspace) and runs of punctuation are split off words, so "Act" is the same token in
-    "Clean Air Act (42" and "Clean Air Act." and ``decode(..., skip_special_tokens=True)``
-    gives back the whitespace-normalised text. All printable ASCII characters are in the
-    alphabet, so only non-ASCII characters unseen in training become ``<unk>``.
-    """
-    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    pad, eos, unk = SPECIAL_TOKENS
-    tk = Tokenizer(models.BPE(unk_token=unk, fuse_unk=True))
-    tk.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Replace(Regex(r"\s+"), " "),
-                                          normalizers.Strip()])
-    tk.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True),
-        pre_tokenizers.Split(Regex(r"▁?[^\w\s▁]+"), behavior="isolated"),
-    ])
-    tk.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always", split=True)
-    alphabet = sorted(set(string.printable) - set(string.whitespace)) + ["▁"]
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=2, show_progress=False,
-                                  special_tokens=list(SPECIAL_TOKENS), initial_alphabet=alphabet)
-    tk.train_from_iterator((t for t in texts), trainer=trainer)
-    ids = {t: tk.token_to_id(t) for t in SPECIAL_TOKENS}
-    assert ids == {pad: 0, eos: 1, unk: 2}, ids
-    tk.post_processor = processors.TemplateProcessing(single=f"$A {eos}", pair=f"$A {eos} $B {eos}",
-                                                      special_tokens=[(eos, 1)])
-    return PreTrainedTokenizerFast(tokenizer_object=tk, pad_token=pad, eos_token=eos, unk_token=unk,
-                                   model_max_length=model_max_length, padding_side="right",
-                                   clean_up_tokenization_spaces=False)

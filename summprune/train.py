@@ -75,6 +75,7 @@ def make_trainer(model, tokenizer, train_ds, cfg: TrainConfig, output_dir: str |
         eval_strategy="no",
         report_to=[],
         dataloader_num_workers=cfg.num_workers,
+        dataloader_pin_memory=torch.cuda.is_available(),  # pinning is for copies to a GPU; on CPU torch warns
         # Masks are buffers, identical on all ranks; broadcasting them each step is wasted work.
         ddp_broadcast_buffers=False,
         **precision_flags(cfg.precision),

@@ -22,8 +22,11 @@ def test_there_are_configs():
 def test_every_config_loads(path):
     cfg = load_config(path)
     assert cfg.name
-    # the header comment gives the command that runs it
-    assert "python -m summprune" in path.read_text().split("\n\n")[0] or "python" in path.read_text()[:800]
+    # the header comment (the leading '#' lines) gives the command that runs it
+    lines = path.read_text().splitlines()
+    header = "\n".join(lines[:next((i for i, line in enumerate(lines) if not line.startswith("#")), len(lines))])
+    assert f"python -m summprune run configs/{path.name}" in header or \
+        f"python -m summprune prune --model DIR --config configs/{path.name}" in header, header[:300]
 
 
 def test_defaults_are_the_course_hyperparameters():

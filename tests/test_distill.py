@@ -84,7 +84,7 @@ def test_trainer_distills_on_cpu(tiny_model, tmp_path):
     import datasets
 
     from summprune.config import TrainConfig
-    from summprune.synthetic import train_tokenizer
+    from summprune.tokenizer import train_tokenizer
     from summprune.train import finetune
 
     tok = train_tokenizer(["the act of congress amends the law"] * 4, vocab_size=100)  # for padding

@@ -25,7 +25,7 @@ def corpus() -> list[dict]:
 
 @pytest.fixture(scope="module")
 def tok(corpus):
-    from summprune.synthetic import train_tokenizer
+    from summprune.tokenizer import train_tokenizer
 
     return train_tokenizer([r["text"] for r in corpus] + [r["summary"] for r in corpus], vocab_size=400)
 

@@ -30,7 +30,8 @@ def _in_tmp(tmp_path, monkeypatch):
 def model_dir(tmp_path_factory) -> Path:
     """A tiny T5 + a tokenizer trained on the synthetic corpus, saved like an hf export."""
     from summprune.modeling import build_tiny_model
-    from summprune.synthetic import make_corpus, train_tokenizer
+    from summprune.synthetic import make_corpus
+    from summprune.tokenizer import train_tokenizer
 
     rows = make_corpus(30, seed=5)
     tok = train_tokenizer([r["text"] for r in rows] + [r["summary"] for r in rows], vocab_size=300)

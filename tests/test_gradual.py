@@ -11,7 +11,9 @@ import torch
 from conftest import ROOT
 from summprune import sparsity as S
 from summprune.config import ConfigError, GradualConfig, load_config
-from summprune.gradual import group_counts, plan_gradual, prunable_budget, prune_to_counts, run_gradual
+from summprune.methods import Context
+from summprune.methods.gradual import group_counts, plan_gradual, prunable_budget
+from summprune.prune import prune_to_counts
 
 X = torch.tensor([[5, 6, 7, 8, 9, 1]])
 Y = torch.tensor([[10, 11, 12, 1]])
@@ -24,15 +26,24 @@ def _loss_fn(model):
     return fn
 
 
+def drive(model, g: GradualConfig, monkeypatch, train_ds=None):
+    """[prune.gradual] through the one driver; the validation loss is ``_loss_fn``'s."""
+    from summprune.config import config_from_dict
+    from summprune.pipeline import prune_model
+
+    monkeypatch.setattr(Context, "loss_fn", lambda self, m, docs: _loss_fn(m))
+    cfg = config_from_dict({"prune": {"gradual": dataclasses.asdict(g)}})
+    _, recs, sections = prune_model(model, None, cfg, train_ds=train_ds, val_ds=object(), log_print=lambda s: None)
+    return recs, sections["gradual"]
+
+
 @pytest.mark.parametrize("allocation", ["uniform", "global", "reference", "auto"])
 @pytest.mark.parametrize("target", [0.5, 0.1])
-def test_gradual_hits_the_honest_target_exactly(tiny_model, allocation, target):
+def test_gradual_hits_the_honest_target_exactly(tiny_model, allocation, target, monkeypatch):
     tiny_model.eval()
     g = GradualConfig(target_nonzero_ratio=target, schedule="cubic", steps=4, allocation=allocation,
                       sensitivity_levels=[0.5, 0.8, 0.9, 0.95, 0.99])
-    seen = []
-    recs, plan = run_gradual(tiny_model, g, tie_mode="tied", loss_fn=_loss_fn(tiny_model),
-                             recover=lambda *a: seen.append(a) or {}, log_print=lambda s: None)
+    recs, plan = drive(tiny_model, g, monkeypatch)
     dense = S.dense_param_count(tiny_model)
     # the model computes with exactly the target count of non-zeros (+-1 weight per group)
     assert abs(S.nonzero_count(tiny_model) - round(target * dense)) <= len(plan["groups"])
@@ -51,11 +62,14 @@ def test_gradual_hits_the_honest_target_exactly(tiny_model, allocation, target):
     assert recs[0]["amounts"]["enc_ffn"] > recs[-1]["amounts"]["enc_ffn"] or allocation == "auto"
 
 
-def test_recovery_budget_per_step_and_final(tiny_model):
+def test_recovery_budget_per_step_and_final(tiny_model, monkeypatch):
     g = GradualConfig(target_nonzero_ratio=0.3, steps=3, recover_steps=5, final_recover_steps=7)
     seen = []
-    run_gradual(tiny_model, g, recover=lambda i, s, e, last: seen.append((i, s, last)) or {}, log_print=lambda s: None)
-    assert seen == [(1, 5, False), (2, 5, False), (3, 12, True)]
+    monkeypatch.setattr("summprune.recovery.recover",
+                        lambda model, tok, ds, tcfg, rc, **kw: seen.append((kw["seed_offset"], rc.recover_steps)) or {})
+    recs, _ = drive(tiny_model, g, monkeypatch, train_ds=object())
+    assert seen == [(1, 5), (2, 5), (3, 12)]  # the last step gets the final budget on top
+    assert [r["recovery"] for r in recs] == [{}, {}, {}]
 
 
 def test_integer_amounts_are_exact_counts(tiny_model):
@@ -126,10 +140,28 @@ def test_gradual_config_errors(tmp_path, text, match):
         load_config(p)
 
 
-def test_schedule_and_allocation_names_agree():
+def test_every_name_the_config_accepts_works(tiny_model):
+    """Validation (torch-free) and the code agree: each schedule, allocation and structured
+    choice that a config accepts runs, and a name it refuses is refused by the code too."""
     from summprune import allocate, config, schedules
+    from summprune.methods import gradual as G
+    from summprune.methods import structured as st
 
-    assert config.SCHEDULES == schedules.SCHEDULES and config.ALLOCATIONS == allocate.ALLOCATIONS
+    for s in config.SCHEDULES:
+        assert schedules.keep_counts(1000, 100, s, 3)[-1] == 100
+    with pytest.raises(ValueError, match="schedule"):
+        schedules.keep_counts(1000, 100, "exponential", 3)
+    assert set(config.ALLOCATIONS) == set(allocate.ALLOCATIONS)
+    counts = G.group_counts(tiny_model)
+    budget = sum(c["unpruned"] for c in counts.values()) // 2
+    for a in config.ALLOCATIONS:
+        sens = {"levels": [0.5, 0.9], "base": 1.0, "curves": {g: [1.1, 1.5] for g in counts}} if a == "auto" else None
+        keep, _ = G.allocate(tiny_model, budget, counts, a, sensitivity=sens)
+        assert sum(keep.values()) == budget, a
+    for imp in config.IMPORTANCES:
+        st.shrink(tiny_model, importance=imp, batches=[{"input_ids": X, "labels": Y}], ffn_keep=0.5)
+    for sel in config.LAYER_SELECTIONS:
+        assert len(st.select_layers(6, 3, sel)) == 3
 
 
 TINY = ["model.name=tiny", "model.tiny_d_model=32", "model.tiny_d_ff=64", "model.tiny_vocab=300",

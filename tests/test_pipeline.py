@@ -64,7 +64,8 @@ def test_run_writes_run_folder_and_loadable_model(tmp_path):
 
 @pytest.fixture
 def tiny_dir(tmp_path, tiny_model):
-    from summprune.synthetic import make_corpus, train_tokenizer
+    from summprune.synthetic import make_corpus
+    from summprune.tokenizer import train_tokenizer
 
     d = tmp_path / "tiny"
     tok = train_tokenizer([r["text"] for r in make_corpus(20)], vocab_size=100)
@@ -85,6 +86,11 @@ def test_cli_prune_no_train_writes_stage_ratios(tmp_path, tiny_dir, capsys):
     assert "wrote" in capsys.readouterr().out
     assert cli(["report", "--model", str(out)]) == 0
     assert f"{info['final']['nonzero_ratio']:.4f}" in capsys.readouterr().out
+    # the course's format, and the recipe's decoding shipped for generate_csv.py
+    assert (out / "model_state_dict.pth").is_file()
+    gen = json.loads((out / "generation_config.json").read_text())
+    assert (gen["max_length"], gen["num_beams"], gen["no_repeat_ngram_size"]) == (128, 5, 3)
+    assert "length_penalty" not in gen or gen["length_penalty"] in (None, 1.0)
 
 
 def test_cli_errors_are_clear(tmp_path, tiny_dir, capsys):
@@ -122,4 +128,6 @@ def test_two_process_finetune_under_accelerate(tmp_path):
     assert (tmp_path / "model" / "compact.json").is_file()
     info = json.loads((tmp_path / "model" / "pruning.json").read_text())
     assert info["structured"]["params_after"] < info["structured"]["params_before"]
-    assert any(r.get("stage") == "structured-recover" for r in logs)
+    # step 1 is the structured removal; its recovery (recover-1) trained under both processes
+    assert [r["method"] for r in logs if r["event"] == "stage"][0] == "structured"
+    assert any(r.get("stage") == "recover-1" and r.get("event") == "train_log" for r in logs)

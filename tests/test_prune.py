@@ -9,7 +9,6 @@ from summprune import prune as P
 from summprune import sparsity as S
 from summprune.config import GROUPS
 from summprune.modeling import group_modules
-from summprune.pipeline import apply_recipe
 
 X = torch.tensor([[5, 6, 7, 8, 9, 1]])
 Y = torch.tensor([[10, 11, 12, 1]])
@@ -72,6 +71,7 @@ def test_unknown_group_rejected(tiny_model):
 def test_masks_survive_optimizer_steps(tiny_model):
     P.apply_stage(tiny_model, {g: 0.5 for g in GROUPS})
     zero_before = {n: (m.weight_mask == 0) for n, m in tiny_model.named_modules() if hasattr(m, "weight_mask")}
+    orig_before = {n: m.weight_orig.detach().clone() for n, m in tiny_model.named_modules() if hasattr(m, "weight_mask")}
     opt = torch.optim.AdamW(tiny_model.parameters(), lr=1e-2, weight_decay=0.1)
     tiny_model.train()
     for _ in range(3):
@@ -84,7 +84,11 @@ def test_masks_survive_optimizer_steps(tiny_model):
         if n in zero_before:
             assert torch.all(m.weight[zero_before[n]] == 0), n
             assert torch.equal(m.weight_mask == 0, zero_before[n])
-    # and the optimizer did change the unmasked weights
+    # and the optimizer did change the unmasked weights (the masked ones stay zero in use)
+    for n, m in tiny_model.named_modules():
+        if n in zero_before:
+            kept = ~zero_before[n]
+            assert not torch.equal(P.current_weight(m)[kept], orig_before[n][kept]), n
     assert S.nonzero_ratio(tiny_model) == pytest.approx(S.mask_ratio(tiny_model), abs=1e-3)
 
 

@@ -7,7 +7,8 @@ import re
 import pytest
 from transformers import AutoTokenizer
 
-from summprune.synthetic import corpus_stats, make_corpus, train_tokenizer
+from summprune.synthetic import corpus_stats, make_corpus
+from summprune.tokenizer import train_tokenizer
 
 KEYS = {"bill_id", "title", "text", "summary"}
 

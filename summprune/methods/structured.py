@@ -42,8 +42,9 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-IMPORTANCES = ("weight", "taylor")
-LAYER_SELECTIONS = ("spread", "first")
+from .. import sparsity as S
+from ..config import IMPORTANCES, LAYER_SELECTIONS, StructuredConfig
+from .base import Method, Step, register
 
 _STACKS = ("encoder", "decoder")
 #: (stack, index of the block sub-layer, attribute) of the attention modules; "kind" names
@@ -450,3 +451,44 @@ def shrink(model: nn.Module, *, importance: str = "weight", batches: Iterable[di
     if sync is not None:
         plan = sync(plan)
     return apply_plan(model, plan), plan
+
+
+@register
+class Structured(Method):
+    """``[prune.structured]``: score neurons and heads (plan, main process), build the smaller
+    model (apply), then recovery, usually distilled from the model before removal."""
+
+    name = "structured"
+    config_cls = StructuredConfig
+    structural = True
+
+    def plan(self, model: nn.Module, ctx) -> StructurePlan:
+        sc = self.config
+        if sc.importance == "taylor":
+            if ctx.train_ds is None:
+                raise ValueError("prune.structured.importance='taylor' needs training data (not available with "
+                                 "--no-train); use importance='weight'")
+            scores = taylor_importance(model, importance_batches(model, ctx.tokenizer, ctx.train_ds,
+                                                                 sc.importance_batches, ctx.train_cfg.batch_size))
+        else:
+            scores = weight_importance(model)
+        return plan_structure(model, scores, ffn_keep=sc.ffn_keep, heads_keep=sc.heads_keep,
+                              encoder_layers=sc.encoder_layers, decoder_layers=sc.decoder_layers,
+                              layer_selection=sc.layer_selection)
+
+    def steps(self, plan: StructurePlan) -> list[Step]:
+        rc = self.config.recovery()
+        return [Step(1, plan, rc if rc.recovers() else None, True)]
+
+    def apply(self, model: nn.Module, step: Step, ctx) -> tuple[nn.Module, dict]:
+        before, params_before = describe(model), S.dense_param_count(model)
+        small = apply_plan(model, step.payload)
+        ctx.log_print(f"structured: {before} -> {describe(small)}")
+        self.info = {"plan": step.payload.to_dict(), "before": before, "after": describe(small),
+                     "params_before": params_before, "params_after": S.dense_param_count(small),
+                     "importance": self.config.importance}
+        return small, {"structured": self.info["after"]}
+
+    def record(self, plan: StructurePlan) -> dict:
+        return self.info
+

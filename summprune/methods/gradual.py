@@ -5,10 +5,9 @@
 course ratio of 0.3 is at most 0.3), each group's final count
 (``summprune.allocate``), and each step's count (``summprune.schedules.keep_counts``: every group
 follows the same schedule from where it stands to its final count, so the whole model follows it
-too). ``prune_to_counts`` applies one step with torch's L1Unstructured given an *integer* amount
-(a number of weights, which torch does not round), global within each group as
-``summprune.prune.apply_stage`` does, and re-shares the tied embedding's mask.
-``run_gradual`` drives the steps: prune, recover (callback), evaluate (callback), log.
+too). Each step is cut by ``summprune.prune.prune_to_counts``, the cut the stages use too.
+:class:`Gradual` is the method (``[prune.gradual]``) the driver (``summprune.pipeline.prune_model``)
+runs: plan on the main process, then per step prune, recover, evaluate, log.
 
 The result is exact: after the last step each group keeps its planned count, and the model's
 non-zero count is the target unless a kept weight happens to be exactly 0.0.
@@ -17,26 +16,21 @@ non-zero count is the target unless a kept weight happens to be exactly 0.0.
 from __future__ import annotations
 
 import math
-
 import time
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
-from torch.nn.utils import prune as torch_prune
 
-from . import allocate as A
-from . import prune as P
-from . import sparsity as S
-from .modeling import group_modules
-from .schedules import keep_counts
+from .. import allocate as A
+from .. import prune as P
+from .. import sparsity as S
+from ..config import GradualConfig, RecoveryConfig
+from ..modeling import group_modules
+from ..schedules import keep_counts
+from .base import Method, Step, register
 
-
-def _weight(m: nn.Module) -> torch.Tensor:
-    """The tensor a (possibly pruned) module computes with: ``weight_orig * weight_mask``."""
-    if "weight_mask" in m._buffers:
-        return m.weight_orig.detach() * m.weight_mask
-    return m.weight.detach()
+_weight = P.current_weight
 
 
 def group_counts(model: nn.Module, patterns: dict[str, str] | None = None) -> dict[str, dict[str, int]]:
@@ -47,7 +41,7 @@ def group_counts(model: nn.Module, patterns: dict[str, str] | None = None) -> di
         for _, m in mods:
             w = _weight(m)
             params += w.numel()
-            unpruned += int(m.weight_mask.sum()) if "weight_mask" in m._buffers else w.numel()
+            unpruned += P.unpruned_count(m)
             nonzero += int(torch.count_nonzero(w))
         out[g] = {"params": params, "unpruned": unpruned, "nonzero": nonzero}
     return out
@@ -126,36 +120,7 @@ def plan_gradual(model: nn.Module, target: float, *, schedule: str = "cubic", st
     return plan
 
 
-def prune_to_counts(model: nn.Module, keep: dict[str, int], patterns: dict[str, str] | None = None,
-                    tie_mode: str = "tied") -> dict[str, int]:
-    """Prune each group (L1, global within the group) down to ``keep[g]`` unpruned weights.
-
-    torch's ``amount`` is given as an integer (a number of weights, exactly); returns how many
-    each group lost.
-    """
-    groups = group_modules(model, patterns)
-    unknown = sorted(set(keep) - set(groups))
-    if unknown:
-        raise ValueError(f"unknown group(s) {unknown}; known groups: {sorted(groups)}")
-    pruned = {}
-    for g, k in keep.items():
-        mods = [m for _, m in groups[g]]
-        now = sum(int(m.weight_mask.sum()) if "weight_mask" in m._buffers else m.weight.numel() for m in mods)
-        n = now - int(k)
-        if n < 0:
-            raise ValueError(f"group {g}: asked to keep {k} weights but only {now} are unpruned")
-        if n > 0:
-            # Rank by the weights as they are now (weight_orig * weight_mask). torch's default
-            # score is the module's cached ``weight`` attribute, which the pruning hook last set
-            # at the previous forward pass: one optimizer step stale after recovery training.
-            torch_prune.global_unstructured([(m, "weight") for m in mods],
-                                            pruning_method=torch_prune.L1Unstructured,
-                                            importance_scores={(m, "weight"): _weight(m) for m in mods},
-                                            amount=int(n))
-        pruned[g] = n
-    if tie_mode == "tied":
-        P.sync_tied_masks(model)
-    return pruned
+prune_to_counts = P.prune_to_counts  # the one cut, shared with the stages (summprune.prune)
 
 
 def format_plan(plan: dict) -> str:
@@ -173,62 +138,59 @@ def format_plan(plan: dict) -> str:
     return "\n".join(lines)
 
 
-def run_gradual(model: nn.Module, gcfg, *, tie_mode: str = "tied", patterns: dict[str, str] | None = None,
-                recover: Callable[[int, int, float, bool], dict] | None = None,
-                evaluate_fn: Callable[[], dict] | None = None,
-                log: Callable[[dict], None] | None = None,
-                loss_fn: Callable[[], float] | None = None,
-                sync: Callable[[Any], Any] | None = None,
-                sensitivity: dict | None = None,
-                log_print: Callable[[str], None] = print) -> tuple[list[dict], dict]:
-    """Prune ``model`` to ``gcfg.target_nonzero_ratio`` in ``gcfg.steps`` steps.
+@register
+class Gradual(Method):
+    """``[prune.gradual]``: prune to an exact honest ``nonzero_ratio`` in ``steps`` steps of a
+    cumulative schedule, with recovery after every step (the last one gets the final budget too)."""
 
-    ``gcfg`` is a ``summprune.config.GradualConfig`` (or anything with its fields).
-    ``recover(step, max_steps, epochs, last)`` runs recovery fine-tuning after a step (the last
-    step gets its own plus the final recovery budget); ``evaluate_fn`` scores the model every
-    ``eval_every`` steps and after the last; ``loss_fn`` (validation loss) is needed for
-    ``allocation='auto'``; ``sync(obj)`` returns the main process's copy of ``obj`` (so that all
-    DDP processes prune the same weights); ``sensitivity`` (from an earlier ``measure_sensitivity``
-    on this model) skips the measurement. Returns ``(records, info)``: one record per step (as
-    ``apply_recipe``'s) and the plan for ``pruning.json``.
-    """
-    P.prepare_model(model, tie_mode)
-    t0 = time.time()
-    if gcfg.allocation == "auto" and sensitivity is None:
-        if loss_fn is None:
-            raise ValueError("allocation='auto' needs validation data to measure sensitivities")
-        if tie_mode == "course":
-            raise ValueError("allocation='auto' needs tie_mode 'tied' or 'untie' (in 'course' the "
-                             "lm_head mask and the dense embedding share one tensor)")
-        log_print("measuring per-group sensitivity (validation loss, one group pruned at a time)")
-        sensitivity = A.measure_sensitivity({g: [m for _, m in mods] for g, mods in group_modules(model, patterns).items()},
-                                            loss_fn, gcfg.sensitivity_levels, log=log_print)
-        sensitivity["seconds"] = round(time.time() - t0, 1)
-    plan = plan_gradual(model, gcfg.target_nonzero_ratio, schedule=gcfg.schedule, steps=gcfg.steps,
-                        allocation=gcfg.allocation, patterns=patterns, sensitivity=sensitivity)
-    if sync is not None:
-        plan = sync(plan)
-    if sensitivity is not None:
-        plan["sensitivity"] = sensitivity
-    log_print(format_plan(plan))
-    records = []
-    for i, keep in enumerate(plan["step_keep"]):
-        t_step = time.time()
-        last = i == len(plan["step_keep"]) - 1
-        before = {g: c["unpruned"] for g, c in group_counts(model, patterns).items()}
-        pruned = prune_to_counts(model, keep, patterns, tie_mode)
-        rec: dict[str, Any] = {"event": "stage", "stage": i + 1, "gradual_step": i + 1,
-                               "amounts": {g: (pruned[g] / before[g] if before[g] else 0.0) for g in pruned},
-                               "pruned": pruned, "keep": dict(keep)}
-        steps = gcfg.recover_steps + (gcfg.final_recover_steps if last else 0)
-        epochs = gcfg.recover_epochs + (gcfg.final_recover_epochs if last else 0.0)
-        if recover is not None and (steps > 0 or epochs > 0):
-            rec["recovery"] = recover(i + 1, steps, epochs, last)
-        rec.update({k: v for k, v in S.report(model, patterns).items()})
-        if evaluate_fn is not None and (last or (gcfg.eval_every > 0 and (i + 1) % gcfg.eval_every == 0)):
-            rec.update(evaluate_fn())
-        rec["stage_s"] = round(time.time() - t_step, 2)
-        records.append(rec)
-        if log:
-            log(rec)
-    return records, plan
+    name = "gradual"
+    config_cls = GradualConfig
+
+    def prepare(self, model: nn.Module) -> None:
+        P.prepare_model(model, self.tie_mode)
+
+    def plan(self, model: nn.Module, ctx) -> dict:
+        g = self.config
+        sensitivity = None
+        if g.allocation == "auto":
+            if self.tie_mode == "course":
+                raise ValueError("allocation='auto' needs tie_mode 'tied' or 'untie' (in 'course' the "
+                                 "lm_head mask and the dense embedding share one tensor)")
+            if ctx.val_ds is None:
+                raise ValueError("prune.gradual.allocation='auto' measures validation loss: it needs data "
+                                 "(not available with --no-train)")
+            t0 = time.time()
+            ctx.log_print("measuring per-group sensitivity (validation loss, one group pruned at a time)")
+            loss_fn = ctx.loss_fn(model, g.sensitivity_docs)
+            sensitivity = A.measure_sensitivity(
+                {grp: [m for _, m in mods] for grp, mods in group_modules(model, self.patterns).items()},
+                loss_fn, g.sensitivity_levels, log=ctx.log_print)
+            sensitivity["seconds"] = round(time.time() - t0, 1)
+        plan = plan_gradual(model, g.target_nonzero_ratio, schedule=g.schedule, steps=g.steps,
+                            allocation=g.allocation, patterns=self.patterns, sensitivity=sensitivity)
+        if sensitivity is not None:
+            plan["sensitivity"] = sensitivity
+        ctx.log_print(format_plan(plan))
+        return plan
+
+    def steps(self, plan: dict) -> list[Step]:
+        g = self.config
+        out = []
+        n = len(plan["step_keep"])
+        for i, keep in enumerate(plan["step_keep"]):
+            last = i == n - 1
+            rc = RecoveryConfig(**{**vars(g.recovery()),
+                                   "recover_steps": g.recover_steps + (g.final_recover_steps if last else 0),
+                                   "recover_epochs": g.recover_epochs + (g.final_recover_epochs if last else 0.0)})
+            evaluate = last or (g.eval_every > 0 and (i + 1) % g.eval_every == 0)
+            out.append(Step(i + 1, keep, rc if rc.recovers() else None, evaluate))
+        return out
+
+    def apply(self, model: nn.Module, step: Step, ctx) -> tuple[nn.Module, dict]:
+        before = {grp: c["unpruned"] for grp, c in group_counts(model, self.patterns).items()}
+        pruned = P.prune_to_counts(model, step.payload, self.patterns, self.tie_mode)
+        return model, {"gradual_step": step.index, "pruned": pruned, "keep": dict(step.payload),
+                       "amounts": {grp: (pruned[grp] / before[grp] if before[grp] else 0.0) for grp in pruned}}
+
+    def record(self, plan: dict) -> dict:
+        return plan
