@@ -65,6 +65,11 @@ METHOD_LABELS = {
 }
 
 
+def pct(x: float, ref: float) -> str:
+    """``x`` as a percentage of ``ref`` ("-" when ``ref`` is 0: an untrained tiny proxy in the tests)."""
+    return f"{100 * x / ref:.1f}%" if ref else "-"
+
+
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
@@ -269,70 +274,39 @@ def method_config(method: str, target: float, a):
                          sensitivity_levels=list(a.levels))
 
 
-def _quiet(cls):
-    """``cls`` without the Trainer's progress bar and printed log dicts (the benchmark logs itself)."""
-    from transformers.trainer_callback import ProgressCallback
-
-    class Quiet(cls):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            self.remove_callback(ProgressCallback)
-
-    Quiet.__name__ = f"Quiet{cls.__name__}"
-    return Quiet
-
-
-def recover_steps(model, tok, train_ds, a, steps: int, seed: int, workdir: Path, teacher=None,
-                  alpha: float = 1.0, temperature: float = 2.0) -> dict:
-    """``steps`` optimizer steps of recovery fine-tuning (with distillation if ``teacher``)."""
-    from transformers import Seq2SeqTrainer
-
+def recovery_train_config(a, seed: int):
+    """The recovery training settings every cell shares (the proxy's batch, ``--recover-lr``)."""
     from summprune.config import TrainConfig
-    from summprune.train import finetune
 
-    tcfg = TrainConfig(learning_rate=a.recover_lr, weight_decay=0.01, lr_scheduler="linear", warmup_ratio=0.0,
-                       batch_size=a.batch_size, logging_steps=10**6, precision="fp32", seed=seed)
-    kw = {"trainer_cls": _quiet(Seq2SeqTrainer)}
-    if teacher is not None:
-        from summprune.distill import DistillationTrainer
-
-        kw = {"trainer_cls": _quiet(DistillationTrainer),
-              "trainer_kwargs": {"teacher": teacher, "alpha": alpha, "temperature": temperature}}
-    return finetune(model, tok, train_ds, tcfg, workdir / "trainer", max_steps=steps, **kw)
+    return TrainConfig(learning_rate=a.recover_lr, weight_decay=0.01, lr_scheduler="linear", warmup_ratio=0.0,
+                       batch_size=a.batch_size, logging_steps=10**6, precision="fp32", seed=seed,
+                       progress_bar=False)
 
 
 def run_cell(method: str, target: float, dense, tok, train_ds, a, data, sensitivity, workdir: Path) -> dict:
-    """Prune a fresh copy of the proxy with ``method`` to ``target`` and score it."""
+    """Prune a fresh copy of the proxy with ``method`` to ``target`` through the package's driver
+    (``summprune.pipeline.prune_model``, what ``run`` and ``prune`` use) and score it."""
     from summprune import sparsity as S
-    from summprune.gradual import run_gradual
+    from summprune.config import ExperimentConfig, PruneConfig
+    from summprune.pipeline import prune_model
 
-    model = copy.deepcopy(dense)
     gcfg = method_config(method, target, a)
-    teacher = None
-    if gcfg.distill_alpha < 1.0:  # its own copy: the trainer freezes the teacher it is given
-        teacher = copy.deepcopy(dense)
-    steps_done = []
-    t_rec = 0.0
-
-    def recover(idx: int, steps: int, epochs: float, last: bool) -> dict:
-        nonlocal t_rec
-        t = time.time()
-        m = recover_steps(model, tok, train_ds, a, steps, 1000 * a.seed + idx, workdir, teacher, gcfg.distill_alpha,
-                          gcfg.distill_temperature)
-        t_rec += time.time() - t
-        steps_done.append(int(m.get("global_step", 0)))
-        return {"global_step": m.get("global_step"), "train_loss": m.get("train_loss")}
-
+    # recovery step n (1-based) trains with seed train.seed + n: 1000 * seed + n, as before
+    cfg = ExperimentConfig(name=f"{method}-{target}", train=recovery_train_config(a, 1000 * a.seed),
+                           prune=PruneConfig(tie_mode="tied", methods={"gradual": gcfg}))
     t0 = time.time()
-    records, plan = run_gradual(model, gcfg, tie_mode="tied", recover=recover if method != "oneshot" else None,
-                                sensitivity=sensitivity, log_print=lambda s: None)
+    model, records, sections = prune_model(copy.deepcopy(dense), tok, cfg, train_ds=train_ds,
+                                           work_dir=workdir, cache={"sensitivity": sensitivity} if sensitivity else None,
+                                           log_print=lambda s: None)
     prune_s = time.time() - t0
+    plan = sections["gradual"]
+    steps_done = sum(int(r.get("recovery", {}).get("global_step", 0)) for r in records)
     rep = S.report(model)
     res = score(model, tok, data["eval"], a)
     return {
         "method": method, "target": target, "kaggle_score": res["kaggle_score"], "rougeLsum": res["rougeLsum"],
         "nonzero_ratio": rep["nonzero_ratio"], "mask_ratio": rep["mask_ratio"], "nonzero": rep["nonzero"],
-        "target_nonzero": plan["target_nonzero"], "recovery_steps": sum(steps_done), "recovery_s": round(t_rec, 1),
+        "target_nonzero": plan["target_nonzero"], "recovery_steps": steps_done,
         "prune_s": round(prune_s, 1), "eval_s": res["eval_s"], "example": res["example"],
         "groups": {g: round(r["nonzero_ratio"], 4) for g, r in plan["groups"].items()},
         "schedule": gcfg.schedule, "steps": gcfg.steps, "allocation": gcfg.allocation,
@@ -375,7 +349,7 @@ def write_outputs(results: dict, out: Path, a) -> str:
     if "dense_ft" in results:
         c = results["dense_ft"]
         lines.append(f"Control, dense + the same {a.recovery_steps} recovery steps without pruning: course score "
-                     f"{c['kaggle_score']:.4f} ({100 * c['kaggle_score'] / dense['kaggle_score']:.1f}% of dense), "
+                     f"{c['kaggle_score']:.4f} ({pct(c['kaggle_score'], dense['kaggle_score'])} of dense), "
                      f"ROUGE-Lsum {c['rougeLsum']:.4f}.")
     lines += ["",
              "| method | target | course score | % of dense | ROUGE-Lsum | honest ratio | course ratio | recovery steps | time (s) |",
@@ -387,7 +361,7 @@ def write_outputs(results: dict, out: Path, a) -> str:
                 continue
             secs = c["prune_s"] + c["eval_s"]
             lines.append(f"| {METHOD_LABELS[m]} | {t:.2f} | {c['kaggle_score']:.4f} | "
-                         f"{100 * c['kaggle_score'] / dense['kaggle_score']:.1f}% | {c['rougeLsum']:.4f} | "
+                         f"{pct(c['kaggle_score'], dense['kaggle_score'])} | {c['rougeLsum']:.4f} | "
                          f"{c['nonzero_ratio']:.4f} | {c['mask_ratio']:.4f} | {c['recovery_steps']} | {secs:.0f} |")
     table = "\n".join(lines)
     (out / "table.md").write_text(table + "\n")
@@ -516,7 +490,11 @@ def main(argv: list[str] | None = None) -> int:
         # alone move the score?)
         m2 = copy.deepcopy(model)
         t = time.time()
-        recover_steps(m2, tok, train_ds, a, a.recovery_steps, 1000 * a.seed, out)
+        from summprune.config import RecoveryConfig
+        from summprune.recovery import recover
+
+        recover(m2, tok, train_ds, recovery_train_config(a, 1000 * a.seed), RecoveryConfig(recover_steps=a.recovery_steps),
+                output_dir=out / "trainer")
         d = score(m2, tok, data["eval"], a)
         results["dense_ft"] = {**d, "recovery_s": round(time.time() - t - d["eval_s"], 1)}
         save()
@@ -538,7 +516,7 @@ def main(argv: list[str] | None = None) -> int:
             c = run_cell(m, t, model, tok, train_ds, a, data, sensitivity, out)
             results["cells"][key] = c
             save()
-            log(f"{key}: kaggle {c['kaggle_score']:.4f} ({100 * c['kaggle_score'] / results['dense']['kaggle_score']:.1f}% "
+            log(f"{key}: kaggle {c['kaggle_score']:.4f} ({pct(c['kaggle_score'], results['dense']['kaggle_score'])} "
                 f"of dense) rougeLsum {c['rougeLsum']:.4f} nonzero_ratio {c['nonzero_ratio']:.4f} "
                 f"[{c['recovery_steps']} steps, prune+recover {c['prune_s']} s, eval {c['eval_s']} s]")
     table = write_outputs(results, out, a)

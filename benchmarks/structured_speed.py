@@ -7,7 +7,7 @@
 Speed (one process, every variant timed in the same run, interleaved over ``--reps`` rounds, the
 fastest round kept): a random model of the t5-small shape (``--config-dir``: config + real
 tokenizer, no weights needed) and its structured variants, each a standard smaller T5 made by
-``summprune.structured`` (weight-norm importance: on random weights which neurons go does not
+``summprune.methods.structured`` (weight-norm importance: on random weights which neurons go does not
 change the speed). Each generates summaries of the 20 real BillSum documents in ``--data``
 (``"summarize: " + text`` truncated to 1024 tokens, batch ``--batch-size``, greedy, exactly
 ``--new-tokens`` new tokens forced: EOS is masked until then). Reported: s/doc, speed-up over
@@ -67,6 +67,11 @@ VARIANTS: dict[str, tuple[int, int, float, float]] = {
 }
 
 
+def pct(x: float, ref: float) -> str:
+    """``x`` as a percentage of ``ref`` ("-" when ``ref`` is 0: an untrained tiny proxy in the tests)."""
+    return f"{100 * x / ref:.1f}%" if ref else "-"
+
+
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
@@ -75,17 +80,24 @@ def shape_label(cfg) -> str:
     return f"{cfg.num_layers}+{cfg.num_decoder_layers} L, d_ff {cfg.d_ff}, {cfg.num_heads} h"
 
 
-def make_variant(model, spec, full_layers: int = 6, importance: str = "weight", batches=None):
-    """The structured variant ``spec`` of ``model`` (layer counts scaled from a 6-layer stack)."""
-    from summprune.structured import shrink
+def make_variant(model, spec, full_layers: int = 6, importance: str = "weight", train_ds=None, tok=None,
+                 batch_size: int = 16, work_dir: Path | str = "runs/structured_speed"):
+    """The structured variant ``spec`` of ``model`` (layer counts scaled from a 6-layer stack),
+    cut by the package's driver from a ``[prune.structured]`` section, without recovery."""
+    from summprune.config import ExperimentConfig, PruneConfig, StructuredConfig, TrainConfig
+    from summprune.pipeline import prune_model
 
     enc, dec, ffn, heads = spec
     n_enc, n_dec = model.config.num_layers, model.config.num_decoder_layers
     scale = lambda k, n: n if k >= full_layers else max(1, round(n * k / full_layers))  # noqa: E731
     if (scale(enc, n_enc), scale(dec, n_dec), ffn, heads) == (n_enc, n_dec, 1.0, 1.0):
         return copy.deepcopy(model), None
-    return shrink(model, importance=importance, batches=batches, ffn_keep=ffn, heads_keep=heads,
-                  encoder_layers=scale(enc, n_enc), decoder_layers=scale(dec, n_dec))
+    sc = StructuredConfig(ffn_keep=ffn, heads_keep=heads, encoder_layers=scale(enc, n_enc),
+                          decoder_layers=scale(dec, n_dec), importance=importance, importance_batches=16)
+    cfg = ExperimentConfig(train=TrainConfig(batch_size=batch_size), prune=PruneConfig(methods={"structured": sc}))
+    small, _, sections = prune_model(copy.deepcopy(model), tok, cfg, train_ds=train_ds, work_dir=work_dir,
+                                     log_print=lambda s: None)
+    return small, sections["structured"]["plan"]
 
 
 def n_params(model) -> int:
@@ -147,7 +159,8 @@ def run_speed(a, names: list[str]) -> dict:
 def run_quality(a, names: list[str], results: dict, save) -> None:
     import sparsity_quality as sq
 
-    from summprune.structured import importance_batches
+    from summprune.config import RecoveryConfig
+    from summprune.recovery import make_teacher, recover
 
     meta_path = Path(a.proxy_dir) / "meta.json"
     if not meta_path.is_file():
@@ -170,7 +183,7 @@ def run_quality(a, names: list[str], results: dict, save) -> None:
     dense.eval()
     q = results.setdefault("quality", {})
     settings = {"proxy": meta["fingerprint"], "recovery_steps": a.recovery_steps, "alpha": 0.5, "temperature": 2.0,
-                "importance": "taylor", "importance_batches": 16, "eval_docs": len(data["eval"]), "seed": a.seed}
+                "importance": "taylor", "importance_batches": 16, "importance_split": "train", "eval_docs": len(data["eval"]), "seed": a.seed}
     if a.recover_lr != 1e-3:
         settings["recover_lr"] = a.recover_lr
     if a.seed == 0:
@@ -186,30 +199,32 @@ def run_quality(a, names: list[str], results: dict, save) -> None:
         save()
     log(f"quality: dense proxy {q['dense']['shape']}: course score {q['dense']['kaggle_score']:.4f} "
         f"ROUGE-Lsum {q['dense']['rougeLsum']:.4f} ({len(data['eval'])} docs)")
-    val_ds = sq.to_dataset(data["val"], tok, qa)
-    batches = importance_batches(dense, tok, val_ds, 16, qa.batch_size)
     train_ds = sq.to_dataset(data["train"], tok, qa)
     work = Path(a.out)
     for name in names:
         if name == "dense" or name in q.get("variants", {}):
             continue
         t0 = time.time()
-        model, plan = make_variant(dense, VARIANTS[name], importance="taylor", batches=batches)
+        # the package's path: [prune.structured] through the driver (Taylor importance on 16
+        # training batches), scored right after removal, then the package's recovery distilled
+        # from the dense proxy, what `run` does after the removal
+        model, plan = make_variant(dense, VARIANTS[name], importance="taylor", train_ds=train_ds, tok=tok,
+                                   batch_size=qa.batch_size, work_dir=work)
         before = sq.score(model.eval(), tok, data["eval"], qa)
-        teacher = copy.deepcopy(dense)
-        sq.recover_steps(model, tok, train_ds, qa, a.recovery_steps, seed=a.seed, workdir=work, teacher=teacher,
-                         alpha=0.5, temperature=2.0)
+        recover(model, tok, train_ds, sq.recovery_train_config(qa, a.seed),
+                RecoveryConfig(recover_steps=a.recovery_steps, distill_alpha=0.5, distill_temperature=2.0),
+                teacher=make_teacher(dense), output_dir=work / "trainer")
         after = sq.score(model.eval(), tok, data["eval"], qa)
         rec = {"shape": shape_label(model.config), "params": n_params(model),
                "before_kaggle": before["kaggle_score"], "kaggle_score": after["kaggle_score"],
                "rougeLsum": after["rougeLsum"], "seconds": round(time.time() - t0, 1),
                "empty": after.get("empty"), "example": after.get("example"),
-               "plan": plan.to_dict() if plan is not None else None}
+               "plan": plan}
         q.setdefault("variants", {})[name] = rec
         save()
         log(f"  {name:<26} {rec['shape']}: course {before['kaggle_score']:.4f} after removal -> "
             f"{after['kaggle_score']:.4f} after {a.recovery_steps} KD steps "
-            f"({100 * after['kaggle_score'] / q['dense']['kaggle_score']:.1f}% of dense; {rec['empty']} empty "
+            f"({pct(after['kaggle_score'], q['dense']['kaggle_score'])} of dense; {rec['empty']} empty "
             f"summaries) [{rec['seconds']} s]")
 
 
@@ -244,7 +259,7 @@ def write_outputs(results: dict, names: list[str], out: Path, a) -> str:
                       str(qd.get("empty", "-"))]
         elif v and qd:
             cells += [v["shape"], f"{v['before_kaggle']:.4f}", f"{v['kaggle_score']:.4f}",
-                      f"{100 * v['kaggle_score'] / qd['kaggle_score']:.1f}%", f"{v['rougeLsum']:.4f}",
+                      f"{pct(v['kaggle_score'], qd['kaggle_score'])}", f"{v['rougeLsum']:.4f}",
                       str(v.get("empty", "-"))]
         else:
             cells += ["-"] * 6
@@ -253,7 +268,7 @@ def write_outputs(results: dict, names: list[str], out: Path, a) -> str:
     (out / "table.md").write_text(table + "\n")
     pts = [(n, sp[n]["speedup"], 100 * (q["variants"][n]["kaggle_score"] if n != "dense" else qd["kaggle_score"])
             / qd["kaggle_score"]) for n in names
-           if n in sp and sp[n].get("speedup") and qd and (n == "dense" or n in q.get("variants", {}))]
+           if n in sp and sp[n].get("speedup") and qd and qd["kaggle_score"] and (n == "dense" or n in q.get("variants", {}))]
     if pts:
         import matplotlib
 

@@ -139,6 +139,8 @@ class TrainConfig:
     seed: int = _help("Training seed (course: 42).", default=42)
     logging_steps: int = _help("Log training loss every N optimizer steps.", default=50)
     num_workers: int = _help("DataLoader workers.", default=0)
+    progress_bar: bool = _help("The Trainer's progress bar (benchmarks turn it off; they log themselves).",
+                               default=True)
 
 
 @dataclass

@@ -91,7 +91,7 @@ def _broadcaster(state):
 def prune_model(model, tokenizer, cfg: ExperimentConfig, *, train_ds=None, val_ds=None, state=None,
                 work_dir: str | Path = "runs/prune", metrics_path: str | Path | None = None,
                 evaluate_fn: Callable[[torch.nn.Module], dict] | None = None,
-                log: Callable[[dict], None] | None = None,
+                log: Callable[[dict], None] | None = None, cache: dict | None = None,
                 log_print: Callable[[str], None] = print) -> tuple[torch.nn.Module, list[dict], dict]:
     """The one pruning driver: run the config's methods in order (summprune.methods), each
     step = apply, recover, record the ratios, evaluate, log.
@@ -101,7 +101,8 @@ def prune_model(model, tokenizer, cfg: ExperimentConfig, *, train_ds=None, val_d
     broadcast (``state``: accelerate's ``PartialState``), so all processes cut the same weights;
     the frozen teacher, the model as it is now, is built once if any recovery distils. Returns
     ``(model, records, sections)``: the model (a new object after a structural method), one record
-    per step, and what each method keeps for ``pruning.json``.
+    per step, and what each method keeps for ``pruning.json``. ``cache`` holds measurements a
+    method may reuse (see ``summprune.methods.base.Context.cache``).
     """
     from .methods import Context, build_methods
     from .recovery import make_teacher, recover
@@ -109,7 +110,8 @@ def prune_model(model, tokenizer, cfg: ExperimentConfig, *, train_ds=None, val_d
     methods = build_methods(cfg.prune)
     main = state is None or state.is_main_process
     sync = _broadcaster(state)
-    ctx = Context(tokenizer=tokenizer, train_ds=train_ds, val_ds=val_ds, train_cfg=cfg.train, log_print=log_print)
+    ctx = Context(tokenizer=tokenizer, train_ds=train_ds, val_ds=val_ds, train_cfg=cfg.train, log_print=log_print,
+                  cache=cache if cache is not None else {})
     teacher = make_teacher(model) if train_ds is not None and any(m.distills() for m in methods) else None
     records: list[dict] = []
     sections: dict = {}

@@ -74,6 +74,7 @@ def make_trainer(model, tokenizer, train_ds, cfg: TrainConfig, output_dir: str |
         save_strategy="no",  # checkpoints of masked models are written by the pipeline, not here
         eval_strategy="no",
         report_to=[],
+        disable_tqdm=not cfg.progress_bar,
         dataloader_num_workers=cfg.num_workers,
         dataloader_pin_memory=torch.cuda.is_available(),  # pinning is for copies to a GPU; on CPU torch warns
         # Masks are buffers, identical on all ranks; broadcasting them each step is wasted work.

@@ -20,7 +20,7 @@ methods run in the order of their sections in the config file.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
 
 from torch import nn
@@ -47,6 +47,9 @@ class Context:
     val_ds: Any = None  # tokenized validation split, or None
     train_cfg: Any = None  # summprune.config.TrainConfig
     log_print: Callable[[str], None] = print
+    #: measurements a method may reuse instead of repeating them (e.g. "sensitivity": the dense
+    #: model's per-group curves, which a benchmark measures once for every cell)
+    cache: dict = field(default_factory=dict)
 
     def loss_fn(self, model: nn.Module, docs: int) -> Callable[[], float]:
         """Validation loss of ``model`` on the first ``docs`` validation documents, as a function."""

@@ -156,6 +156,8 @@ class Gradual(Method):
             if self.tie_mode == "course":
                 raise ValueError("allocation='auto' needs tie_mode 'tied' or 'untie' (in 'course' the "
                                  "lm_head mask and the dense embedding share one tensor)")
+            sensitivity = ctx.cache.get("sensitivity")
+        if g.allocation == "auto" and sensitivity is None:
             if ctx.val_ds is None:
                 raise ValueError("prune.gradual.allocation='auto' measures validation loss: it needs data "
                                  "(not available with --no-train)")
@@ -166,6 +168,7 @@ class Gradual(Method):
                 {grp: [m for _, m in mods] for grp, mods in group_modules(model, self.patterns).items()},
                 loss_fn, g.sensitivity_levels, log=ctx.log_print)
             sensitivity["seconds"] = round(time.time() - t0, 1)
+            ctx.cache["sensitivity"] = sensitivity
         plan = plan_gradual(model, g.target_nonzero_ratio, schedule=g.schedule, steps=g.steps,
                             allocation=g.allocation, patterns=self.patterns, sensitivity=sensitivity)
         if sensitivity is not None:
