@@ -15,14 +15,16 @@ command resumes where it stopped; with different arguments it starts over. The C
 
 from __future__ import annotations
 
-import argparse
 import csv
 import hashlib
+import io
 import json
 import os
 import sys
-import tempfile
+from argparse import ArgumentDefaultsHelpFormatter
 from pathlib import Path
+
+from summprune.scripts import ArgumentParser, UsageError, run_script
 
 PROG = "generate_csv.py"
 MODEL_HINT = ("make one with `python -m summprune run configs/seed.toml` (or the notebook), "
@@ -32,21 +34,12 @@ WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "compact.js
 META_VERSION = 2  # 2: the decoding options as one "decoding" table
 
 
-class UsageError(Exception):
-    """A bad argument or input: reported as ``generate_csv.py: error: ...``, exit status 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # raise instead of sys.exit so main() returns 2 in-process
-        raise UsageError(message)
-
-
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> ArgumentParser:
     from summprune.generate import DTYPES
     from summprune.metrics import DEFAULT_PREDICTIONS
 
-    p = _Parser(prog=PROG, description=__doc__.split("\n\n")[0],
-                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
+                formatter_class=ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", default="pruned_model",
                    help="model directory (hf or compact format, tokenizer inside)")
     p.add_argument("--data", default="billsum",
@@ -173,37 +166,19 @@ def read_partial(path: Path, n_docs: int) -> dict[int, str]:
 
 
 def write_csv(path: Path, predictions: dict[int, str]) -> None:
-    """Course format, written to a temp file in the same directory and renamed into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            w = csv.writer(f, quoting=csv.QUOTE_ALL, lineterminator="\n")
-            w.writerow(["ID", "Predict"])
-            for i in sorted(predictions):
-                w.writerow([i, predictions[i]])
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Course format, written atomically (a temp file in the same directory, renamed into place)."""
+    from summprune.io.files import atomic_write
+
+    buf = io.StringIO()
+    w = csv.writer(buf, quoting=csv.QUOTE_ALL, lineterminator="\n")
+    w.writerow(["ID", "Predict"])
+    for i in sorted(predictions):
+        w.writerow([i, predictions[i]])
+    atomic_write(path, buf.getvalue())
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except UsageError as e:
-        parser.print_usage(sys.stderr)
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 2
-    except SystemExit as e:  # --help
-        return int(e.code or 0)
-    try:
-        return run(args)
-    except UsageError as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 2
+    return run_script(PROG, build_parser(), run, argv)
 
 
 def run(args) -> int:

@@ -19,13 +19,12 @@ an error naming the rows: exit status 2 and nothing written.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
+from summprune.io.files import atomic_write_json
+from summprune.scripts import ArgumentParser, UsageError, run_script
 from summprune.metrics import (DEFAULT_PREDICTIONS, ROUGE_TYPES, PredictionsError, kaggle_score,
                                read_predictions, rouge)
 
@@ -34,16 +33,12 @@ DEFAULT_MODEL = "pruned_model"
 METRICS = ("kaggle", "rouge", "ratio")
 
 
-class _Fail(Exception):
-    """A user-facing error: printed as ``score_result.py: error: ...``, exit status 2."""
-
-
 def _warn(msg: str) -> None:
     print(f"{PROG}: warning: {msg}", file=sys.stderr)
 
 
 def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
+    ap = ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog=__doc__.split("\n\n", 1)[1])
     ap.add_argument("--predictions", default=DEFAULT_PREDICTIONS, metavar="FILE",
@@ -78,9 +73,9 @@ def _choose_metrics(spec: str | None, model: Path | None) -> tuple[str, ...]:
     chosen = [m.strip() for m in spec.split(",") if m.strip()]
     unknown = [m for m in chosen if m not in METRICS]
     if unknown or not chosen:
-        raise _Fail(f"--metrics {spec!r}: choose from {','.join(METRICS)}")
+        raise UsageError(f"--metrics {spec!r}: choose from {','.join(METRICS)}")
     if "ratio" in chosen and model is None:
-        raise _Fail(f"--metrics ratio needs a model: pass --model DIR (there is no {DEFAULT_MODEL}/ here)")
+        raise UsageError(f"--metrics ratio needs a model: pass --model DIR (there is no {DEFAULT_MODEL}/ here)")
     return tuple(m for m in METRICS if m in chosen)
 
 
@@ -90,7 +85,7 @@ def _choose_model(arg: str | None) -> Path | None:
     if arg.lower() == "none":
         return None
     if not Path(arg).is_dir():
-        raise _Fail(f"--model {arg}: model directory not found (use --model none to score without one)")
+        raise UsageError(f"--model {arg}: model directory not found (use --model none to score without one)")
     return Path(arg)
 
 
@@ -99,18 +94,19 @@ def model_ratios(model_dir: Path) -> tuple[dict[str, float], str]:
     came from. For a course directory (``model_state_dict.pth``) mask_ratio is the course's
     ratio as its grader computes it, on the model its code loads."""
     from summprune import sparsity
-    from summprune.course import is_course_dir, load_course
-    from summprune.export import _verify_checksums, load_model
+    from summprune.io.course import is_course_dir, load_course
+    from summprune.export import load_model
+    from summprune.io.hf import verify_checksums
 
     course_ratio = None
     try:
         if is_course_dir(model_dir):
-            _verify_checksums(model_dir)
+            verify_checksums(model_dir)
             model, course_ratio = load_course(model_dir)
         else:
             model = load_model(model_dir)
     except (OSError, ValueError, RuntimeError) as e:
-        raise _Fail(f"--model {model_dir}: cannot load the model: {e} (--model none scores "
+        raise UsageError(f"--model {model_dir}: cannot load the model: {e} (--model none scores "
                     "without one)") from None
     recorded = sparsity.recorded_mask_ratio(model_dir, warn=_warn)
     if course_ratio is not None:
@@ -148,35 +144,15 @@ def _load_references(dataset: str, split: str) -> list[str]:
         ds = load_split(dataset, split, columns=("summary",))
     except (DataError, OSError, ValueError) as e:
         hint = " (offline? pass --references PATH to a local file)" if dataset == "billsum" else ""
-        raise _Fail(f"--references {dataset} --split {split}: {e}{hint}") from None
+        raise UsageError(f"--references {dataset} --split {split}: {e}{hint}") from None
     return list(ds["summary"])
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same directory and os.replace, so
-    a reader never sees a half-written file and a failure leaves any old file as it was."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it 0600; give it a normal file's mode
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def course_verdict(scores: dict, model_dir: Path | None, source: str) -> tuple[dict, list[str]]:
     """Whether the submission meets the course's two constraints, as a JSON table and lines:
     the ratio its grader computes (<= 0.3; only a course directory can be read by it) and the
     course metric against the baseline. Either part is absent when its input is."""
-    from summprune.course import BASELINE_SCORE, MAX_RATIO, STATE_FILE
+    from summprune.io.course import BASELINE_SCORE, MAX_RATIO, STATE_FILE
 
     verdict: dict = {}
     lines = ["course constraints:"]
@@ -211,14 +187,14 @@ def _run(a: argparse.Namespace) -> int:
     model = _choose_model(a.model)
     metrics = _choose_metrics(a.metrics, model)
     if a.workers < 1:
-        raise _Fail("--workers must be >= 1")
+        raise UsageError("--workers must be >= 1")
     pred_path = Path(a.predictions)
     if a.json is None:
         json_path: Path | None = pred_path.with_name(pred_path.stem + ".scores.json")
     else:
         json_path = None if a.json.lower() == "none" else Path(a.json)
     if json_path is not None and not json_path.parent.is_dir():
-        raise _Fail(f"--json {json_path}: directory {json_path.parent} does not exist")
+        raise UsageError(f"--json {json_path}: directory {json_path.parent} does not exist")
 
     # Cheap checks first: the CSV's own structure, then the references, then the model.
     try:
@@ -226,7 +202,7 @@ def _run(a: argparse.Namespace) -> int:
         references = _load_references(a.references, a.split)
         texts = predictions.aligned(len(references))
     except PredictionsError as e:
-        raise _Fail(str(e)) from None
+        raise UsageError(str(e)) from None
     if predictions.empty_lines:
         lines = predictions.empty_lines
         _warn(f"{len(lines)} empty prediction(s) score 0 (line(s) {', '.join(map(str, lines[:10]))}"
@@ -251,23 +227,15 @@ def _run(a: argparse.Namespace) -> int:
         scores["course"] = verdict
     if json_path is not None:
         try:
-            write_json_atomic(json_path, scores)
+            atomic_write_json(json_path, scores)
         except OSError as e:
-            raise _Fail(f"--json {json_path}: cannot write: {e}") from None
+            raise UsageError(f"--json {json_path}: cannot write: {e}") from None
         print(f"wrote {json_path}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        a = _parser().parse_args(argv)
-    except SystemExit as e:  # --help, or a usage error argparse has already printed
-        return int(e.code or 0)
-    try:
-        return _run(a)
-    except _Fail as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 2
+    return run_script(PROG, _parser(), _run, argv)
 
 
 if __name__ == "__main__":

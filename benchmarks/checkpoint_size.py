@@ -91,7 +91,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     from summprune import sparsity
     from summprune.config import expand_stages, load_config
-    from summprune.export import _permanent, dir_size, load_model, save_compact, save_course, save_hf
+    from summprune.export import dir_size, load_model, save_compact, save_course, save_hf
+    from summprune.prune import permanent_copy
     from summprune.modeling import random_model_from_config
     from summprune.prune import apply_stage, prepare_model
 
@@ -131,7 +132,7 @@ def main(argv: list[str] | None = None) -> dict:
         results["nonzero_ratio"] = sparsity.nonzero_ratio(model)
         results["nonzero"] = sparsity.nonzero_count(model)
         results["dense_params"] = sparsity.dense_param_count(model)
-        want = _state(_permanent(model))
+        want = _state(permanent_copy(model))
 
         # (b) the course's save: masked save_pretrained + torch.save(state_dict) with the masks
         course_dir = tmp / "course"

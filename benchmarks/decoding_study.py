@@ -90,11 +90,11 @@ def summarize(records: list[dict]) -> list[dict]:
 
 
 def write_outputs(records: list[dict], out: Path, meta: dict) -> None:
-    from summprune.export import _write_json
+    from summprune.io.files import write_json
 
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / "results.json.tmp"
-    _write_json(tmp, {"meta": meta, "records": records})
+    write_json(tmp, {"meta": meta, "records": records})
     os.replace(tmp, out / "results.json")
     rows = summarize(records)
     lines = [f"Decoding study: {meta['model']}; {meta['docs']} held-out documents, seeds "

@@ -520,7 +520,9 @@ def config_to_dict(cfg: Any) -> Any:
 
 def save_config(cfg: ExperimentConfig, path: str | Path) -> None:
     """The resolved config, as JSON (every field, defaults included)."""
-    Path(path).write_text(json.dumps(config_to_dict(cfg), indent=2) + "\n", encoding="utf-8")
+    from .io.files import atomic_write
+
+    atomic_write(path, json.dumps(config_to_dict(cfg), indent=2) + "\n")
 
 
 # --------------------------------------------------------------------------------------------

@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import time
 from pathlib import Path
 from typing import Callable
@@ -26,6 +25,7 @@ from . import data as D
 from . import sparsity as S
 from .config import ExperimentConfig, config_to_dict, save_config
 from .evaluation import evaluate
+from .io.files import atomic_write_json
 from .train import finetune
 
 PRUNING_FORMAT = "summprune.pruning/1"
@@ -287,9 +287,7 @@ def run(cfg: ExperimentConfig, *, log_print: Callable[[str], None] = print) -> d
             "wall_s": round(time.time() - t_start, 1),
         }
         log({"event": "export", "model_dir": str(out)})
-        tmp = run_dir / "summary.json.tmp"
-        tmp.write_text(json.dumps(summary, indent=2) + "\n")
-        os.replace(tmp, run_dir / "summary.json")
+        atomic_write_json(run_dir / "summary.json", summary)
         log_print(f"[{cfg.name}] done in {summary['wall_s']} s; model in {out}; run folder {run_dir}")
     state.wait_for_everyone()
     return summary

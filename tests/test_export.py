@@ -12,9 +12,10 @@ import torch
 from safetensors.torch import save_file
 
 from summprune import export
+from summprune.io import hf as hf_io
 from summprune.export import export_model, load_model, save_compact, save_hf
 from summprune.modeling import build_tiny_model
-from summprune.prune import apply_stage, prepare_model
+from summprune.prune import apply_stage, permanent_copy, prepare_model
 
 AMOUNTS = {"enc_self_attn": 0.3, "enc_ffn": 0.5, "dec_self_attn": 0.3, "cross_attn": 0.3, "dec_ffn": 0.5, "lm_head": 0.5}
 PICKLES = ("*.bin", "*.pt", "*.pth", "*.pkl", "*.pickle", "*.ckpt")
@@ -39,7 +40,7 @@ def pruned_model(tie_mode: str = "tied", stages: int = 2, amounts: dict | None =
 
 def effective_state(m: torch.nn.Module) -> dict[str, torch.Tensor]:
     """What the (masked) model computes with, per state-dict name of the permanent model."""
-    return {k: v.detach().clone() for k, v in export._permanent(m).state_dict().items()}
+    return {k: v.detach().clone() for k, v in permanent_copy(m).state_dict().items()}
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -297,13 +298,13 @@ def test_masked_checkpoint_is_refused(tmp_path, tied):
         load_model(tmp_path / "masked")
 
 
-@pytest.mark.parametrize("fmt", ["hf", "compact"])
+@pytest.mark.parametrize("fmt", ["hf", "compact", "course"])
 def test_atomic_write_failure_leaves_nothing(tmp_path, tied, monkeypatch, fmt):
     def boom(info, d):
         assert any(Path(d).iterdir())  # the weights are already written into the temp dir
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(export, "_write_pruning", boom)
+    monkeypatch.setattr(hf_io, "write_pruning", boom)
     with pytest.raises(RuntimeError, match="disk full"):
         export_model(tied, tmp_path / "out", format=fmt, pruning_info={})
     assert list(tmp_path.iterdir()) == []
@@ -316,7 +317,7 @@ def test_atomic_replace_keeps_old_on_failure(tmp_path, tied, monkeypatch):
     def boom(info, d):
         raise RuntimeError("killed")
 
-    monkeypatch.setattr(export, "_write_pruning", boom)
+    monkeypatch.setattr(hf_io, "write_pruning", boom)
     with pytest.raises(RuntimeError):
         save_hf(tied, out, pruning_info={"v": 2})
     assert sorted((p.name, p.read_bytes()) for p in out.iterdir()) == before
@@ -353,3 +354,17 @@ def test_fp16_overflow_is_an_error(tmp_path):
         save_compact(m, tmp_path / "x", dtype="fp16")
     assert not (tmp_path / "x").exists()
     load_model(save_compact(m, tmp_path / "y", dtype="bf16"))
+
+
+@pytest.mark.parametrize("fmt", ["hf", "compact", "course"])
+def test_exported_files_get_a_normal_files_mode(tmp_path, tied, fmt):
+    """safetensors writes its files 0600 (mkstemp); an export is for others to read too."""
+    import os
+
+    old = os.umask(0o022)
+    try:
+        out = export_model(tied, tmp_path / "out", format=fmt)
+    finally:
+        os.umask(old)
+    modes = {p.name: oct(p.stat().st_mode & 0o777) for p in out.iterdir()}
+    assert set(modes.values()) == {"0o644"}, modes

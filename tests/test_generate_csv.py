@@ -311,3 +311,14 @@ def test_bad_decoding_options(capsys, tmp_path, model_dir, data):
     (d / "generation_config.json").write_text(json.dumps({"num_beams": -2}))
     _fails(capsys, tmp_path, ["--model", str(d), "--data", str(data)], "num_beams=-2",
            str(d / "generation_config.json"), "--num-beams")
+
+
+def test_csv_gets_a_normal_files_mode(model_dir, data, tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        assert run(model_dir, data, tmp_path / "sub.csv", "--limit", "2") == 0
+    finally:
+        os.umask(old)
+    assert oct((tmp_path / "sub.csv").stat().st_mode & 0o777) == "0o644"  # not mkstemp's 0600

@@ -71,12 +71,11 @@ def course_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     input embedding, which the grader's model shares with it; ValueError if ``embedding * mask``
     is not what the model's ``lm_head`` computes with (``tie_mode='untie'``).
     """
-    from .export import _permanent
-    from .prune import is_pruned
+    from ..prune import is_pruned, permanent_copy
 
     linear = _linear_names(model)
     masks = {n: m.weight_mask.detach() for n, m in linear.items() if is_pruned(m)}
-    perm_sd = _permanent(model).state_dict()
+    perm_sd = permanent_copy(model).state_dict()
     sd: dict[str, torch.Tensor] = {}
     for key, value in perm_sd.items():
         mod_name, _, attr = key.rpartition(".")
@@ -113,9 +112,9 @@ def tied_copy_for_safetensors(model: nn.Module) -> nn.Module:
     different values), and the grader's ``model.parameters()`` would count 16.4M more
     parameters. The plain weights re-tie lm_head to the embedding (see the module docstring).
     """
-    from .export import _permanent
+    from ..prune import permanent_copy
 
-    perm = _permanent(model)
+    perm = permanent_copy(model)
     if _ties_lm_head(perm):
         head = perm.get_output_embeddings()
         emb = perm.get_input_embeddings()
@@ -201,8 +200,8 @@ def load_course(d: str | Path) -> tuple[nn.Module, float]:
     lm_head equals the embedding (``tie_mode='tied'``), tied back to it, so that it computes and
     counts exactly like the model that was exported.
     """
-    from . import sparsity
-    from .prune import make_permanent
+    from .. import sparsity
+    from ..prune import make_permanent
 
     model = grader_model(d)
     ratio = sparsity.mask_ratio(model)

@@ -1,0 +1,170 @@
+"""Filesystem helpers every writer uses: atomic files and directories, JSON, checksums.
+
+``atomic_write`` and ``atomic_dir`` write into a temporary sibling and rename it into place, so a
+reader never sees a half-written file and a failure leaves the old one as it was; files get the
+mode a plain ``open`` would give them (``mkstemp`` alone makes them 0600).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+#: Pickle-based checkpoint suffixes: never written, except the names ``atomic_dir`` is told to allow.
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+#: What makes a directory a model directory that may be replaced by a new export.
+MODEL_MARKERS = ("config.json", "compact.json")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: str | Path, data: str | bytes, encoding: str = "utf-8") -> Path:
+    """Write ``data`` to ``path`` via a temporary file in the same directory, fsync and rename;
+    the file gets the mode ``open(path, "w")`` would give it."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode(encoding) if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> Path:
+    return atomic_write(path, json.dumps(obj, indent=2, default=json_default) + "\n")
+
+
+def check_output(out_dir: str | Path) -> Path:
+    """Refuse outputs that replacing could destroy: a file, cwd or one of its parents, a
+    non-empty directory that is not a model directory."""
+    out = Path(out_dir).expanduser()
+    if out.exists() or out.is_symlink():
+        if not out.is_dir() or out.is_symlink():
+            raise FileExistsError(f"{out}: exists and is not a directory; refusing to replace it")
+        res = out.resolve()
+        cwd = Path.cwd().resolve()
+        if res == cwd or res in cwd.parents:
+            raise ValueError(f"{out}: is the current directory or one of its parents; choose a new output directory")
+        if any(out.iterdir()) and not any((out / m).is_file() for m in MODEL_MARKERS):
+            raise FileExistsError(f"{out}: exists, is not empty and is not a model directory "
+                                  "(no config.json / compact.json); refusing to replace it")
+    return out
+
+
+@contextmanager
+def atomic_dir(out: Path, allow: tuple[str, ...] = ()) -> Iterator[Path]:
+    """Yield a fresh sibling temp dir; on success it replaces ``out``, on error it is removed.
+    A pickle-format file in it is an error, except the names in ``allow`` (the course format's
+    ``model_state_dict.pth``)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        tmp = out.parent / f"{out.name}.tmp-{secrets.token_hex(4)}"
+        try:
+            tmp.mkdir()
+            break
+        except FileExistsError:
+            continue
+    try:
+        yield tmp
+        pickles = [p.name for p in tmp.rglob("*") if p.suffix in PICKLE_SUFFIXES and p.name not in allow]
+        if pickles:
+            raise RuntimeError(f"refusing to write pickle-format file(s) {pickles} to {out}")
+        _fsync_tree(tmp)
+        mode = 0o666 & ~_umask()
+        for f in tmp.rglob("*"):  # safetensors writes 0600 (mkstemp); give files a normal file's mode
+            if f.is_file():
+                os.chmod(f, mode)
+        _swap_in(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _swap_in(tmp: Path, out: Path) -> None:
+    if not out.exists():
+        os.rename(tmp, out)
+        return
+    old = out.parent / f"{out.name}.old-{secrets.token_hex(4)}"
+    os.rename(out, old)
+    try:
+        os.rename(tmp, out)
+    except BaseException:
+        os.rename(old, out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _fsync_tree(d: Path) -> None:
+    for f in d.rglob("*"):
+        if f.is_file():
+            fd = os.open(f, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+
+def json_default(o: Any) -> Any:
+    import numpy as np
+    import torch
+
+    if isinstance(o, torch.Tensor) and o.numel() == 1:
+        return o.item()
+    if isinstance(o, (np.generic,)):
+        return o.item()
+    if isinstance(o, (torch.Tensor, np.ndarray)):
+        return o.tolist()
+    if isinstance(o, os.PathLike):
+        return os.fspath(o)
+    if isinstance(o, (set, tuple)):
+        return list(o)
+    raise TypeError(f"{type(o).__name__} is not JSON serializable")
+
+
+def write_json(path: Path, obj: Any) -> None:
+    path.write_text(json.dumps(obj, indent=2, default=json_default) + "\n", encoding="utf-8")
+
+
+def read_json(path: Path) -> Any:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: not valid JSON ({e}); the file is truncated or corrupt") from None
+
+
+def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(chunk)
+            if not b:
+                break
+            h.update(b)
+    return h.hexdigest()
+
+
+def dir_size(path: str | Path) -> int:
+    """Bytes of all regular files under ``path`` (recursively)."""
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
