@@ -61,8 +61,9 @@ class _Clock:
         self.wall, self.cpu = time.perf_counter() - self.t, time.process_time() - self.c
 
 
-def reference(model, tok, rows, max_length: int) -> Run:
-    """The course's way: Seq2SeqTrainer.predict(predict_with_generate) at eval batch 2 on the
+def reference(model, tok, rows, max_length: int, batch_size: int = 2) -> Run:
+    """The course's way: Seq2SeqTrainer.predict(predict_with_generate) at eval batch 2 (the
+    course's; ``batch_size`` another, to separate what batching gives from the rest) on the
     tokenized test set (inputs and labels, as summprune.data.tokenize makes them)."""
     import numpy as np
     from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments
@@ -71,7 +72,7 @@ def reference(model, tok, rows, max_length: int) -> Run:
 
     ds = tokenize(rows, tok, PREFIX, MAX_SOURCE, max_length)
     with tempfile.TemporaryDirectory() as out_dir:
-        args = Seq2SeqTrainingArguments(output_dir=out_dir, per_device_eval_batch_size=2,
+        args = Seq2SeqTrainingArguments(output_dir=out_dir, per_device_eval_batch_size=batch_size,
                                         predict_with_generate=True, generation_max_length=max_length,
                                         report_to=[], disable_tqdm=True, use_cpu=True)
         trainer = Seq2SeqTrainer(model=model, args=args, processing_class=tok,
@@ -79,17 +80,31 @@ def reference(model, tok, rows, max_length: int) -> Run:
         with _Clock() as clock:
             pred = trainer.predict(ds, min_new_tokens=max_length - 1)
     ids = np.where(pred.predictions != -100, pred.predictions, tok.pad_token_id)
-    return Run("reference (Trainer, bs 2)", clock.wall, clock.cpu, tok.batch_decode(ids, skip_special_tokens=True))
+    return Run(f"reference (Trainer, bs {batch_size})", clock.wall, clock.cpu, tok.batch_decode(ids, skip_special_tokens=True))
 
 
-def ours(model, tok, texts: list[str], max_length: int, batch_size: int, dtype: str = "fp32") -> Run:
+def ours(model, tok, texts: list[str], max_length: int, batch_size: int, dtype: str = "fp32", name: str = "",
+         **decoding) -> Run:
+    """generate_summaries (what generate_csv.py runs) with the torch engine, or with the
+    CTranslate2 engine when ``model`` is a ``summprune.ct2.Ct2Model`` (its dtype is its own)."""
     from summprune.generate import generate_summaries
 
     with _Clock() as clock:
         out = generate_summaries(model, tok, texts, prefix=PREFIX, max_source_length=MAX_SOURCE,
                                  max_length=max_length, min_new_tokens=max_length - 1,
-                                 batch_size=batch_size, dtype=dtype, device="cpu", progress=False)
-    return Run(f"ours {dtype}, bs {batch_size}", clock.wall, clock.cpu, [out[i] for i in range(len(texts))])
+                                 batch_size=batch_size, dtype=dtype, device="cpu", progress=False, **decoding)
+    return Run(name or f"ours {dtype}, bs {batch_size}", clock.wall, clock.cpu, [out[i] for i in range(len(texts))])
+
+
+def ct2_model(model, tok, work: Path, dtype: str, threads: int):
+    """``model`` saved as a directory and loaded by the CTranslate2 engine (converted once)."""
+    from summprune.ct2 import Ct2Model
+
+    d = work / f"model-{id(model)}"
+    if not d.is_dir():
+        model.save_pretrained(str(d))
+        tok.save_pretrained(str(d))
+    return Ct2Model.from_dir(d, tok, dtype=dtype, threads=threads)
 
 
 def differ(a: list[str], b: list[str]) -> tuple[int, float]:
@@ -125,6 +140,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dtypes", default="bf16,int8", help="fast paths to time ('' = none)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     p.add_argument("--skip-reference", action="store_true")
+    p.add_argument("--engines", default="torch,ctranslate2", help="'torch' alone skips the CTranslate2 rows")
+    p.add_argument("--ct2-dtypes", default="fp32,int8", help="CTranslate2 compute types to time")
+    p.add_argument("--beam-docs", type=int, default=8, help="documents of the beam-search comparison (0 = skip)")
+    p.add_argument("--beams", type=int, default=4)
+    p.add_argument("--no-repeat", type=int, default=3, help="no_repeat_ngram_size of the beam comparison")
+    p.add_argument("--structured", default="4,3,0.5,0.5",
+                   help="encoder blocks, decoder blocks, FFN and head fractions kept of a structured variant "
+                        "timed through both engines ('' = skip)")
+    p.add_argument("--json", default=None, help="also write every run to this JSON file")
     p.add_argument("--embed-scale", type=float, default=0.03,
                    help="multiply the random model's (tied) embedding by this. At T5's random init "
                         "the embedding dominates the decoder, so every step predicts its own input "
@@ -204,13 +228,89 @@ def main(argv: list[str] | None = None) -> int:
         n_diff_fast, share = differ(r.out, best.out)
         print(line(r, n, ref, threads) + f"  differ from fp32: {n_diff_fast}/{n} docs; words before "
                                          f"the first difference: {share:.0%}", flush=True)
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    ct2_dtypes = [d.strip() for d in args.ct2_dtypes.split(",") if d.strip()] if "ctranslate2" in engines else []
+    report = {"docs": n, "threads": threads, "batch_size": bs, "max_length": args.max_length, "runs": {}}
+
+    def keep(r: Run, group: str, base: Run, ref_run: Run | None = None) -> None:
+        n_diff, share = differ(r.out, base.out)
+        report["runs"][r.name] = {"group": group, "s_per_doc": r.wall / len(r.out), "wall_s": r.wall,
+                                  "speedup_vs_torch": base.wall / r.wall, "identical_to_torch": len(r.out) - n_diff,
+                                  "docs": len(r.out), "shared_words_before_first_difference": share,
+                                  **({"speedup_vs_reference": ref_run.wall / r.wall} if ref_run else {})}
+
+    keep(best, "greedy", best, ref)
+    if ref:
+        keep(ref, "greedy", best, ref)
+        # the reference at our batch size: what batching alone gives
+        ref_bs = reference(model, tok, rows, args.max_length, batch_size=bs)
+        all_runs.append(ref_bs)
+        print(line(ref_bs, n, ref, threads) + f"  differ from ours: {differ(ref_bs.out, best.out)[0]}/{n}", flush=True)
+        keep(ref_bs, "greedy", best, ref)
+    with tempfile.TemporaryDirectory() as work:
+        work = Path(work)
+        os.environ["SUMMPRUNE_CACHE"] = str(work / "cache")  # conversions of this run's random models only
+        for dtype in ct2_dtypes:  # greedy through CTranslate2, same docs and batches
+            r = ours(ct2_model(model, tok, work, dtype, threads), tok, texts, args.max_length, bs,
+                     name=f"ctranslate2 {dtype}, bs {bs}")
+            all_runs.append(r)
+            keep(r, "greedy", best, ref)
+            print(line(r, n, ref, threads) + f"  {best.wall / r.wall:.2f}x torch fp32; identical to torch fp32: "
+                  f"{n - differ(r.out, best.out)[0]}/{n}", flush=True)
+            if dtype == "fp32" and differ(r.out, best.out)[0]:
+                mismatched.append(r.name)
+        if args.beam_docs:
+            bt = texts[: args.beam_docs]
+            dec = {"num_beams": args.beams, "no_repeat_ngram_size": args.no_repeat}
+            print(f"beam search: {len(bt)} docs, {args.beams} beams, no_repeat_ngram_size {args.no_repeat}, "
+                  f"forced to {args.max_length - 1} new tokens, batch {bs}")
+            tb = ours(model, tok, bt, args.max_length, bs, name=f"torch fp32 beams{args.beams}", **dec)
+            all_runs.append(tb)
+            keep(tb, "beams", tb)
+            print(line(tb, len(bt), None, threads), flush=True)
+            for dtype in ct2_dtypes:
+                r = ours(ct2_model(model, tok, work, dtype, threads), tok, bt, args.max_length, bs,
+                         name=f"ctranslate2 {dtype} beams{args.beams}", **dec)
+                all_runs.append(r)
+                keep(r, "beams", tb)
+                print(line(r, len(bt), None, threads) + f"  {tb.wall / r.wall:.2f}x torch beams; identical: "
+                      f"{len(bt) - differ(r.out, tb.out)[0]}/{len(bt)}", flush=True)
+        if args.structured:
+            from summprune.methods.structured import shrink
+
+            enc, dec_l, ffn, heads = (float(x) for x in args.structured.split(","))
+            small, _ = shrink(model, importance="weight", ffn_keep=ffn, heads_keep=heads,
+                              encoder_layers=int(enc), decoder_layers=int(dec_l))
+            small.eval()
+            label = f"structured {int(enc)}+{int(dec_l)} L, ffn {ffn:g}, heads {heads:g}"
+            ts = ours(small, tok, texts, args.max_length, bs, name=f"torch fp32 {label}")
+            all_runs.append(ts)
+            keep(ts, "structured", best, ref)
+            print(line(ts, n, ref, threads) + f"  {best.wall / ts.wall:.2f}x dense torch", flush=True)
+            for dtype in ct2_dtypes:
+                r = ours(ct2_model(small, tok, work, dtype, threads), tok, texts, args.max_length, bs,
+                         name=f"ctranslate2 {dtype} {label}")
+                all_runs.append(r)
+                keep(r, "structured", best, ref)
+                n_same = n - differ(r.out, ts.out)[0]
+                report["runs"][r.name]["identical_to_torch_structured"] = n_same
+                print(line(r, n, ref, threads) + f"  {best.wall / r.wall:.2f}x dense torch, {ts.wall / r.wall:.2f}x "
+                      f"structured torch; identical to structured torch: {n_same}/{n}", flush=True)
+                if dtype == "fp32" and n_same != n:
+                    mismatched.append(r.name)
+    if args.json:
+        import json
+
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {args.json}")
     print(f"load average at the end: {os.getloadavg()[0]:.2f}")
     starved = [r.name for r in all_runs if r.cpu < 0.85 * r.wall * threads]
     if starved:
         print(f"WARNING: other jobs took the CPUs during: {', '.join(starved)} (under 85% busy); "
               "their times are inflated. Re-run on a quiet machine before quoting them.")
     if mismatched:
-        print(f"FAILED: outputs differ from the reference in: {', '.join(mismatched)}")
+        print(f"FAILED: exact paths differ from the reference / torch fp32 in: {', '.join(mismatched)}")
     return 1 if mismatched else 0
 
 

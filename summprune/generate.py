@@ -32,6 +32,8 @@ from tqdm.auto import tqdm
 
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("fp32", "bf16", "fp16", "int8")
+#: Generation engines: transformers' generate, or CTranslate2 (summprune.ct2).
+ENGINES = ("torch", "ctranslate2")
 
 from .config import DECODING_DEFAULTS, check_decoding  # noqa: E402  (torch-free, shared with config validation)
 
@@ -186,6 +188,9 @@ def generate_summaries(model, tokenizer, texts: list[str], *, prefix: str = "sum
     ``max_new_tokens``, say) cannot change what was asked for; callers that want the model
     directory's decoding read it with :func:`decoding_from_generation_config`.
 
+    ``model`` is a torch T5 or a :class:`summprune.ct2.Ct2Model` (the CTranslate2 engine, which
+    has its own dtype; ``device``/``dtype`` here are the torch engine's).
+
     ``skip_ids``: row indices not to generate (already done); they are absent from the result.
     ``on_batch(ids, summaries)`` runs after every batch (raw summaries, not cleaned), so a caller
     can save progress; an exception from it (or Ctrl-C) stops generation after that batch.
@@ -203,25 +208,33 @@ def generate_summaries(model, tokenizer, texts: list[str], *, prefix: str = "sum
     if not todo:
         bar.close()
         return {}
-    dev = resolve_device(device) if not isinstance(device, torch.device) else device
-    run_model = prepare_model(model, dev, dtype)
     encoded = tokenizer([prefix + texts[i] for i in todo], max_length=max_source_length,
                         truncation=True)["input_ids"]
     order = sorted(range(len(todo)), key=lambda k: (-len(encoded[k]), todo[k]))
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else model.config.pad_token_id
+    ct2 = not isinstance(model, nn.Module)
+    if ct2:
+        run_model = dev = None
+        was_training = False
+    else:
+        dev = resolve_device(device) if not isinstance(device, torch.device) else device
+        run_model = prepare_model(model, dev, dtype)
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else model.config.pad_token_id
+        was_training = run_model.training
+        run_model.eval()
     # Explicit values, not a GenerationConfig with None for "off": generate fills a None from the
     # model's own generation_config, which may set beams or max_new_tokens of its own.
     gen_kwargs = {**decoding, "max_new_tokens": None, "do_sample": False, "use_cache": True}
 
-    was_training = run_model.training
-    run_model.eval()
     results: dict[int, str] = {}
     try:
         with torch.inference_mode():
             for start in range(0, len(order), batch_size):
                 rows = order[start:start + batch_size]
-                input_ids, attention_mask = _pad_batch([encoded[k] for k in rows], pad_id, dev)
-                out = run_model.generate(input_ids=input_ids, attention_mask=attention_mask, **gen_kwargs)
+                if ct2:
+                    out = model.generate_ids([encoded[k] for k in rows], decoding)
+                else:
+                    input_ids, attention_mask = _pad_batch([encoded[k] for k in rows], pad_id, dev)
+                    out = run_model.generate(input_ids=input_ids, attention_mask=attention_mask, **gen_kwargs)
                 summaries = tokenizer.batch_decode(out, skip_special_tokens=True)
                 ids = [todo[k] for k in rows]
                 results.update(zip(ids, summaries))

@@ -73,3 +73,32 @@ def test_decoding_study_smallest(tmp_path):
     # resumable: a second run finds every cell done and measures nothing again
     assert decoding_study.main(argv) == 0
     assert len(json.loads((out / "results.json").read_text())["records"]) == 2
+
+
+def test_generate_speed_smallest(tmp_path):
+    """Every row of the generation benchmark (reference at two batch sizes, torch, CTranslate2
+    greedy and beams, a structured variant) on a tiny model of the benchmark's own kind."""
+    pytest.importorskip("ctranslate2")
+    import generate_speed
+
+    from summprune.modeling import build_tiny_model
+    from summprune.synthetic import make_corpus
+    from summprune.tokenizer import train_tokenizer
+
+    rows = make_corpus(6, seed=2)
+    tok = train_tokenizer([r["text"] for r in rows] + [r["summary"] for r in rows], vocab_size=300)
+    cfg_dir = tmp_path / "tiny_config"
+    build_tiny_model(vocab_size=len(tok), d_model=32, layers=2, heads=4, d_ff=64).config.save_pretrained(cfg_dir)
+    tok.save_pretrained(cfg_dir)
+    data = tmp_path / "docs.jsonl"
+    data.write_text("".join(json.dumps({"text": r["text"], "summary": r["summary"]}) + "\n" for r in rows))
+    out = tmp_path / "gs.json"
+    rc = generate_speed.main(["--data", str(data), "--config-dir", str(cfg_dir), "--docs", "4", "--max-length", "6",
+                              "--batch-sizes", "2", "--dtypes", "int8", "--beam-docs", "2", "--threads", "1",
+                              "--structured", "2,1,0.5,0.5", "--json", str(out)])
+    assert rc == 0  # the exact paths (ours fp32, CTranslate2 fp32 greedy) matched the reference
+    runs = json.loads(out.read_text())["runs"]
+    assert {"reference (Trainer, bs 2)", "ctranslate2 fp32, bs 2", "ctranslate2 int8 beams4",
+            "torch fp32 beams4"} <= set(runs)
+    assert runs["ctranslate2 fp32, bs 2"]["identical_to_torch"] == 4
+    assert any(k.startswith("ctranslate2 fp32 structured") for k in runs)

@@ -1,0 +1,141 @@
+"""The CTranslate2 engine: the same summaries from a C++ inference runtime, beam search included.
+
+``Ct2Model.from_dir(model_dir)`` converts a model directory once with
+``ctranslate2.converters.TransformersConverter`` and caches the result under
+``$SUMMPRUNE_CACHE`` (default ``~/.cache/summprune``)``/ctranslate2/<key>``, the key being the
+sha256 of the model's own files (config and weights) and the ctranslate2 version, so a re-export
+converts again and an unchanged model never does. Every format converts: the model is loaded with
+``summprune.load_model`` (compact and course directories included, checks and all) and saved as a
+plain ``save_pretrained`` directory first; structurally pruned (smaller) T5s convert like any T5.
+
+:func:`summprune.generate.generate_summaries` takes a ``Ct2Model`` where it takes a torch model:
+batching, progress, resume callbacks and decoding are shared. The decoding options map to
+CTranslate2's ``translate_batch``: ``num_beams`` -> ``beam_size``, ``max_length`` (which counts the
+decoder start token) -> ``max_decoding_length = max_length - 1``, ``min_new_tokens`` ->
+``min_decoding_length``, and ``no_repeat_ngram_size``, ``repetition_penalty``, ``length_penalty``
+by the same names. Greedy fp32 gives the torch engine's tokens (tested); beam search can differ in
+ties and in when a finished beam stops the search (measured by benchmarks/generate_speed.py).
+``ctranslate2`` is imported only when this engine is used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import shutil
+from pathlib import Path
+from typing import Any
+
+#: generate_csv.py's --dtype per device: CTranslate2 compute types.
+COMPUTE_TYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "int8": "int8"}
+DEVICE_DTYPES = {"cpu": ("fp32", "int8"), "cuda": ("fp32", "fp16", "bf16", "int8")}
+#: The files that define a model (what the cache key hashes).
+_MODEL_FILES = ("config.json", "model.safetensors", "model.safetensors.index.json", "compact.json",
+                "compact.safetensors", "model_state_dict.pth")
+
+
+def import_ctranslate2():
+    try:
+        import ctranslate2
+    except ImportError:
+        raise ValueError("the ctranslate2 engine needs the ctranslate2 package: pip install -r requirements.txt "
+                         "(or pip install ctranslate2)") from None
+    return ctranslate2
+
+
+def check_dtype(device: str, dtype: str) -> None:
+    """ValueError unless CTranslate2 runs ``dtype`` on ``device`` ('cpu' or 'cuda')."""
+    kind = "cuda" if str(device).startswith("cuda") else "cpu"
+    if dtype not in DEVICE_DTYPES[kind]:
+        raise ValueError(f"the ctranslate2 engine runs {', '.join(DEVICE_DTYPES[kind])} on {kind}, not {dtype!r}")
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("SUMMPRUNE_CACHE", Path.home() / ".cache" / "summprune")).expanduser() / "ctranslate2"
+
+
+def model_key(model_dir: str | Path) -> str:
+    """sha256 of the model's defining files (names and bytes) and the ctranslate2 version."""
+    from .io.files import sha256_file
+
+    d = Path(model_dir)
+    h = hashlib.sha256(f"ctranslate2 {import_ctranslate2().__version__}\n".encode())
+    shards = sorted(p.name for p in d.glob("model-*.safetensors"))
+    for name in [*_MODEL_FILES, *shards]:
+        f = d / name
+        if f.is_file():
+            h.update(f"{name}\0{sha256_file(f)}\n".encode())
+    return h.hexdigest()[:24]
+
+
+def convert(model_dir: str | Path, log=None) -> Path:
+    """The CTranslate2 directory of ``model_dir``, converted now if not in the cache yet. The
+    conversion is written beside the cache entry and renamed into place only when complete."""
+    ct2 = import_ctranslate2()
+    key = model_key(model_dir)
+    root = cache_root()
+    out = root / key
+    if (out / "model.bin").is_file():
+        return out
+    from .export import TOKENIZER_FILES, load_model
+
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f"{key}.tmp-{secrets.token_hex(4)}"
+    try:
+        hf = tmp / "hf"
+        model = load_model(model_dir)  # every format, checked; pruning permanent
+        model.save_pretrained(str(hf))
+        for f in TOKENIZER_FILES:
+            if (Path(model_dir) / f).is_file():
+                shutil.copy2(Path(model_dir) / f, hf / f)
+        del model
+        if log:
+            log(f"converting {model_dir} for ctranslate2 (once; cached in {out})")
+        ct2.converters.TransformersConverter(str(hf)).convert(str(tmp / "ct2"), force=True)
+        shutil.rmtree(hf)
+        try:
+            os.rename(tmp / "ct2", out)
+        except OSError:  # another process converted it meanwhile
+            if not (out / "model.bin").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+class Ct2Model:
+    """A converted model loaded by ``ctranslate2.Translator``; what generate_summaries runs for
+    ``engine='ctranslate2'``."""
+
+    def __init__(self, translator: Any, tokenizer: Any, device: str, dtype: str):
+        self.translator = translator
+        self.tokenizer = tokenizer
+        self.device = device
+        self.dtype = dtype
+
+    @classmethod
+    def from_dir(cls, model_dir: str | Path, tokenizer: Any, *, device: str = "cpu", dtype: str = "fp32",
+                 threads: int | None = None, log=None) -> "Ct2Model":
+        check_dtype(device, dtype)
+        ct2 = import_ctranslate2()
+        path = convert(model_dir, log=log)
+        kind, _, index = str(device).partition(":")
+        import torch
+
+        translator = ct2.Translator(str(path), device=kind, device_index=int(index or 0),
+                                    compute_type=COMPUTE_TYPES[dtype], inter_threads=1,
+                                    intra_threads=threads or torch.get_num_threads())
+        return cls(translator, tokenizer, device, dtype)
+
+    def generate_ids(self, batch: list[list[int]], decoding: dict) -> list[list[int]]:
+        """Token ids of each summary (start token and EOS not included) for ``batch`` of source
+        token ids, with the options of :data:`summprune.config.DECODING_DEFAULTS`."""
+        tok = self.tokenizer
+        source = [tok.convert_ids_to_tokens(ids) for ids in batch]
+        res = self.translator.translate_batch(
+            source, beam_size=decoding["num_beams"], max_decoding_length=decoding["max_length"] - 1,
+            min_decoding_length=decoding["min_new_tokens"], no_repeat_ngram_size=decoding["no_repeat_ngram_size"],
+            repetition_penalty=decoding["repetition_penalty"], length_penalty=decoding["length_penalty"],
+            max_batch_size=len(batch), num_hypotheses=1, return_scores=False)
+        return [tok.convert_tokens_to_ids(r.hypotheses[0]) for r in res]

@@ -1,0 +1,146 @@
+"""The CTranslate2 engine: greedy fp32 equals the torch engine token for token, every format
+converts (once, cached), generate_csv.py resumes with it and refuses to mix engines."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+import torch
+
+pytest.importorskip("ctranslate2")
+
+from conftest import ROOT  # noqa: E402
+from summprune import ct2  # noqa: E402
+from summprune import generate as gen  # noqa: E402
+
+_spec = importlib.util.spec_from_file_location("generate_csv", ROOT / "generate_csv.py")
+generate_csv = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(generate_csv)
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("SUMMPRUNE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """A tiny T5 whose greedy outputs vary with the input (position bias scaled up), saved as hf,
+    plus 6 short synthetic bills."""
+    from summprune.modeling import build_tiny_model
+    from summprune.synthetic import make_corpus
+    from summprune.tokenizer import train_tokenizer
+
+    rows = make_corpus(30, seed=5)
+    tok = train_tokenizer([r["text"] for r in rows] + [r["summary"] for r in rows], vocab_size=300)
+    model = build_tiny_model(vocab_size=len(tok), d_model=32, layers=2, heads=4, d_ff=64, seed=1).eval()
+    with torch.no_grad():
+        model.shared.weight.mul_(0.03)
+        for n, p in model.named_parameters():
+            if "relative_attention_bias" in n:
+                p.mul_(20)
+    d = tmp_path_factory.mktemp("m") / "hf"
+    model.save_pretrained(str(d))
+    tok.save_pretrained(str(d))
+    texts = [r["text"][: 200 + 60 * i] for i, r in enumerate(rows[:6])]
+    data = d.parent / "test.jsonl"
+    data.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    return {"dir": d, "tok": tok, "model": model, "texts": texts, "data": data}
+
+
+def both(setup, model_dir, **decoding):
+    kw = dict(prefix="summarize: ", max_source_length=64, batch_size=4, progress=False, **decoding)
+    t = gen.generate_summaries(setup["model"], setup["tok"], setup["texts"], **kw)
+    c = gen.generate_summaries(ct2.Ct2Model.from_dir(model_dir, setup["tok"], threads=1), setup["tok"],
+                               setup["texts"], **kw)
+    return t, c
+
+
+@pytest.mark.parametrize("decoding", [{"max_length": 20}, {"max_length": 12, "min_new_tokens": 11},
+                                      {"max_length": 20, "no_repeat_ngram_size": 2},
+                                      {"max_length": 20, "repetition_penalty": 1.3}])
+def test_greedy_fp32_is_the_torch_engines_tokens(setup, decoding):
+    t, c = both(setup, setup["dir"], **decoding)
+    assert t == c
+    assert len(set(t.values())) > 3  # the documents get different summaries: the test can fail
+
+
+def test_every_format_converts_to_the_same_model(setup, tmp_path):
+    import copy
+
+    from summprune.export import export_model
+    from summprune.prune import apply_stage
+
+    m = copy.deepcopy(setup["model"])
+    apply_stage(m, {"enc_ffn": 0.5, "dec_ffn": 0.5, "lm_head": 0.3})
+    tok = setup["tok"]
+    dirs = {f: export_model(m, tmp_path / f, format=f, tokenizer=tok) for f in ("hf", "compact", "course")}
+    outs = {f: gen.generate_summaries(ct2.Ct2Model.from_dir(d, tok, threads=1), tok, setup["texts"],
+                                      max_length=16, max_source_length=64, progress=False) for f, d in dirs.items()}
+    ref = gen.generate_summaries(m, tok, setup["texts"], max_length=16, max_source_length=64, progress=False)
+    assert outs["hf"] == outs["compact"] == outs["course"] == ref
+
+
+def test_converted_once_and_keyed_by_the_model_files(setup, tmp_path):
+    import shutil
+
+    logs = []
+    ct2.Ct2Model.from_dir(setup["dir"], setup["tok"], threads=1, log=logs.append)
+    ct2.Ct2Model.from_dir(setup["dir"], setup["tok"], threads=1, log=logs.append)
+    assert len(logs) == 1 and "converting" in logs[0]  # the second load comes from the cache
+    other = tmp_path / "other"
+    shutil.copytree(setup["dir"], other)
+    assert ct2.model_key(other) == ct2.model_key(setup["dir"])  # content, not path
+    from summprune.modeling import build_tiny_model  # a different model in the same place
+
+    m = build_tiny_model(vocab_size=len(setup["tok"]), d_model=32, layers=2, heads=4, d_ff=64, seed=9)
+    m.save_pretrained(str(other))
+    assert ct2.model_key(other) != ct2.model_key(setup["dir"])
+    assert not list((tmp_path / "cache" / "ctranslate2").glob("*.tmp-*"))  # nothing half-written
+
+
+def run(setup, out, *extra):
+    return generate_csv.main(["--model", str(setup["dir"]), "--data", str(setup["data"]), "--output", str(out),
+                              "--max-length", "16", "--batch-size", "2", "--device", "cpu", "--threads", "1",
+                              "--no-progress", *extra])
+
+
+def test_generate_csv_engines_agree_resume_and_refuse_to_mix(setup, tmp_path, monkeypatch, capsys):
+    assert run(setup, tmp_path / "torch.csv") == 0
+    assert run(setup, tmp_path / "ct2.csv", "--engine", "ctranslate2") == 0
+    assert (tmp_path / "torch.csv").read_bytes() == (tmp_path / "ct2.csv").read_bytes()
+
+    # interrupted with ct2 after the first batch, resumed with ct2: the same CSV
+    real = gen.generate_summaries
+    calls = []
+
+    def stop_after_one_batch(*a, on_batch=None, **kw):
+        def hook(ids, summaries):
+            on_batch(ids, summaries)
+            calls.append(ids)
+            raise KeyboardInterrupt
+        return real(*a, on_batch=hook, **kw)
+
+    monkeypatch.setattr(gen, "generate_summaries", stop_after_one_batch)
+    out = tmp_path / "resumed.csv"
+    assert run(setup, out, "--engine", "ctranslate2") == 130
+    monkeypatch.setattr(gen, "generate_summaries", real)
+    # a resume with the other engine is refused and keeps the finished rows
+    partial = (tmp_path / "resumed.csv.partial.jsonl").read_text()
+    assert run(setup, out) == 2
+    err = capsys.readouterr().err
+    assert "engine 'ctranslate2' (now 'torch')" in err and "--restart" in err
+    assert (tmp_path / "resumed.csv.partial.jsonl").read_text() == partial
+    assert run(setup, out, "--engine", "ctranslate2") == 0
+    assert "resuming: 2 of 6 done" in capsys.readouterr().err
+    assert out.read_bytes() == (tmp_path / "ct2.csv").read_bytes()
+
+
+def test_ct2_dtypes_are_checked_before_any_work(setup, tmp_path, capsys):
+    assert run(setup, tmp_path / "x.csv", "--engine", "ctranslate2", "--dtype", "bf16") == 2
+    assert "ctranslate2 engine runs fp32, int8 on cpu" in capsys.readouterr().err
+    assert not list(tmp_path.glob("x.csv*")) and not (tmp_path / "cache").exists()
+    assert run(setup, tmp_path / "i8.csv", "--engine", "ctranslate2", "--dtype", "int8") == 0
