@@ -141,7 +141,7 @@ def _load_references(dataset: str, split: str) -> list[str]:
     from summprune.data import DataError, load_split
 
     try:
-        ds = load_split(dataset, split, columns=("summary",))
+        ds = load_split(dataset, split, columns=("summary",), allow_empty=("summary",))
     except (DataError, OSError, ValueError) as e:
         hint = " (offline? pass --references PATH to a local file)" if dataset == "billsum" else ""
         raise UsageError(f"--references {dataset} --split {split}: {e}{hint}") from None
@@ -203,6 +203,10 @@ def _run(a: argparse.Namespace) -> int:
         texts = predictions.aligned(len(references))
     except PredictionsError as e:
         raise UsageError(str(e)) from None
+    blank_refs = [i for i, r in enumerate(references) if not r.strip()]
+    if blank_refs:
+        _warn(f"{len(blank_refs)} reference(s) with an empty summary score 0 (row(s) "
+              f"{', '.join(map(str, blank_refs[:10]))}{', ...' if len(blank_refs) > 10 else ''})")
     if predictions.empty_lines:
         lines = predictions.empty_lines
         _warn(f"{len(lines)} empty prediction(s) score 0 (line(s) {', '.join(map(str, lines[:10]))}"

@@ -54,8 +54,12 @@ def _cmd_report(a) -> int:
 
 
 def _cmd_random(a) -> int:
+    from .io.files import check_output
     from .modeling import load_tokenizer, random_model_from_config
 
+    if not (Path(a.config_dir) / "config.json").is_file():
+        raise FileNotFoundError(f"--config-dir {a.config_dir}: no config.json there")
+    check_output(a.output)
     model = random_model_from_config(a.config_dir, seed=a.seed)
     model.save_pretrained(a.output)
     try:
@@ -94,13 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(fn=_cmd_export)
 
     s = sub.add_parser("report", help="print mask_ratio / nonzero_ratio per group of a saved model")
-    s.add_argument("--model", required=True)
+    s.add_argument("--model", required=True, help="model directory (any format)")
     s.set_defaults(fn=_cmd_report)
 
     m = sub.add_parser("random-model", help="save a random model of a config's shape (benchmarks)")
-    m.add_argument("--config-dir", default="../shared/t5-small")
-    m.add_argument("--output", required=True)
-    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--config-dir", default="../shared/t5-small", help="directory holding the config.json to copy the shape of")
+    m.add_argument("--output", required=True, help="directory to write the model to")
+    m.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     m.set_defaults(fn=_cmd_random)
     return p
 
@@ -110,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     a = parser.parse_args(argv)
     try:
         return a.fn(a)
-    except (ConfigError, FileNotFoundError, ValueError) as e:
+    except (ConfigError, ValueError, OSError) as e:  # FileNotFoundError, FileExistsError, PermissionError, ...
         print(f"summprune {a.cmd}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -544,6 +544,9 @@ def validate(cfg: ExperimentConfig, source: str = "<config>") -> None:
             if sec.validate is not None:
                 # validators write messages relative to their section: ".steps=0: ..." or ": ..."
                 sec.validate(item, cfg.prune, lambda msg, w=where: bad(w + msg))
+    # a run's folder is runs_dir/name: a name is one path component, never a way out of runs_dir
+    if not cfg.name or Path(cfg.name).name != cfg.name or cfg.name in (".", "..") or "\\" in cfg.name:
+        bad(f"name={cfg.name!r}: a run name is a plain folder name (no '/', '..' or absolute path)")
     for k in ("max_source_length", "max_target_length"):
         if getattr(cfg.data, k) < 1:
             bad(f"data.{k} must be >= 1")

@@ -26,7 +26,8 @@ def _read_table(path: Path) -> list[dict]:
     if suffix in (".jsonl", ".json"):
         rows = []
         try:
-            with path.open(encoding="utf-8") as f:
+            # utf-8-sig: a byte-order mark is tolerated, as in CSV files
+            with path.open(encoding="utf-8-sig", newline="") as f:
                 text = f.read()
         except UnicodeDecodeError as e:
             raise DataError(f"{path}: not UTF-8 ({e})") from None
@@ -37,7 +38,9 @@ def _read_table(path: Path) -> list[dict]:
             except json.JSONDecodeError as e:
                 raise DataError(f"{path}: invalid JSON: {e}") from None
         else:
-            for i, line in enumerate(text.splitlines()):
+            # JSON Lines are separated by "\n" only: str.splitlines() would also split at U+2028,
+            # U+0085 and other characters that a valid JSON string may hold unescaped.
+            for i, line in enumerate(text.split("\n")):
                 if not line.strip():
                     continue
                 try:
@@ -64,8 +67,9 @@ def _read_table(path: Path) -> list[dict]:
     return df.to_dict(orient="records")
 
 
-def validate_rows(rows: list[dict], source: str, columns: tuple[str, ...]) -> None:
-    """Every row has every column as a non-empty string; else a DataError naming the row."""
+def validate_rows(rows: list[dict], source: str, columns: tuple[str, ...], allow_empty: tuple[str, ...] = ()) -> None:
+    """Every row has every column as a non-empty string (or any string, for ``allow_empty``);
+    else a DataError naming the row."""
     if not rows:
         raise DataError(f"{source}: no rows")
     present = set(rows[0])
@@ -75,7 +79,7 @@ def validate_rows(rows: list[dict], source: str, columns: tuple[str, ...]) -> No
     for i, r in enumerate(rows):
         for c in columns:
             v = r.get(c)
-            if not isinstance(v, str) or not v.strip():
+            if not isinstance(v, str) or (not v.strip() and c not in allow_empty):
                 raise DataError(f"{source}: row {i} has an empty or missing {c!r}")
 
 
@@ -98,17 +102,18 @@ def resolve_local(dataset: str, split: str) -> Path | None:
 
 
 def load_split(dataset: str, split: str, columns: tuple[str, ...] = ("text", "summary"),
-               *, synthetic_docs: int = 600, seed: int = 42) -> datasets.Dataset:
+               *, synthetic_docs: int = 600, seed: int = 42, allow_empty: tuple[str, ...] = ()) -> datasets.Dataset:
     """Rows of one split as a Dataset, validated for ``columns``.
 
     ``dataset``: 'billsum' (hub; splits train/test/ca_test), 'synthetic' (offline corpus,
     ``synthetic_docs`` documents for train and a quarter of that for other splits), a file,
-    or a directory with ``<split>.<suffix>``.
+    or a directory with ``<split>.<suffix>``. Columns in ``allow_empty`` may hold empty strings
+    (score_result.py: the course metric scores a document with an empty reference 0).
     """
     local = resolve_local(dataset, split)
     if local is not None:
         rows = _read_table(local)
-        validate_rows(rows, str(local), columns)
+        validate_rows(rows, str(local), columns, allow_empty)
         keep = [c for c in ("text", "summary", "title", "bill_id") if c in rows[0]]
         return datasets.Dataset.from_list([{c: r.get(c) for c in keep} for r in rows])
     if dataset == "synthetic":
@@ -121,17 +126,27 @@ def load_split(dataset: str, split: str, columns: tuple[str, ...] = ("text", "su
     if dataset in HUB_NAMES:
         if split not in HUB_SPLITS:
             raise DataError(f"{dataset}: unknown split {split!r}; BillSum has {list(HUB_SPLITS)}")
-        ds = datasets.load_dataset(HUB_NAMES[dataset], split=split)
+        ds = _from_hub(HUB_NAMES[dataset], split)
         missing = [c for c in columns if c not in ds.column_names]
         if missing:
             raise DataError(f"{dataset}[{split}]: missing column(s) {missing}")
         return ds
     # Any other hub id: load it and check columns, for users with their own dataset repos.
-    ds = datasets.load_dataset(dataset, split=split)
+    ds = _from_hub(dataset, split)
     missing = [c for c in columns if c not in ds.column_names]
     if missing:
         raise DataError(f"{dataset}[{split}]: missing column(s) {missing}")
     return ds
+
+
+def _from_hub(name: str, split: str) -> datasets.Dataset:
+    try:
+        return datasets.load_dataset(name, split=split)
+    except Exception as e:  # ConnectionError offline, DatasetNotFoundError, ...
+        msg = str(e).splitlines()[0][:200] if str(e) else ""
+        raise DataError(f"{name!r} split {split!r}: cannot load it from the Hugging Face hub ({type(e).__name__}"
+                        f"{': ' + msg if msg else ''}); offline, give a local JSONL/CSV/parquet file or a directory "
+                        f"holding <split>.jsonl, e.g. data.dataset=/data/billsum") from None
 
 
 def train_val_split(ds: datasets.Dataset, val_size: int, seed: int = 42) -> tuple[datasets.Dataset, datasets.Dataset]:

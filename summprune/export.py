@@ -46,6 +46,16 @@ from .prune import permanent_copy
 FORMATS = ("hf", "compact", "course")
 
 
+def check_finite(model: nn.Module) -> None:
+    """ValueError naming the tensors that hold NaN or inf: such a model (a diverged training) is
+    never exported."""
+    bad = [n for n, t in model.state_dict().items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise ValueError(f"the model's weights are not all finite (NaN/inf in {len(bad)} tensor(s): "
+                         f"{', '.join(bad[:4])}{' ...' if len(bad) > 4 else ''}); training diverged, e.g. a too "
+                         "large learning rate; nothing was written")
+
+
 def save_hf(model: nn.Module, out_dir: str | Path, tokenizer: Any = None,
             pruning_info: dict | None = None) -> Path:
     """Write ``model`` with pruning made permanent as a ``save_pretrained`` directory.
@@ -60,6 +70,7 @@ def save_hf(model: nn.Module, out_dir: str | Path, tokenizer: Any = None,
     """
     out = check_output(out_dir)
     model = permanent_copy(model)
+    check_finite(model)
     with atomic_dir(out) as tmp:
         write_hf(model, tmp, tokenizer, pruning_info)
     return out
@@ -78,6 +89,7 @@ def save_course(model: nn.Module, out_dir: str | Path, tokenizer: Any = None,
     from .io.course import STATE_FILE, course_state_dict, tied_copy_for_safetensors
 
     out = check_output(out_dir)
+    check_finite(permanent_copy(model))
     state = course_state_dict(model)  # raises for untied lm_head before any file exists
     plain = tied_copy_for_safetensors(model)
     with atomic_dir(out, allow=(STATE_FILE,)) as tmp:
@@ -110,6 +122,7 @@ def save_compact(model: nn.Module, out_dir: str | Path, tokenizer: Any = None,
     dt_name = dtype_name(dtype)
     out = check_output(out_dir)
     model = permanent_copy(model)
+    check_finite(model)
     tensors, manifest = encode_model(model, dt_name)
     from safetensors.torch import save_file
 

@@ -290,6 +290,8 @@ def read_predictions(path: str | Path) -> Predictions:
     Rows are matched to references by ID (:meth:`Predictions.aligned`), never by position.
     """
     path = Path(path)
+    if not path.exists():
+        raise PredictionsError(f"{path}: not found; write it with `python3 generate_csv.py` (or pass --predictions FILE)")
     try:
         raw = path.read_bytes()
     except OSError as e:

@@ -192,28 +192,34 @@ def _fingerprint(*parts) -> str:
 
 def run(cfg: ExperimentConfig, *, log_print: Callable[[str], None] = print) -> dict:
     """The whole pipeline for one config; returns the summary written to runs/<name>/."""
+    from .io.files import check_output
+
     state = PartialState()
     main = state.is_main_process
     run_dir = Path(cfg.runs_dir) / cfg.name
     metrics_path = run_dir / "metrics.jsonl"
-    if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run_dir / "config.json")
-        metrics_path.write_text("", encoding="utf-8")  # a run's metrics start fresh
-    state.wait_for_everyone()
     t_start = time.time()
     set_seed(cfg.train.seed)
-
-    def log(rec: dict) -> None:
-        if main:
-            append_jsonl(metrics_path, {**rec, "t": round(time.time() - t_start, 2)})
-
+    # Everything that can fail at the start fails before the run folder is touched and before
+    # any training: the output path (checked again at export), the data, the model.
+    check_output(cfg.output_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise FileExistsError(f"{run_dir}: exists and is not a directory (runs_dir/name of this run)")
     train_raw, val_raw = load_train_val(cfg.data)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     # The on-the-fly tokenizer (tiny model) sees inputs exactly as the model will, prefix included.
     model, tok = build_model_and_tokenizer(
         cfg.model, [cfg.data.prefix + t for t in train_raw["text"]] + list(train_raw["summary"]))
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.json")
+        metrics_path.write_text("", encoding="utf-8")  # a run's metrics start fresh
+    state.wait_for_everyone()
+
+    def log(rec: dict) -> None:
+        if main:
+            append_jsonl(metrics_path, {**rec, "t": round(time.time() - t_start, 2)})
     if torch.cuda.is_available():
         model.to(state.device)
     tokenize = lambda ds: D.tokenize(ds, tok, cfg.data.prefix, cfg.data.max_source_length,
@@ -306,6 +312,9 @@ def prune_existing(model_dir: str | Path, cfg: ExperimentConfig, output: str | P
     from .export import load_model
     from .modeling import load_tokenizer
 
+    from .io.files import check_output
+
+    check_output(output)  # before any pruning or training, not only at export
     state = PartialState()
     main = state.is_main_process
     work_dir = Path(str(output) + ".trainer")

@@ -99,7 +99,9 @@ def recorded_mask_ratio(model_dir, warn=None) -> float | None:
 
 
 def nonzero_count(model: nn.Module) -> int:
-    return sum(int(torch.count_nonzero(t)) for _, t in _effective_tensors(model).values())
+    """Finite non-zero values the model computes with (a NaN or inf is not a usable weight; see
+    ``export.check_finite``, which refuses to save such a model)."""
+    return sum(int(((t != 0) & torch.isfinite(t)).sum()) for _, t in _effective_tensors(model).values())
 
 
 def nonzero_ratio(model: nn.Module) -> float:

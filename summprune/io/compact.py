@@ -159,7 +159,11 @@ def load_compact(d: Path) -> T5ForConditionalGeneration:
     if man.get("model_class", "T5ForConditionalGeneration") != "T5ForConditionalGeneration":
         raise ValueError(f"{man_path}: model_class {man.get('model_class')!r}; load_model builds T5ForConditionalGeneration")
     entries, tied = _check_manifest(man, man_path)
-    weights = d / str(man.get("weights_file", COMPACT_WEIGHTS))
+    name = man.get("weights_file", COMPACT_WEIGHTS)
+    # a plain file name in the model directory: never a path out of it
+    if not isinstance(name, str) or not name or Path(name).name != name or name in (".", ".."):
+        raise ValueError(f"{man_path}: weights_file {name!r} is not a file name in {d}")
+    weights = d / name
     names = [e["name"] for e in entries]
     for f in (weights, d / "config.json"):
         if not f.is_file():

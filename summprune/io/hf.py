@@ -66,7 +66,11 @@ def validate_hf_dir(d: Path) -> None:
     elif (d / WEIGHTS).is_file():
         shards = [d / WEIGHTS]
     else:
-        return  # no safetensors weights (e.g. an old pickle checkpoint): transformers decides
+        pickles = sorted(p.name for p in d.iterdir() if p.is_file() and p.suffix in (".bin", ".pt", ".pth", ".ckpt"))
+        raise ValueError(f"{d}: no safetensors weights (model.safetensors)"
+                         + (f"; {', '.join(pickles)} is a pickle-based checkpoint, which this project does not "
+                            "load (unpickling can run code): convert it to safetensors with a trusted copy of "
+                            "transformers (save_pretrained(..., safe_serialization=True))" if pickles else ""))
     from safetensors import safe_open
 
     have: dict[str, list[int]] = {}

@@ -1,0 +1,164 @@
+"""Bad input and odd environments: a clear error naming the file, option or key, exit status 2,
+and nothing half-written or lost (the fault list of the reliability issue)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import time
+
+import pytest
+import torch
+
+from conftest import ROOT
+from summprune.__main__ import main as cli
+from summprune.config import ConfigError, load_config
+
+TINY = ["model.name=tiny", "model.tiny_d_model=16", "model.tiny_d_ff=32", "model.tiny_vocab=200",
+        "data.dataset=synthetic", "data.synthetic_docs=24", "data.val_size=4", "data.max_source_length=32",
+        "data.max_target_length=16", "train.epochs=1", "eval.docs=2"]
+
+
+def _script(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture
+def tiny_dir(tmp_path, tiny_model):
+    from summprune.synthetic import make_corpus
+    from summprune.tokenizer import train_tokenizer
+
+    d = tmp_path / "tiny"
+    tiny_model.save_pretrained(d)
+    train_tokenizer([r["text"] for r in make_corpus(20)], vocab_size=100).save_pretrained(d)
+    return d
+
+
+def test_an_output_that_is_a_file_fails_before_any_work(tmp_path, tiny_dir, capsys):
+    blocker = tmp_path / "pruned_model"
+    blocker.write_text("not a directory")
+    t0 = time.time()
+    rc = cli(["run", str(ROOT / "configs" / "smoke.toml"), *TINY, f"runs_dir={tmp_path / 'runs'}",
+              f"output_dir={blocker}"])
+    assert rc == 2 and time.time() - t0 < 30  # no training happened
+    err = capsys.readouterr().err
+    assert str(blocker) in err and "not a directory" in err and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()
+    rc = cli(["prune", "--model", str(tiny_dir), "--config", str(ROOT / "configs" / "seed.toml"),
+              "--output", str(blocker), "--no-train"])
+    assert rc == 2 and str(blocker) in capsys.readouterr().err
+    assert blocker.read_text() == "not a directory"
+
+
+@pytest.mark.parametrize("override,needle", [("train.learning_rate=inf", "train.learning_rate: inf is not a finite"),
+                                             ("train.epochs=-3", "train.epochs=-3.0: must be >= 0"),
+                                             ("train.epochs=nan", "train.epochs: nan is not a finite"),
+                                             ("name=../x", "name='../x': a run name is a plain folder name"),
+                                             ("name=/tmp/abs", "a run name is a plain folder name"),
+                                             ("bogus=1", "unknown top-level key(s) ['bogus']")])
+def test_bad_numbers_and_names_are_refused_naming_the_key(override, needle):
+    with pytest.raises(ConfigError) as e:
+        load_config(ROOT / "configs" / "smoke.toml", [override])
+    assert needle in str(e.value) and ": :" not in str(e.value)
+
+
+def test_a_start_that_fails_leaves_the_old_run_folder_as_it_was(tmp_path, capsys):
+    run_dir = tmp_path / "runs" / "smoke"
+    run_dir.mkdir(parents=True)
+    (run_dir / "metrics.jsonl").write_text('{"event": "initial"}\n')
+    (run_dir / "config.json").write_text('{"old": true}\n')
+    rc = cli(["run", str(ROOT / "configs" / "smoke.toml"), f"runs_dir={tmp_path / 'runs'}",
+              f"data.dataset={tmp_path / 'missing.jsonl'}"])
+    assert rc == 2 and "missing.jsonl" in capsys.readouterr().err
+    assert (run_dir / "metrics.jsonl").read_text() == '{"event": "initial"}\n'
+    assert (run_dir / "config.json").read_text() == '{"old": true}\n'
+
+
+def test_cli_errors_for_files_and_dirs_are_messages(tmp_path, tiny_dir, capsys):
+    (tmp_path / "afile").write_text("x")
+    assert cli(["export", "--model", str(tiny_dir), "--output", str(tmp_path / "afile")]) == 2
+    assert "afile" in capsys.readouterr().err
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "notes.txt").write_text("mine")
+    assert cli(["export", "--model", str(tiny_dir), "--output", str(full)]) == 2
+    assert "not a model directory" in capsys.readouterr().err and (full / "notes.txt").is_file()
+    assert cli(["random-model", "--config-dir", str(tmp_path / "nope"), "--output", str(tmp_path / "r")]) == 2
+    assert "no config.json" in capsys.readouterr().err
+
+
+def test_jsonl_lines_split_on_newlines_only_and_a_bom_is_fine(tmp_path):
+    from summprune.data import load_split
+
+    path = tmp_path / "d.jsonl"
+    rows = [{"text": "A bill\u2028with a line separator\u0085inside.", "summary": "s\u2029ep"}, {"text": "t", "summary": "u"}]
+    path.write_bytes(b"\xef\xbb\xbf" + "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode())
+    ds = load_split(str(path), "test")
+    assert list(ds["text"]) == [r["text"] for r in rows] and list(ds["summary"]) == [r["summary"] for r in rows]
+
+
+def test_pickle_only_model_dirs_are_refused_not_unpickled(tmp_path, tiny_model, capsys):
+    from summprune.export import load_model
+
+    d = tmp_path / "old"
+    tiny_model.save_pretrained(d)
+    (d / "model.safetensors").unlink()
+    torch.save(tiny_model.state_dict(), d / "pytorch_model.bin")
+    with pytest.raises(ValueError, match="pytorch_model.bin is a pickle-based checkpoint"):
+        load_model(d)
+    assert cli(["report", "--model", str(d)]) == 2 and "pickle" in capsys.readouterr().err
+    refs = tmp_path / "refs.jsonl"
+    refs.write_text(json.dumps({"summary": "a b"}) + "\n")
+    (tmp_path / "p.csv").write_text('"ID","Predict"\n"0","a b"\n')
+    sr = _script("score_result")
+    assert sr.main(["--predictions", str(tmp_path / "p.csv"), "--references", str(refs), "--model", str(d)]) == 2
+    err = capsys.readouterr().err
+    assert "pickle" in err and "Traceback" not in err
+
+
+def test_compact_weights_file_cannot_point_out_of_the_model_dir(tmp_path, tiny_model):
+    from summprune.export import load_model, save_compact
+
+    d = save_compact(tiny_model, tmp_path / "c")
+    man = json.loads((d / "compact.json").read_text())
+    for bad in ("../other/compact.safetensors", "/etc/passwd"):
+        man["weights_file"] = bad
+        (d / "compact.json").write_text(json.dumps(man))
+        with pytest.raises(ValueError, match="is not a file name in"):
+            load_model(d)
+
+
+def test_an_empty_reference_scores_zero_with_a_warning(tmp_path, capsys):
+    refs = tmp_path / "refs.jsonl"
+    refs.write_text(json.dumps({"summary": "Amends the Act."}) + "\n" + json.dumps({"summary": ""}) + "\n")
+    (tmp_path / "p.csv").write_text('"ID","Predict"\n"0","Amends the Act."\n"1","anything"\n')
+    sr = _script("score_result")
+    assert sr.main(["--predictions", str(tmp_path / "p.csv"), "--references", str(refs), "--model", "none",
+                    "--json", str(tmp_path / "s.json")]) == 0
+    assert "1 reference(s) with an empty summary score 0 (row(s) 1)" in capsys.readouterr().err
+    assert json.loads((tmp_path / "s.json").read_text())["kaggle_score"] == pytest.approx(0.5)
+
+
+def test_score_result_without_a_submission_points_at_generate_csv(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    refs = tmp_path / "refs.jsonl"
+    refs.write_text(json.dumps({"summary": "x"}) + "\n")
+    assert _script("score_result").main(["--references", str(refs), "--model", "none"]) == 2
+    assert "python3 generate_csv.py" in capsys.readouterr().err
+
+
+def test_a_model_with_non_finite_weights_is_never_exported(tmp_path, tiny_model):
+    from summprune import sparsity
+    from summprune.export import export_model
+
+    with torch.no_grad():
+        tiny_model.encoder.block[0].layer[1].DenseReluDense.wi.weight[0, 0] = float("nan")
+    for fmt in ("hf", "compact", "course"):
+        with pytest.raises(ValueError, match=r"not all finite .*DenseReluDense\.wi"):
+            export_model(tiny_model, tmp_path / fmt, format=fmt)
+        assert not (tmp_path / fmt).exists()
+    # a NaN is not counted as a usable non-zero weight
+    assert sparsity.nonzero_count(tiny_model) == sparsity.dense_param_count(tiny_model) - 1
