@@ -32,7 +32,7 @@ MODEL_HINT = ("make one with `python -m summprune run configs/seed.toml` (or the
               "or pass --model DIR")
 #: Files a model directory needs: config.json and the weights of either format.
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "compact.json")
-META_VERSION = 2  # 2: the decoding options as one "decoding" table
+META_VERSION = 3  # 2: the decoding options as one "decoding" table; 3: engine, inputs from the model
 
 
 def build_parser() -> ArgumentParser:
@@ -62,6 +62,11 @@ def build_parser() -> ArgumentParser:
                      help="beam search only: > 1 favours longer summaries (1.0 = off)")
     dec.add_argument("--min-new-tokens", type=int, default=None,
                      help="forbid the end of a summary before this many tokens (0 = off)")
+    p.add_argument("--prefix", default=None,
+                   help="task prefix put before each text (default: what the model was trained with, from its "
+                        "pruning.json, else 'summarize: ')")
+    p.add_argument("--max-source-length", type=int, default=None,
+                   help="input tokens kept (default: what the model was trained with, from its pruning.json, else 1024)")
     p.add_argument("--restart", action="store_true",
                    help="discard an interrupted run of --output made with other decoding options")
     p.add_argument("--batch-size", type=int, default=16, help="documents per generate call")
@@ -131,13 +136,38 @@ def resolve_decoding(args, model_dir: Path) -> tuple[dict, dict[str, str]]:
     return decoding, source
 
 
-def run_meta(args, model_dir: Path, n_docs: int, decoding: dict) -> dict:
-    """Everything that decides the outputs; a resumed run must match it exactly."""
+def resolve_inputs(args, model_dir: Path) -> tuple[dict, dict]:
+    """``prefix`` and ``max_source_length``: the options if given, else what the model was trained
+    with (its pruning.json ``data``, written by summprune's export), else the package defaults;
+    and where each came from."""
     from summprune.config import DataConfig
+
+    recorded = {}
+    info = model_dir / "pruning.json"
+    if info.is_file():
+        try:
+            recorded = json.loads(info.read_text(encoding="utf-8")).get("data") or {}
+        except (OSError, ValueError, AttributeError):
+            recorded = {}
+    defaults = DataConfig()
+    out, source = {}, {}
+    for k in ("prefix", "max_source_length"):
+        if getattr(args, k) is not None:
+            out[k], source[k] = getattr(args, k), "option"
+        elif isinstance(recorded.get(k), type(getattr(defaults, k))):
+            out[k], source[k] = recorded[k], f"{info.name}"
+        else:
+            out[k], source[k] = getattr(defaults, k), "default"
+    if out["max_source_length"] < 1:
+        raise UsageError(f"--max-source-length must be >= 1 (got {out['max_source_length']})")
+    return out, source
+
+
+def run_meta(args, model_dir: Path, n_docs: int, decoding: dict, inputs: dict) -> dict:
+    """Everything that decides the outputs; a resumed run must match it exactly."""
     from summprune.data import resolve_local
 
     local = resolve_local(args.data, args.split)
-    defaults = DataConfig()
     return {
         "version": META_VERSION,
         "model": str(model_dir.resolve()),
@@ -147,8 +177,8 @@ def run_meta(args, model_dir: Path, n_docs: int, decoding: dict) -> dict:
         "split": args.split,
         "limit": args.limit,
         "docs": n_docs,
-        "prefix": defaults.prefix,
-        "max_source_length": defaults.max_source_length,
+        "prefix": inputs["prefix"],
+        "max_source_length": inputs["max_source_length"],
         "decoding": decoding,
         "dtype": args.dtype,
         "engine": args.engine,
@@ -227,11 +257,25 @@ def run(args) -> int:
     if args.limit is not None and args.limit < len(ds):
         ds = ds.select(range(args.limit))
     texts = list(ds["text"])
-    n = len(texts)
+    inputs, in_source = resolve_inputs(args, model_dir)
+    from summprune.io.files import LockedError, lock_file
 
+    try:
+        with lock_file(output.with_name(output.name + ".lock"), f"--output {output}"):
+            return _generate(args, output, model_dir, texts, decoding, dec_source, inputs, in_source, device)
+    except LockedError as e:
+        raise UsageError(str(e)) from None
+
+
+def _generate(args, output: Path, model_dir: Path, texts: list[str], decoding: dict, dec_source: dict,
+              inputs: dict, in_source: dict, device) -> int:
+    """Resume or start, generate, write the CSV (under the output's lock)."""
+    from summprune import generate as gen
+
+    n = len(texts)
     partial = output.with_name(output.name + ".partial.jsonl")
     meta_path = output.with_name(output.name + ".partial.meta.json")
-    meta = run_meta(args, model_dir, n, decoding)
+    meta = run_meta(args, model_dir, n, decoding, inputs)
     done: dict[int, str] = {}
     if meta_path.is_file():
         try:
@@ -261,6 +305,8 @@ def run(args) -> int:
                   file=sys.stderr)
 
     model = tokenizer = None
+    print("inputs: " + ", ".join(f"{k}={v!r}" + ("" if in_source[k] == "default" else f" ({in_source[k]})")
+                                  for k, v in inputs.items()), file=sys.stderr)
     print("decoding: " + ", ".join(f"{k}={v}" + ("" if dec_source[k] == "default" else
                                                   " (option)" if dec_source[k] == "option" else " (model)")
                                     for k, v in decoding.items()), file=sys.stderr)
@@ -314,6 +360,8 @@ def run(args) -> int:
     meta_path.unlink(missing_ok=True)
     print(f"wrote {output} ({n} rows)", file=sys.stderr)
     return 0
+
+
 
 
 if __name__ == "__main__":

@@ -128,6 +128,49 @@ def line(r: Run, n: int, ref: Run | None, threads: int) -> str:
     return s
 
 
+def trained_agreement(args) -> list[dict]:
+    """Both engines on trained models (real end-of-summary decisions, which random weights do not
+    make): identical summaries and course scores, greedy and beams, on held-out documents."""
+    import json
+    import torch
+
+    from summprune.ct2 import Ct2Model
+    from summprune.data import load_split
+    from summprune.export import load_model
+    from summprune.generate import generate_summaries
+    from summprune.metrics import kaggle_score
+    from summprune.modeling import load_tokenizer
+
+    rows = load_split(args.trained_data, "test", columns=("text", "summary"))
+    rows = rows.select(range(min(args.trained_docs, len(rows))))
+    texts, refs = list(rows["text"]), list(rows["summary"])
+    out = []
+    for d in args.trained:
+        info = Path(d) / "pruning.json"
+        rec = json.loads(info.read_text()).get("data", {}) if info.is_file() else {}
+        kw = dict(prefix=rec.get("prefix", PREFIX), max_source_length=rec.get("max_source_length", args.trained_max_source),
+                  batch_size=16, progress=False)
+        tok = load_tokenizer(d)
+        engines = {"torch": load_model(d), "ctranslate2": Ct2Model.from_dir(d, tok, threads=torch.get_num_threads())}
+        for name, dec in (("greedy", {}), (f"beams{args.beams}_norepeat{args.no_repeat}",
+                                           {"num_beams": args.beams, "no_repeat_ngram_size": args.no_repeat})):
+            res = {}
+            for eng, m in engines.items():
+                with _Clock() as clock:
+                    g = generate_summaries(m, tok, texts, max_length=args.max_length, **kw, **dec)
+                res[eng] = ([g[i] for i in range(len(texts))], clock.wall)
+            (t_out, t_s), (c_out, c_s) = res["torch"], res["ctranslate2"]
+            kt, kc = kaggle_score(t_out, refs), kaggle_score(c_out, refs)
+            r = {"model": str(d), "decoding": name, "docs": len(texts), "identical": sum(a == b for a, b in zip(t_out, c_out)),
+                 "kaggle_torch": kt, "kaggle_ctranslate2": kc, "kaggle_diff": kc - kt,
+                 "s_per_doc_torch": t_s / len(texts), "s_per_doc_ctranslate2": c_s / len(texts)}
+            out.append(r)
+            print(f"trained {d} {name}: identical {r['identical']}/{len(texts)}; course torch {kt:.4f} "
+                  f"ctranslate2 {kc:.4f} (diff {kc - kt:+.4f}); {t_s / len(texts):.3f} vs {c_s / len(texts):.3f} s/doc",
+                  flush=True)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="generate_speed.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default=str(ROOT.parent / "shared" / "billsum" / "us_test_sample.jsonl"),
@@ -149,6 +192,14 @@ def main(argv: list[str] | None = None) -> int:
                    help="encoder blocks, decoder blocks, FFN and head fractions kept of a structured variant "
                         "timed through both engines ('' = skip)")
     p.add_argument("--json", default=None, help="also write every run to this JSON file")
+    p.add_argument("--trained", nargs="*", default=[],
+                   help="trained model directories (e.g. runs/decoding_study/seed0/model): course scores of "
+                        "both engines, greedy and beams, on --trained-data's test split")
+    p.add_argument("--trained-data", default="synthetic", help="data of the --trained models' test split")
+    p.add_argument("--trained-docs", type=int, default=100)
+    p.add_argument("--trained-max-source", type=int, default=256,
+                   help="input tokens of the --trained models when their pruning.json does not record it")
+    p.add_argument("--trained-only", action="store_true", help="only the --trained comparison")
     p.add_argument("--embed-scale", type=float, default=0.03,
                    help="multiply the random model's (tied) embedding by this. At T5's random init "
                         "the embedding dominates the decoder, so every step predicts its own input "
@@ -160,6 +211,17 @@ def main(argv: list[str] | None = None) -> int:
     import datasets
     import torch
     import transformers
+
+    if args.trained_only:
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        report = {"trained": trained_agreement(args)}
+        if args.json:
+            import json
+
+            Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+            print(f"wrote {args.json}")
+        return 0
 
     from summprune.data import load_split
     from summprune.modeling import load_tokenizer, random_model_from_config
@@ -298,6 +360,8 @@ def main(argv: list[str] | None = None) -> int:
                       f"structured torch; identical to structured torch: {n_same}/{n}", flush=True)
                 if dtype == "fp32" and n_same != n:
                     mismatched.append(r.name)
+    if args.trained:
+        report["trained"] = trained_agreement(args)
     if args.json:
         import json
 

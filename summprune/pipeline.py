@@ -163,6 +163,8 @@ def pruning_info(cfg: ExperimentConfig, records: list[dict], final: dict, sectio
         "recipe": config_to_dict(cfg.prune),
         "stages": [{k: r[k] for k in keep if k in r} for r in records],
         "final": final,
+        # how the model reads its input: generate_csv.py's defaults for --prefix/--max-source-length
+        "data": {"prefix": cfg.data.prefix, "max_source_length": cfg.data.max_source_length},
         **(sections or {}),
     }
     if "structured" in info:
@@ -191,18 +193,29 @@ def _fingerprint(*parts) -> str:
 
 
 def run(cfg: ExperimentConfig, *, log_print: Callable[[str], None] = print) -> dict:
-    """The whole pipeline for one config; returns the summary written to runs/<name>/."""
-    from .io.files import check_output
+    """The whole pipeline for one config; returns the summary written to runs/<name>/. The run
+    folder is locked while it runs: a second ``run`` of the same name is refused, naming the pid
+    of the first (a lock left by a killed run is taken over)."""
+    from .io.files import check_output, lock_file
 
+    # Everything that can fail at the start fails before the run folder is touched and before
+    # any training: the output path (checked again at export), the data, the model.
+    check_output(cfg.output_dir)
     state = PartialState()
+    if not state.is_main_process:
+        return _run(cfg, state, log_print)
+    runs = Path(cfg.runs_dir)
+    runs.mkdir(parents=True, exist_ok=True)
+    with lock_file(runs / f".{cfg.name}.lock", f"run folder {runs / cfg.name}"):
+        return _run(cfg, state, log_print)
+
+
+def _run(cfg: ExperimentConfig, state, log_print: Callable[[str], None]) -> dict:
     main = state.is_main_process
     run_dir = Path(cfg.runs_dir) / cfg.name
     metrics_path = run_dir / "metrics.jsonl"
     t_start = time.time()
     set_seed(cfg.train.seed)
-    # Everything that can fail at the start fails before the run folder is touched and before
-    # any training: the output path (checked again at export), the data, the model.
-    check_output(cfg.output_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise FileExistsError(f"{run_dir}: exists and is not a directory (runs_dir/name of this run)")
     train_raw, val_raw = load_train_val(cfg.data)

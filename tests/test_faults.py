@@ -162,3 +162,26 @@ def test_a_model_with_non_finite_weights_is_never_exported(tmp_path, tiny_model)
         assert not (tmp_path / fmt).exists()
     # a NaN is not counted as a usable non-zero weight
     assert sparsity.nonzero_count(tiny_model) == sparsity.dense_param_count(tiny_model) - 1
+
+
+def test_a_second_run_of_the_same_name_is_refused(tmp_path, capsys):
+    import os
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / ".smoke.lock").write_text(f"{os.getppid()}\n")  # a live process holds it
+    rc = cli(["run", str(ROOT / "configs" / "smoke.toml"), *TINY, f"runs_dir={runs}",
+              f"output_dir={tmp_path / 'm'}"])
+    assert rc == 2 and f"being written by process {os.getppid()}" in capsys.readouterr().err
+    assert not (runs / "smoke").exists()
+
+
+def test_run_records_how_the_model_reads_its_input(tmp_path):
+    from summprune.pipeline import run
+
+    cfg = load_config(ROOT / "configs" / "smoke.toml", [*TINY, f"runs_dir={tmp_path}", f"output_dir={tmp_path / 'm'}",
+                                                        "prune.stages.0.recover_steps=1", "prune.stages.1.recover_steps=1"])
+    run(cfg, log_print=lambda s: None)
+    info = json.loads((tmp_path / "m" / "pruning.json").read_text())
+    assert info["data"] == {"prefix": "summarize: ", "max_source_length": 32}
+    assert not (tmp_path / ".smoke.lock").exists()  # released

@@ -322,3 +322,37 @@ def test_csv_gets_a_normal_files_mode(model_dir, data, tmp_path):
     finally:
         os.umask(old)
     assert oct((tmp_path / "sub.csv").stat().st_mode & 0o777) == "0o644"  # not mkstemp's 0600
+
+
+def test_a_second_writer_is_refused_and_a_stale_lock_taken_over(model_dir, data, tmp_path, capsys):
+    import subprocess
+    import sys
+
+    out = tmp_path / "sub.csv"
+    lock = tmp_path / "sub.csv.lock"
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock.write_text(f"{live.pid}\n")
+        assert run(model_dir, data, out) == 2
+        err = capsys.readouterr().err
+        assert f"being written by process {live.pid}" in err and not out.exists()
+    finally:
+        live.kill()
+        live.wait()
+    lock.write_text(f"{live.pid}\n")  # its process is gone now: a stale lock from a killed run
+    assert run(model_dir, data, out) == 0 and out.is_file() and not lock.exists()
+
+
+def test_prefix_and_input_length_come_from_how_the_model_was_trained(model_dir, data, tmp_path, counted, capsys):
+    import shutil
+
+    d = tmp_path / "m"
+    shutil.copytree(model_dir, d)
+    (d / "pruning.json").write_text(json.dumps({"data": {"prefix": "sum: ", "max_source_length": 40}}))
+    assert run(d, data, tmp_path / "a.csv") == 0
+    assert (counted["kwargs"]["prefix"], counted["kwargs"]["max_source_length"]) == ("sum: ", 40)
+    assert "prefix='sum: ' (pruning.json)" in capsys.readouterr().err
+    assert run(d, data, tmp_path / "b.csv", "--prefix", "summarize: ", "--max-source-length", "64") == 0
+    assert (counted["kwargs"]["prefix"], counted["kwargs"]["max_source_length"]) == ("summarize: ", 64)
+    assert run(model_dir, data, tmp_path / "c.csv") == 0  # nothing recorded: the package defaults
+    assert (counted["kwargs"]["prefix"], counted["kwargs"]["max_source_length"]) == ("summarize: ", 1024)

@@ -168,3 +168,51 @@ def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
 def dir_size(path: str | Path) -> int:
     """Bytes of all regular files under ``path`` (recursively)."""
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+
+class LockedError(BlockingIOError):
+    """Another live process holds the lock (an OSError, so command lines report it as a message)."""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+@contextmanager
+def lock_file(path: str | Path, what: str) -> Iterator[Path]:
+    """Hold ``path`` (created exclusively, holding this process's pid) while the block runs.
+
+    A second writer is refused with :class:`LockedError` naming the holder's pid; a lock left by
+    a killed process (its pid no longer alive) is taken over. The lock is removed on exit.
+    """
+    path = Path(path)
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666 & ~_umask())
+        except FileExistsError:
+            try:
+                pid = int(path.read_text().strip() or 0)
+            except (OSError, ValueError):
+                pid = 0
+            if pid and pid != os.getpid() and _alive(pid):
+                raise LockedError(f"{what} is being written by process {pid} (lock {path}); wait for it to "
+                                  "finish or stop it, or choose another output") from None
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()  # stale: its process is gone
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{os.getpid()}\n")
+        break
+    else:
+        raise LockedError(f"{what}: could not take the lock {path}")
+    try:
+        yield path
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
