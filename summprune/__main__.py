@@ -13,7 +13,7 @@ def _cmd_run(a) -> int:
     from .pipeline import run
 
     cfg = load_config(a.config, a.overrides)
-    run(cfg)
+    run(cfg, overwrite=a.overwrite)
     return 0
 
 
@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="fine-tune -> prune in stages -> export, as one config says")
     r.add_argument("config", help="experiment TOML, e.g. configs/smoke.toml")
     r.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.epochs=1")
+    r.add_argument("--overwrite", action="store_true",
+                   help="start the run folder again when it holds a run of another config (a matching "
+                        "fine-tuned model is kept); without it a killed run of the same config continues")
     r.set_defaults(fn=_cmd_run)
 
     q = sub.add_parser("prune", help="apply a config's recipe to a saved model")

@@ -139,6 +139,8 @@ class TrainConfig:
     seed: int = _help("Training seed (course: 42).", default=42)
     logging_steps: int = _help("Log training loss every N optimizer steps.", default=50)
     num_workers: int = _help("DataLoader workers.", default=0)
+    save_steps: int = _help("Fine-tuning saves a Trainer checkpoint every N optimizer steps, so a killed "
+                            "run resumes there (0 = no checkpoints).", default=500)
     progress_bar: bool = _help("The Trainer's progress bar (benchmarks turn it off; they log themselves).",
                                default=True)
 
@@ -560,6 +562,8 @@ def validate(cfg: ExperimentConfig, source: str = "<config>") -> None:
         bad("eval.batch_size and eval.docs must be >= 1")
     if cfg.train.learning_rate <= 0:
         bad("train.learning_rate must be > 0")
+    if cfg.train.save_steps < 0:
+        bad(f"train.save_steps={cfg.train.save_steps}: must be >= 0 (0 = no checkpoints)")
     if cfg.train.epochs < 0:
         bad(f"train.epochs={cfg.train.epochs}: must be >= 0")
     if not 0.0 <= cfg.train.warmup_ratio < 1.0 or cfg.train.weight_decay < 0:

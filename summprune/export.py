@@ -71,7 +71,7 @@ def save_hf(model: nn.Module, out_dir: str | Path, tokenizer: Any = None,
     out = check_output(out_dir)
     model = permanent_copy(model)
     check_finite(model)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, fault="export") as tmp:
         write_hf(model, tmp, tokenizer, pruning_info)
     return out
 
@@ -92,7 +92,7 @@ def save_course(model: nn.Module, out_dir: str | Path, tokenizer: Any = None,
     check_finite(permanent_copy(model))
     state = course_state_dict(model)  # raises for untied lm_head before any file exists
     plain = tied_copy_for_safetensors(model)
-    with atomic_dir(out, allow=(STATE_FILE,)) as tmp:
+    with atomic_dir(out, allow=(STATE_FILE,), fault="export") as tmp:
         torch.save(state, str(tmp / STATE_FILE))
         write_hf(plain, tmp, tokenizer, pruning_info, extra_checksummed=(STATE_FILE,))
     return out
@@ -126,7 +126,7 @@ def save_compact(model: nn.Module, out_dir: str | Path, tokenizer: Any = None,
     tensors, manifest = encode_model(model, dt_name)
     from safetensors.torch import save_file
 
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, fault="export") as tmp:
         save_file(tensors, str(tmp / COMPACT_WEIGHTS), metadata={"format": FORMAT, "version": str(VERSION)})
         model.config.save_pretrained(str(tmp))
         gen = getattr(model, "generation_config", None)

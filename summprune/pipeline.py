@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Callable
@@ -88,10 +89,65 @@ def _broadcaster(state):
     return lambda obj: broadcast_object_list([obj])[0]
 
 
+STEP_STATE = "state.safetensors"
+STEP_INFO = "step.json"
+
+
+def save_step(checkpoint_dir: str | Path, model, info: dict) -> None:
+    """The pruned model after a completed step, masks included, and what the driver needs to go
+    on from there (``info``: step numbers, records, sections, the plan being executed), written
+    atomically to ``checkpoint_dir/latest`` (one checkpoint kept: the newest)."""
+    from safetensors.torch import save_file
+
+    from .io.files import atomic_dir, write_json
+
+    # clones: safetensors refuses tensors that share memory (the tied embedding's names)
+    sd = {k: v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}
+    head, emb = model.get_output_embeddings(), model.get_input_embeddings()
+    hw = head._parameters.get("weight_orig", head._parameters.get("weight"))
+    ew = emb._parameters.get("weight_orig", emb._parameters.get("weight"))
+    with atomic_dir(Path(checkpoint_dir) / "latest") as tmp:
+        save_file(sd, str(tmp / STEP_STATE))
+        write_json(tmp / STEP_INFO, {**info, "config": model.config.to_dict(), "untied_lm_head": hw is not ew})
+
+
+def load_step(checkpoint_dir: str | Path, tie_mode: str) -> tuple[torch.nn.Module, dict] | None:
+    """The model and info of the newest step checkpoint, or None: the model is rebuilt from the
+    saved config (a structural method may have changed the shape), masked where the state has
+    masks (``prune.identity``, then the saved ``weight_orig``/``weight_mask``), ties restored."""
+    from safetensors.torch import load_file
+    from torch.nn.utils import prune as torch_prune
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    from .io.files import read_json
+    from .prune import sync_tied_masks, untie_lm_head
+
+    d = Path(checkpoint_dir) / "latest"
+    if not (d / STEP_INFO).is_file() or not (d / STEP_STATE).is_file():
+        return None
+    info = read_json(d / STEP_INFO)
+    sd = load_file(str(d / STEP_STATE))
+    model = T5ForConditionalGeneration(T5Config.from_dict(info["config"]))
+    if info.get("untied_lm_head"):
+        untie_lm_head(model)
+    for name, mod in model.named_modules():
+        if f"{name}.weight_mask" in sd and "weight" in mod._parameters:
+            torch_prune.identity(mod, "weight")
+    model.load_state_dict(sd, strict=True)
+    if tie_mode == "tied":
+        sync_tied_masks(model)
+    return model.eval(), info
+
+
+def _json_plan(plan):
+    return dataclasses.asdict(plan) if dataclasses.is_dataclass(plan) else plan
+
+
 def prune_model(model, tokenizer, cfg: ExperimentConfig, *, train_ds=None, val_ds=None, state=None,
                 work_dir: str | Path = "runs/prune", metrics_path: str | Path | None = None,
                 evaluate_fn: Callable[[torch.nn.Module], dict] | None = None,
                 log: Callable[[dict], None] | None = None, cache: dict | None = None,
+                checkpoint_dir: str | Path | None = None,
                 log_print: Callable[[str], None] = print) -> tuple[torch.nn.Module, list[dict], dict]:
     """The one pruning driver: run the config's methods in order (summprune.methods), each
     step = apply, recover, record the ratios, evaluate, log.
@@ -103,6 +159,10 @@ def prune_model(model, tokenizer, cfg: ExperimentConfig, *, train_ds=None, val_d
     ``(model, records, sections)``: the model (a new object after a structural method), one record
     per step, and what each method keeps for ``pruning.json``. ``cache`` holds measurements a
     method may reuse (see ``summprune.methods.base.Context.cache``).
+
+    With ``checkpoint_dir``, the pruned state is saved after every completed step
+    (:func:`save_step`), and a start that finds a checkpoint there goes on after its step: a run
+    killed anywhere loses at most the step in progress, and ends with the same counts.
     """
     from .methods import Context, build_methods
     from .recovery import make_teacher, recover
@@ -116,11 +176,25 @@ def prune_model(model, tokenizer, cfg: ExperimentConfig, *, train_ds=None, val_d
     records: list[dict] = []
     sections: dict = {}
     n = 0
+    resume = load_step(checkpoint_dir, cfg.prune.tie_mode) if checkpoint_dir is not None else None
+    if resume is not None:
+        device = next(model.parameters()).device
+        model, info = resume
+        model.to(device)
+        records, sections, n = info["records"], info["sections"], info["step"]
+        log_print(f"[{cfg.name}] resuming after step {n} ({methods[info['method']].name} step {info['method_step']}) "
+                  f"from {checkpoint_dir}")
     try:
-        for method in methods:
+        for mi, method in enumerate(methods):
+            if resume is not None and mi < resume[1]["method"]:
+                continue
             method.prepare(model)
-            plan = sync(method.plan(model, ctx) if main else None)
-            for step in method.steps(plan):
+            if resume is not None and mi == resume[1]["method"]:
+                plan, done = resume[1]["plan"], resume[1]["method_step"]
+            else:
+                plan, done = sync(method.plan(model, ctx) if main else None), 0
+            steps = method.steps(plan)
+            for step in steps[done:]:
                 n += 1
                 t0 = time.time()
                 model, rec = method.apply(model, step, ctx)
@@ -130,7 +204,7 @@ def prune_model(model, tokenizer, cfg: ExperimentConfig, *, train_ds=None, val_d
                     log_print(f"[{cfg.name}] step {n} ({method.name}): recovery fine-tuning "
                               + (f"({rc.recover_steps} steps)" if rc.recover_steps else f"({rc.recover_epochs} epochs)"))
                     rec["recovery"] = recover(model, tokenizer, train_ds, cfg.train, rc, teacher=teacher,
-                                              seed_offset=n, output_dir=Path(work_dir) / "trainer",
+                                              seed_offset=n, output_dir=Path(work_dir) / "trainer" / f"recover-{n}",
                                               log_path=metrics_path, stage=f"recover-{n}")
                 rec.update(stage_record(model, cfg.prune.groups))
                 if evaluate_fn is not None and step.evaluate:
@@ -141,9 +215,17 @@ def prune_model(model, tokenizer, cfg: ExperimentConfig, *, train_ds=None, val_d
                           f"nonzero_ratio={rec['nonzero_ratio']:.4f}")
                 if log is not None:
                     log(rec)
-            info = method.record(plan)
-            if info is not None:
-                sections[method.name] = info
+                if step is steps[-1]:
+                    info = method.record(plan)
+                    if info is not None:
+                        sections[method.name] = info
+                if checkpoint_dir is not None:
+                    if main:
+                        save_step(checkpoint_dir, model, {"step": n, "method": mi, "method_step": step.index,
+                                                          "plan": _json_plan(plan), "records": records,
+                                                          "sections": sections})
+                    if state is not None:
+                        state.wait_for_everyone()
     finally:
         del teacher
     return model, records, sections
@@ -192,10 +274,14 @@ def _fingerprint(*parts) -> str:
 # ----------------------------------------------------------------------------- the run
 
 
-def run(cfg: ExperimentConfig, *, log_print: Callable[[str], None] = print) -> dict:
-    """The whole pipeline for one config; returns the summary written to runs/<name>/. The run
-    folder is locked while it runs: a second ``run`` of the same name is refused, naming the pid
-    of the first (a lock left by a killed run is taken over)."""
+def run(cfg: ExperimentConfig, *, overwrite: bool = False, log_print: Callable[[str], None] = print) -> dict:
+    """The whole pipeline for one config; returns the summary written to runs/<name>/.
+
+    Resumable: a run folder holding the same config is continued (fine-tuning from its newest
+    Trainer checkpoint, pruning after its last completed step); one holding another config is
+    refused unless ``overwrite`` (which keeps a fine-tuned model whose fingerprint still matches).
+    The run folder is locked while it runs: a second ``run`` of the same name is refused, naming
+    the pid of the first (a lock left by a killed run is taken over)."""
     from .io.files import check_output, lock_file
 
     # Everything that can fail at the start fails before the run folder is touched and before
@@ -203,14 +289,14 @@ def run(cfg: ExperimentConfig, *, log_print: Callable[[str], None] = print) -> d
     check_output(cfg.output_dir)
     state = PartialState()
     if not state.is_main_process:
-        return _run(cfg, state, log_print)
+        return _run(cfg, state, log_print, overwrite)
     runs = Path(cfg.runs_dir)
     runs.mkdir(parents=True, exist_ok=True)
     with lock_file(runs / f".{cfg.name}.lock", f"run folder {runs / cfg.name}"):
-        return _run(cfg, state, log_print)
+        return _run(cfg, state, log_print, overwrite)
 
 
-def _run(cfg: ExperimentConfig, state, log_print: Callable[[str], None]) -> dict:
+def _run(cfg: ExperimentConfig, state, log_print: Callable[[str], None], overwrite: bool) -> dict:
     main = state.is_main_process
     run_dir = Path(cfg.runs_dir) / cfg.name
     metrics_path = run_dir / "metrics.jsonl"
@@ -218,6 +304,7 @@ def _run(cfg: ExperimentConfig, state, log_print: Callable[[str], None]) -> dict
     set_seed(cfg.train.seed)
     if run_dir.exists() and not run_dir.is_dir():
         raise FileExistsError(f"{run_dir}: exists and is not a directory (runs_dir/name of this run)")
+    resuming = run_folder_matches(run_dir, cfg, overwrite)
     train_raw, val_raw = load_train_val(cfg.data)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
@@ -225,10 +312,15 @@ def _run(cfg: ExperimentConfig, state, log_print: Callable[[str], None]) -> dict
     model, tok = build_model_and_tokenizer(
         cfg.model, [cfg.data.prefix + t for t in train_raw["text"]] + list(train_raw["summary"]))
     if main:
+        if overwrite and run_dir.is_dir():
+            clear_run_folder(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.json")
-        metrics_path.write_text("", encoding="utf-8")  # a run's metrics start fresh
+        if not resuming:
+            metrics_path.write_text("", encoding="utf-8")  # a new run's metrics start fresh
     state.wait_for_everyone()
+    if resuming:
+        log_print(f"[{cfg.name}] continuing the run in {run_dir} (same config)")
 
     def log(rec: dict) -> None:
         if main:
@@ -253,8 +345,11 @@ def _run(cfg: ExperimentConfig, state, log_print: Callable[[str], None]) -> dict
 
     log_print(f"[{cfg.name}] {len(train_raw)} train / {len(val_raw)} validation documents; "
               f"{S.dense_param_count(model):,} parameters")
-    initial = evaluate_fn(model)
-    log({"event": "initial", **initial, **stage_record(model, cfg.prune.groups)})
+    # a continued run has these scores in its metrics already: generation is minutes on t5-small
+    initial = _logged(metrics_path, "initial") if resuming else None
+    if initial is None:
+        initial = evaluate_fn(model)
+        log({"event": "initial", **initial, **stage_record(model, cfg.prune.groups)})
 
     # Fine-tune, or reuse the fine-tuned checkpoint of an identical earlier run (hours on t5-small).
     ft_dir = run_dir / "finetuned"
@@ -271,23 +366,34 @@ def _run(cfg: ExperimentConfig, state, log_print: Callable[[str], None]) -> dict
             log({"event": "finetune", "reused": str(ft_dir)})
         else:
             log_print(f"[{cfg.name}] fine-tuning")
-            m = finetune(
-                model, tok, train_ds, cfg.train, run_dir / "trainer", log_path=metrics_path, stage="finetune")
+            ft_work = run_dir / "trainer" / "finetune"
+            if main and not resuming:
+                shutil.rmtree(ft_work, ignore_errors=True)  # checkpoints of another run's fine-tuning
+            state.wait_for_everyone()
+            m = finetune(model, tok, train_ds, cfg.train, ft_work, log_path=metrics_path, stage="finetune",
+                         checkpoints=True)
             if main:
                 from .export import save_hf
 
                 save_hf(model, ft_dir, tokenizer=tok)
                 stamp.write_text(fp + "\n")
+                shutil.rmtree(ft_work, ignore_errors=True)  # finetuned/ holds the result
             state.wait_for_everyone()
             log({"event": "finetune", **{k: v for k, v in m.items() if isinstance(v, (int, float))}})
-        finetuned = evaluate_fn(model)
-        log({"event": "finetuned", **finetuned, **stage_record(model, cfg.prune.groups)})
+        finetuned = _logged(metrics_path, "finetuned") if resuming else None
+        if finetuned is None:
+            finetuned = evaluate_fn(model)
+            log({"event": "finetuned", **finetuned, **stage_record(model, cfg.prune.groups)})
     else:
         finetuned = initial
 
+    steps_dir = run_dir / "steps"
+    if main and not resuming:
+        shutil.rmtree(steps_dir, ignore_errors=True)
+    state.wait_for_everyone()
     model, records, sections = prune_model(
         model, tok, cfg, train_ds=train_ds, val_ds=tokenize(val_raw), state=state, work_dir=run_dir,
-        metrics_path=metrics_path, evaluate_fn=evaluate_fn, log=log, log_print=log_print)
+        metrics_path=metrics_path, evaluate_fn=evaluate_fn, log=log, checkpoint_dir=steps_dir, log_print=log_print)
     final = stage_record(model, cfg.prune.groups)
     if records:
         final.update({k: records[-1][k] for k in ("kaggle_score", "rougeLsum") if k in records[-1]})
@@ -310,6 +416,57 @@ def _run(cfg: ExperimentConfig, state, log_print: Callable[[str], None]) -> dict
         log_print(f"[{cfg.name}] done in {summary['wall_s']} s; model in {out}; run folder {run_dir}")
     state.wait_for_everyone()
     return summary
+
+
+def _logged(metrics_path: Path, event: str) -> dict | None:
+    """The last record of ``event`` in a run's metrics.jsonl (a torn last line is skipped)."""
+    found = None
+    if metrics_path.is_file():
+        for line in metrics_path.read_text(encoding="utf-8").split("\n"):
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(rec, dict) and rec.get("event") == event:
+                found = rec
+    return found
+
+
+def run_folder_matches(run_dir: Path, cfg: ExperimentConfig, overwrite: bool) -> bool:
+    """True if ``run_dir`` holds a run of this very config (to be continued); False if there is
+    none (or ``overwrite``); ValueError naming the keys that differ otherwise."""
+    saved = run_dir / "config.json"
+    if overwrite or not saved.is_file():
+        return False
+    try:
+        old = json.loads(saved.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        old = None
+    new = json.loads(json.dumps(config_to_dict(cfg)))
+    if old == new:
+        return True
+    diff = sorted(_diff_keys(old, new)) if isinstance(old, dict) else ["(unreadable config.json)"]
+    raise ValueError(f"{run_dir} holds a run of another config (differs in: {', '.join(diff[:8])}"
+                     f"{' ...' if len(diff) > 8 else ''}); add --overwrite to start it again (a fine-tuned model "
+                     "with the same data/model/train settings is kept and reused), or choose another name=")
+
+
+def _diff_keys(a, b, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b)):
+            out += _diff_keys(a.get(k), b.get(k), f"{prefix}{k}.")
+        return out
+    return [] if a == b else [prefix.rstrip(".")]
+
+
+def clear_run_folder(run_dir: Path) -> None:
+    """``--overwrite``: empty the run folder but keep ``finetuned/`` (reused only while its
+    fingerprint matches the data/model/train settings)."""
+    for p in run_dir.iterdir():
+        if p.name == "finetuned":
+            continue
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
 
 
 def prune_existing(model_dir: str | Path, cfg: ExperimentConfig, output: str | Path, *, train: bool = True,

@@ -21,6 +21,7 @@ from transformers import (
     TrainerCallback,
 )
 
+from . import faults
 from .config import TrainConfig
 
 
@@ -42,6 +43,9 @@ class JsonlLogger(TrainerCallback):
         self.stage = stage
         self.t0 = time.time()
 
+    def on_step_end(self, args, state, control, **kwargs):
+        faults.point(f"{self.stage}:{state.global_step}")
+
     def on_log(self, args, state, control, logs=None, **kwargs):
         if self.path is None or not state.is_world_process_zero or not logs:
             return
@@ -54,7 +58,8 @@ class JsonlLogger(TrainerCallback):
 def make_trainer(model, tokenizer, train_ds, cfg: TrainConfig, output_dir: str | Path, *,
                  epochs: float | None = None, max_steps: int | None = None,
                  log_path: str | Path | None = None, stage: str = "finetune",
-                 trainer_cls=Seq2SeqTrainer, trainer_kwargs: dict | None = None) -> Seq2SeqTrainer:
+                 trainer_cls=Seq2SeqTrainer, trainer_kwargs: dict | None = None,
+                 checkpoints: bool = False) -> Seq2SeqTrainer:
     """A Seq2SeqTrainer set up from ``cfg``; ``epochs``/``max_steps`` override it (recovery)."""
     steps = cfg.max_steps if max_steps is None else max_steps
     args = Seq2SeqTrainingArguments(
@@ -71,7 +76,12 @@ def make_trainer(model, tokenizer, train_ds, cfg: TrainConfig, output_dir: str |
         seed=cfg.seed,
         logging_steps=cfg.logging_steps,
         logging_first_step=True,
-        save_strategy="no",  # checkpoints of masked models are written by the pipeline, not here
+        # Fine-tuning (no masks yet) saves Trainer checkpoints every save_steps so that a killed run
+        # resumes mid-training; recoveries do not (a masked model's tied weight_orig does not go
+        # through save_pretrained): the pipeline checkpoints the pruned state after every step.
+        save_strategy="steps" if checkpoints and cfg.save_steps > 0 else "no",
+        save_steps=max(cfg.save_steps, 1),
+        save_total_limit=1,
         eval_strategy="no",
         report_to=[],
         disable_tqdm=not cfg.progress_bar,
@@ -93,17 +103,32 @@ def make_trainer(model, tokenizer, train_ds, cfg: TrainConfig, output_dir: str |
     )
 
 
+def last_checkpoint(output_dir: str | Path) -> str | None:
+    """The newest complete Trainer checkpoint in ``output_dir``, or None."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    d = Path(output_dir)
+    return get_last_checkpoint(str(d)) if d.is_dir() else None
+
+
 def finetune(model, tokenizer, train_ds, cfg: TrainConfig, output_dir: str | Path, *,
              epochs: float | None = None, max_steps: int | None = None,
              log_path: str | Path | None = None, stage: str = "finetune",
-             trainer_cls=Seq2SeqTrainer, trainer_kwargs: dict | None = None) -> dict:
-    """Train ``model`` in place; returns the Trainer's train metrics plus samples/s."""
+             trainer_cls=Seq2SeqTrainer, trainer_kwargs: dict | None = None,
+             checkpoints: bool = False) -> dict:
+    """Train ``model`` in place; returns the Trainer's train metrics plus samples/s.
+
+    With ``checkpoints`` (fine-tuning), a Trainer checkpoint is saved every ``cfg.save_steps``
+    optimizer steps in ``output_dir``, and training resumes from the newest one found there
+    (model, optimizer, scheduler and RNG states), so a killed run loses at most that many steps.
+    """
     if (epochs is not None and epochs <= 0) and not (max_steps and max_steps > 0):
         return {}
     trainer = make_trainer(model, tokenizer, train_ds, cfg, output_dir, epochs=epochs,
                            max_steps=max_steps, log_path=log_path, stage=stage,
-                           trainer_cls=trainer_cls, trainer_kwargs=trainer_kwargs)
-    out = trainer.train()
+                           trainer_cls=trainer_cls, trainer_kwargs=trainer_kwargs, checkpoints=checkpoints)
+    resume = last_checkpoint(output_dir) if checkpoints else None
+    out = trainer.train(resume_from_checkpoint=resume)
     metrics = dict(out.metrics)
     metrics["global_step"] = out.global_step
     model.eval()

@@ -66,15 +66,25 @@ def test_bad_numbers_and_names_are_refused_naming_the_key(override, needle):
 
 
 def test_a_start_that_fails_leaves_the_old_run_folder_as_it_was(tmp_path, capsys):
+    from summprune.config import save_config
+
     run_dir = tmp_path / "runs" / "smoke"
     run_dir.mkdir(parents=True)
     (run_dir / "metrics.jsonl").write_text('{"event": "initial"}\n')
-    (run_dir / "config.json").write_text('{"old": true}\n')
-    rc = cli(["run", str(ROOT / "configs" / "smoke.toml"), f"runs_dir={tmp_path / 'runs'}",
-              f"data.dataset={tmp_path / 'missing.jsonl'}"])
-    assert rc == 2 and "missing.jsonl" in capsys.readouterr().err
+    # (a) the same config, but its data file is missing: refused before anything is written
+    args = [f"runs_dir={tmp_path / 'runs'}", f"data.dataset={tmp_path / 'missing.jsonl'}"]
+    save_config(load_config(ROOT / "configs" / "smoke.toml", args), run_dir / "config.json")
+    before = (run_dir / "config.json").read_text()
+    assert cli(["run", str(ROOT / "configs" / "smoke.toml"), *args]) == 2
+    assert "missing.jsonl" in capsys.readouterr().err
     assert (run_dir / "metrics.jsonl").read_text() == '{"event": "initial"}\n'
-    assert (run_dir / "config.json").read_text() == '{"old": true}\n'
+    assert (run_dir / "config.json").read_text() == before
+    # (b) another config: refused, naming what differs and the way out
+    assert cli(["run", str(ROOT / "configs" / "smoke.toml"), f"runs_dir={tmp_path / 'runs'}", "train.epochs=3"]) == 2
+    err = capsys.readouterr().err
+    assert "holds a run of another config" in err and "train.epochs" in err and "--overwrite" in err
+    assert (run_dir / "config.json").read_text() == before
+    assert (run_dir / "metrics.jsonl").read_text() == '{"event": "initial"}\n'
 
 
 def test_cli_errors_for_files_and_dirs_are_messages(tmp_path, tiny_dir, capsys):

@@ -56,10 +56,14 @@ def test_run_writes_run_folder_and_loadable_model(tmp_path):
     assert plain.lm_head.weight is plain.shared.weight
     assert not list((tmp_path / "model").glob("*.bin"))
 
-    # a second run with the same data/model/train config reuses the fine-tuned checkpoint
+    # a second run of the same config continues the folder: it reuses the fine-tuned model and
+    # goes on after the last completed step (all done here: it only exports again)
     run(cfg, log_print=lambda s: None)
-    ft = [r for r in read_jsonl(run_dir / "metrics.jsonl") if r["event"] == "finetune"]
-    assert ft and "reused" in ft[0]
+    logs = read_jsonl(run_dir / "metrics.jsonl")
+    ft = [r for r in logs if r["event"] == "finetune"]
+    assert len(ft) == 2 and "reused" in ft[-1]
+    assert [r["event"] for r in logs].count("stage") == 3 and logs[-1]["event"] == "export"
+    assert json.loads((tmp_path / "model" / "pruning.json").read_text())["stages"] == info["stages"]
 
 
 @pytest.fixture

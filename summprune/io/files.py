@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from .. import faults
+
 #: Pickle-based checkpoint suffixes: never written, except the names ``atomic_dir`` is told to allow.
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 #: What makes a directory a model directory that may be replaced by a new export.
@@ -72,13 +74,16 @@ def check_output(out_dir: str | Path) -> Path:
 
 
 @contextmanager
-def atomic_dir(out: Path, allow: tuple[str, ...] = ()) -> Iterator[Path]:
+def atomic_dir(out: Path, allow: tuple[str, ...] = (), fault: str | None = None) -> Iterator[Path]:
     """Yield a fresh sibling temp dir; on success it replaces ``out``, on error it is removed.
     A pickle-format file in it is an error, except the names in ``allow`` (the course format's
-    ``model_state_dict.pth``)."""
+    ``model_state_dict.pth``). ``fault`` names the fault-injection point (summprune.faults) reached
+    when the files are written, before the swap."""
     out.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_siblings(out)
     while True:
-        tmp = out.parent / f"{out.name}.tmp-{secrets.token_hex(4)}"
+        # the pid in the name tells a later export whether its writer is still alive
+        tmp = out.parent / f"{out.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
         try:
             tmp.mkdir()
             break
@@ -90,6 +95,8 @@ def atomic_dir(out: Path, allow: tuple[str, ...] = ()) -> Iterator[Path]:
         if pickles:
             raise RuntimeError(f"refusing to write pickle-format file(s) {pickles} to {out}")
         _fsync_tree(tmp)
+        if fault:
+            faults.point(fault)
         mode = 0o666 & ~_umask()
         for f in tmp.rglob("*"):  # safetensors writes 0600 (mkstemp); give files a normal file's mode
             if f.is_file():
@@ -100,11 +107,21 @@ def atomic_dir(out: Path, allow: tuple[str, ...] = ()) -> Iterator[Path]:
         raise
 
 
+def _remove_stale_siblings(out: Path) -> None:
+    """Remove ``<out>.tmp-<pid>-*`` / ``<out>.old-<pid>-*`` left by a writer that was killed (its
+    pid no longer alive): a kill -9 mid-export leaves its temp directory behind."""
+    for p in out.parent.glob(f"{out.name}.*-*-*"):
+        kind, _, rest = p.name[len(out.name) + 1:].partition("-")
+        pid = rest.split("-", 1)[0]
+        if kind in ("tmp", "old") and pid.isdigit() and p.is_dir() and not _alive(int(pid)):
+            shutil.rmtree(p, ignore_errors=True)
+
+
 def _swap_in(tmp: Path, out: Path) -> None:
     if not out.exists():
         os.rename(tmp, out)
         return
-    old = out.parent / f"{out.name}.old-{secrets.token_hex(4)}"
+    old = out.parent / f"{out.name}.old-{os.getpid()}-{secrets.token_hex(4)}"
     os.rename(out, old)
     try:
         os.rename(tmp, out)
