@@ -332,11 +332,13 @@ def _generate(args, output: Path, model_dir: Path, texts: list[str], decoding: d
             raise UsageError(f"cannot load the model in {model_dir}: {e}") from None
 
     # The sidecar holds exactly the rows kept (this drops a torn last line or a stale run).
-    tmp = partial.with_name(partial.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        f.writelines(json.dumps({"id": i, "prediction": p}) + "\n" for i, p in sorted(done.items()))
-    os.replace(tmp, partial)
-    meta_path.write_text(json.dumps(meta, indent=1), encoding="utf-8")
+    from summprune.io.files import atomic_write
+
+    try:
+        atomic_write(partial, "".join(json.dumps({"id": i, "prediction": p}) + "\n" for i, p in sorted(done.items())))
+        atomic_write(meta_path, json.dumps(meta, indent=1))
+    except OSError as e:
+        raise UsageError(f"--output {output}: cannot write beside it ({e.strerror or e}: {e.filename or partial})") from None
     if model is not None:
         try:
             with partial.open("a", encoding="utf-8") as f:
@@ -355,7 +357,11 @@ def _generate(args, output: Path, model_dir: Path, texts: list[str], decoding: d
             print(f"\ninterrupted: {len(done)} of {n} documents saved in {partial}; "
                   "re-run the same command to resume", file=sys.stderr)
             return 130
-    write_csv(output, done)
+    try:
+        write_csv(output, done)
+    except OSError as e:
+        raise UsageError(f"--output {output}: cannot write ({e.strerror or e}); the {len(done)} summaries are kept in "
+                         f"{partial}: fix the path and run the same command again") from None
     partial.unlink(missing_ok=True)
     meta_path.unlink(missing_ok=True)
     print(f"wrote {output} ({n} rows)", file=sys.stderr)

@@ -12,6 +12,7 @@ import copy
 import dataclasses
 import json
 import math
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -499,10 +500,23 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
             raise ConfigError(f"{path}: config file not found")
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: not a UTF-8 text file; a config is a TOML file") from None
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"{path}: invalid TOML: {e}") from None
-    apply_overrides(data, list(overrides or []))
-    return config_from_dict(data, source)
+    overrides = list(overrides or [])
+    apply_overrides(data, overrides)
+    try:
+        return config_from_dict(data, source)
+    except ConfigError as e:
+        # a bad value given on the command line is reported as the override's, not the file's
+        body = str(e)[len(source) + 2:] if str(e).startswith(source + ": ") else str(e)
+        for item in overrides:
+            key = item.split("=", 1)[0].strip()
+            indexed = re.sub(r"\.(\d+)(?=\.|$)", r"[\1]", key)  # prune.stages.0.x -> prune.stages[0].x
+            if body.startswith((key, indexed)) or f" {key}" in body or f" {indexed}" in body:
+                raise ConfigError(f"override {item!r} (on {source}): {body}") from None
+        raise
 
 
 def config_to_dict(cfg: Any) -> Any:

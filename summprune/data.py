@@ -152,7 +152,7 @@ def _from_hub(name: str, split: str) -> datasets.Dataset:
 def train_val_split(ds: datasets.Dataset, val_size: int, seed: int = 42) -> tuple[datasets.Dataset, datasets.Dataset]:
     """Carve a fixed-seed validation set out of train (BillSum has no validation split)."""
     if val_size >= len(ds):
-        raise DataError(f"val_size={val_size} must be smaller than the {len(ds)} training rows")
+        raise DataError(f"data.val_size={val_size} must be smaller than the {len(ds)} rows of the training split")
     parts = ds.train_test_split(test_size=val_size, seed=seed, shuffle=True)
     return parts["train"], parts["test"]
 

@@ -195,3 +195,35 @@ def test_run_records_how_the_model_reads_its_input(tmp_path):
     info = json.loads((tmp_path / "m" / "pruning.json").read_text())
     assert info["data"] == {"prefix": "summarize: ", "max_source_length": 32}
     assert not (tmp_path / ".smoke.lock").exists()  # released
+
+
+def test_score_plot_puts_more_compression_to_the_right(tmp_path, monkeypatch):
+    """Both panels share one x axis: it is inverted once (inverting each panel cancelled out)."""
+    from summprune import plots
+
+    figs = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figs.append(fig) or path)
+    recs = [{"event": "finetuned", "kaggle_score": 0.5, "rougeLsum": 0.4, "mask_ratio": 1.0, "nonzero_ratio": 1.0},
+            {"event": "stage", "stage": 1, "kaggle_score": 0.45, "rougeLsum": 0.35, "mask_ratio": 0.5,
+             "nonzero_ratio": 0.5, "groups": {}}]
+    plots.plot_score_vs_ratio(recs, tmp_path / "s.png")
+    left, right = figs[0].axes[0].get_xlim()
+    assert left > right  # 1.0 (dense) on the left, compression grows to the right
+
+
+def test_messages_name_the_override_the_file_and_the_key(tmp_path):
+    with pytest.raises(ConfigError, match=r"^override 'prune.stages.0.amounts.enc_ffn=1.5' \(on .*seed.toml\): "
+                                          r"prune.stages\[0\].amounts.enc_ffn=1.5"):
+        load_config(ROOT / "configs" / "seed.toml", ["prune.stages.0.amounts.enc_ffn=1.5"])
+    with pytest.raises(ConfigError, match=r"^.*bad.toml: prune.stages\[0\]"):  # a bad file value is the file's
+        bad = tmp_path / "bad.toml"
+        bad.write_text((ROOT / "configs" / "seed.toml").read_text().replace("enc_ffn = 0.1", "enc_ffn = 1.1", 1))
+        load_config(bad)
+    binary = tmp_path / "model.toml"
+    binary.write_bytes(b"\x00\xff\xfe\x00")
+    with pytest.raises(ConfigError, match="model.toml: not a UTF-8 text file"):
+        load_config(binary)
+    from summprune.data import DataError, load_split, train_val_split
+
+    with pytest.raises(DataError, match=r"data.val_size=50 must be smaller"):
+        train_val_split(load_split("synthetic", "train", synthetic_docs=20), 50)

@@ -356,3 +356,26 @@ def test_prefix_and_input_length_come_from_how_the_model_was_trained(model_dir, 
     assert (counted["kwargs"]["prefix"], counted["kwargs"]["max_source_length"]) == ("summarize: ", 64)
     assert run(model_dir, data, tmp_path / "c.csv") == 0  # nothing recorded: the package defaults
     assert (counted["kwargs"]["prefix"], counted["kwargs"]["max_source_length"]) == ("summarize: ", 1024)
+
+
+def test_unwritable_output_and_a_broken_config_are_messages(model_dir, data, tmp_path, capsys, monkeypatch):
+    import shutil
+
+    from summprune.io import files
+
+    def denied(path, data, encoding="utf-8"):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(files, "atomic_write", denied)
+    assert run(model_dir, data, tmp_path / "sub.csv") == 2
+    err = capsys.readouterr().err
+    assert "cannot write" in err and "Permission denied" in err and "Traceback" not in err
+    monkeypatch.undo()
+    bad = tmp_path / "bad_model"
+    shutil.copytree(model_dir, bad)
+    cfg = json.loads((bad / "config.json").read_text())
+    cfg["d_kv"] = -1
+    (bad / "config.json").write_text(json.dumps(cfg))
+    assert run(bad, data, tmp_path / "b.csv") == 2
+    err = capsys.readouterr().err
+    assert "cannot load the model" in err and str(bad) in err and "Traceback" not in err
