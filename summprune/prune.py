@@ -61,10 +61,7 @@ def prune_to_counts(model: nn.Module, keep: dict[str, int], patterns: dict[str, 
     weights) down to exactly ``keep[g]`` unpruned weights. torch's ``amount`` is given as an
     integer, a number of weights, which torch does not round. Returns how many each group lost.
     """
-    groups = group_modules(model, patterns)
-    unknown = sorted(set(keep) - set(groups))
-    if unknown:
-        raise ValueError(f"unknown group(s) {unknown}; known groups: {sorted(groups)}")
+    groups = named_groups(model, patterns, keep)
     pruned = {}
     for g, k in keep.items():
         mods = [m for _, m in groups[g]]
@@ -84,19 +81,20 @@ def prune_to_counts(model: nn.Module, keep: dict[str, int], patterns: dict[str, 
 
 def stage_keep(model: nn.Module, amounts: dict[str, float], patterns: dict[str, str] | None = None) -> dict[str, int]:
     """Weights each group keeps after a stage of ``amounts`` (torch.nn.utils.prune semantics: the
-    fraction of the still-unpruned weights to remove, ``round(amount * unpruned)`` weights, which
-    is what torch's float ``amount`` prunes)."""
+    fraction of the still-unpruned weights to remove; ``schedules.amount_counts``)."""
+    from .schedules import amount_counts
+
+    groups = named_groups(model, patterns, amounts)
+    return {g: amount_counts(sum(unpruned_count(m) for _, m in groups[g]), [a])[0] for g, a in amounts.items()}
+
+
+def named_groups(model: nn.Module, patterns: dict[str, str] | None, names) -> dict:
+    """The model's groups, or ValueError if ``names`` holds one it does not have."""
     groups = group_modules(model, patterns)
-    unknown = sorted(set(amounts) - set(groups))
+    unknown = sorted(set(names) - set(groups))
     if unknown:
         raise ValueError(f"unknown group(s) {unknown}; known groups: {sorted(groups)}")
-    keep = {}
-    for g, amount in amounts.items():
-        if not 0.0 <= amount < 1.0:
-            raise ValueError(f"amount={amount}: must be in [0, 1) (fraction of unpruned weights)")
-        now = sum(unpruned_count(m) for _, m in groups[g])
-        keep[g] = now - round(amount * now)
-    return keep
+    return groups
 
 
 def sync_tied_masks(model: nn.Module) -> None:

@@ -31,3 +31,16 @@ def shared_dir():
     if not (SHARED / "t5-small" / "config.json").is_file():
         pytest.skip("../shared/t5-small not present")
     return SHARED
+
+
+@pytest.fixture
+def tiny_dir(tmp_path, tiny_model):
+    """``tiny_model`` saved with a tokenizer trained on the synthetic corpus (a model directory)."""
+    from summprune.synthetic import make_corpus
+    from summprune.tokenizer import train_tokenizer
+
+    d = tmp_path / "tiny"
+    tiny_model.save_pretrained(d)
+    train_tokenizer([r["text"] for r in make_corpus(20)], vocab_size=100).save_pretrained(d)
+    return d
+

@@ -19,7 +19,7 @@ from transformers import AutoModelForSeq2SeqLM
 from conftest import ROOT
 from summprune import sparsity as S
 from summprune.io.course import STATE_FILE
-from summprune.export import export_model, load_model, save_course
+from summprune.export import load_model, save_course
 from summprune.modeling import build_tiny_model
 from summprune.prune import apply_stage, prepare_model
 

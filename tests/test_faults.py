@@ -26,17 +26,6 @@ def _script(name):
     return mod
 
 
-@pytest.fixture
-def tiny_dir(tmp_path, tiny_model):
-    from summprune.synthetic import make_corpus
-    from summprune.tokenizer import train_tokenizer
-
-    d = tmp_path / "tiny"
-    tiny_model.save_pretrained(d)
-    train_tokenizer([r["text"] for r in make_corpus(20)], vocab_size=100).save_pretrained(d)
-    return d
-
-
 def test_an_output_that_is_a_file_fails_before_any_work(tmp_path, tiny_dir, capsys):
     blocker = tmp_path / "pruned_model"
     blocker.write_text("not a directory")

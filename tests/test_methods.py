@@ -68,17 +68,6 @@ class RandomPruning(Method):
         return {"keep": plan["keep"]}
 
 
-@pytest.fixture
-def tiny_dir(tmp_path, tiny_model):
-    from summprune.tokenizer import train_tokenizer
-    from summprune.synthetic import make_corpus
-
-    d = tmp_path / "tiny"
-    tiny_model.save_pretrained(d)
-    train_tokenizer([r["text"] for r in make_corpus(20)], vocab_size=100).save_pretrained(d)
-    return d
-
-
 def test_a_method_defined_in_a_test_runs_from_its_toml_section(tmp_path, tiny_dir, capsys):
     from summprune.__main__ import main as cli
 

@@ -6,10 +6,8 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 
 import pytest
-import torch
 
 from conftest import ROOT
 from summprune.__main__ import main as cli
@@ -64,18 +62,6 @@ def test_run_writes_run_folder_and_loadable_model(tmp_path):
     assert len(ft) == 2 and "reused" in ft[-1]
     assert [r["event"] for r in logs].count("stage") == 3 and logs[-1]["event"] == "export"
     assert json.loads((tmp_path / "model" / "pruning.json").read_text())["stages"] == info["stages"]
-
-
-@pytest.fixture
-def tiny_dir(tmp_path, tiny_model):
-    from summprune.synthetic import make_corpus
-    from summprune.tokenizer import train_tokenizer
-
-    d = tmp_path / "tiny"
-    tok = train_tokenizer([r["text"] for r in make_corpus(20)], vocab_size=100)
-    tiny_model.save_pretrained(d)
-    tok.save_pretrained(d)
-    return d
 
 
 def test_cli_prune_no_train_writes_stage_ratios(tmp_path, tiny_dir, capsys):

@@ -15,7 +15,6 @@ from torch import nn
 
 from .. import prune as P
 from ..config import StageConfig, expand_stages
-from ..modeling import group_modules
 from ..schedules import amount_counts
 from .base import Method, Step, register
 
@@ -31,11 +30,8 @@ class Stages(Method):
 
     def plan(self, model: nn.Module, ctx) -> list[dict]:
         stages = expand_stages(self.config)
-        groups = group_modules(model, self.patterns)
         named = sorted({g for st in stages for g in st.amounts})
-        unknown = [g for g in named if g not in groups]
-        if unknown:
-            raise ValueError(f"unknown group(s) {unknown}; known groups: {sorted(groups)}")
+        groups = P.named_groups(model, self.patterns, named)
         counts = {g: amount_counts(sum(P.unpruned_count(m) for _, m in groups[g]),
                                    [st.amounts.get(g, 0.0) for st in stages]) for g in named}
         return [{"amounts": dict(st.amounts), "keep": {g: counts[g][t] for g in st.amounts}}
