@@ -275,13 +275,15 @@ def write_outputs(results: dict, names: list[str], out: Path, a) -> str:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        fig, ax = plt.subplots(figsize=(7.5, 4.8))
+        fig, ax = plt.subplots(figsize=(10, 5))
         colour = lambda x, y: "tab:green" if x >= 2.5 and y >= 95 else "tab:red" if y < 50 else "tab:blue"  # noqa: E731
         ax.scatter([p[1] for p in pts], [p[2] for p in pts], c=[colour(x, y) for _, x, y in pts], zorder=3)
-        for i, (n, x, y) in enumerate(sorted(pts, key=lambda p: (p[2] < 50, p[1]))):
-            # collapsed variants crowd the bottom: alternate their labels above and below
-            dy = 4 if y >= 50 or i % 2 == 0 else -10
-            ax.annotate(n, (x, y), textcoords="offset points", xytext=(5, dy), fontsize=7)
+        # numbers at the points and the names in a key beside the axes: names at crowded points overlap
+        ordered = sorted(pts, key=lambda p: p[1])
+        for i, (n, x, y) in enumerate(ordered, 1):
+            ax.annotate(str(i), (x, y), textcoords="offset points", xytext=(4, 4 if i % 2 else -11), fontsize=8)
+        key = "\n".join(f"{i:>2}  {n}  ({x:.2f}x, {y:.0f}%)" for i, (n, x, y) in enumerate(ordered, 1))
+        fig.text(0.70, 0.5, key, fontsize=7.5, family="monospace", va="center")
         ax.axvline(2.5, color="tab:red", ls=":", lw=1, label="2.5x faster (target)")
         ax.axhline(95, color="k", ls=":", lw=1, label="95% of dense proxy score (target)")
         ax.set_xlabel("generation speed-up over dense t5-small shape (CPU, measured)")
@@ -290,7 +292,7 @@ def write_outputs(results: dict, names: list[str], out: Path, a) -> str:
         ax.set_title("Structured variants: speed (t5-small shape) vs quality (proxy)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="center left")
-        fig.tight_layout()
+        fig.tight_layout(rect=(0, 0, 0.69, 1))
         fig.savefig(out / "speed_quality.png", dpi=120)
         plt.close(fig)
     return table

@@ -216,3 +216,35 @@ def test_messages_name_the_override_the_file_and_the_key(tmp_path):
 
     with pytest.raises(DataError, match=r"data.val_size=50 must be smaller"):
         train_val_split(load_split("synthetic", "train", synthetic_docs=20), 50)
+
+
+def test_billsum_offline_is_a_message_saying_how_to_pass_local_files(tmp_path, monkeypatch, capsys):
+    import datasets
+
+    def offline(*a, **kw):
+        raise ConnectionError("Couldn't reach 'FiscalNote/billsum' on the Hub (LocalEntryNotFoundError)")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    from summprune.data import DataError, load_split
+
+    with pytest.raises(DataError, match=r"cannot load it from the Hugging Face hub \(ConnectionError.*data.dataset=/data/billsum"):
+        load_split("billsum", "train")
+    assert cli(["run", str(ROOT / "configs" / "seed.toml"), "model.name=tiny", f"runs_dir={tmp_path / 'runs'}",
+                f"output_dir={tmp_path / 'out'}"]) == 2
+    err = capsys.readouterr().err
+    assert "Hugging Face hub" in err and "Traceback" not in err
+
+
+def test_every_command_line_option_has_help_text():
+    import argparse
+
+    from summprune.__main__ import build_parser
+
+    parsers = [build_parser(), _script("generate_csv").build_parser(), _script("score_result")._parser()]
+    for action in parsers[0]._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            parsers += list(action.choices.values())
+    for p in parsers:
+        for a in p._actions:
+            if not isinstance(a, (argparse._HelpAction, argparse._SubParsersAction)):
+                assert a.help, f"{p.prog}: {a.option_strings or a.dest} has no help text"

@@ -9,7 +9,8 @@ scripts):
     for m in model.modules():
         if isinstance(m, torch.nn.Linear):
             prune.identity(m, "weight")
-    model.load_state_dict(torch.load(d + "/model_state_dict.pth"))
+    model.load_state_dict(torch.load(d + "/model_state_dict.pth", weights_only=True))
+    # (the grader passes no weights_only; True is torch's default since 2.6, and what we use)
     # ratio: (sum of p.numel() for p in model.parameters() - zeros in buffers named *mask*) / former
 
 So a course directory is a ``save_pretrained`` directory plus ``model_state_dict.pth``: a
