@@ -171,7 +171,9 @@ def run_meta(args, model_dir: Path, n_docs: int, decoding: dict, inputs: dict) -
     return {
         "version": META_VERSION,
         "model": str(model_dir.resolve()),
-        "model_fingerprint": fingerprint_files([f for f in model_dir.rglob("*") if f.is_file()]),
+        # the model's files, not this run's own lock and sidecars when --output is inside the model dir
+        "model_fingerprint": fingerprint_files([f for f in model_dir.rglob("*") if f.is_file()
+                                                and not f.name.startswith(Path(args.output).name)]),
         "data": str(local.resolve()) if local is not None else args.data,
         "data_fingerprint": fingerprint_files([local]) if local is not None else None,
         "split": args.split,

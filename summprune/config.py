@@ -469,7 +469,10 @@ def _index(node: list, p: str, path: list[str], item: str) -> int:
 
 def _child(node: Any, p: str, path: list[str], item: str, create: bool) -> Any:
     if isinstance(node, list):
-        return node[_index(node, p, path, item)]
+        child = node[_index(node, p, path, item)]
+        if not isinstance(child, (dict, list)):
+            raise ConfigError(f"override {item!r}: {'.'.join(path + [p])} is not a table")
+        return child
     if not isinstance(node, dict):
         raise ConfigError(f"override {item!r}: {'.'.join(path)} is not a table")
     if p not in node:
@@ -514,7 +517,13 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         for item in overrides:
             key = item.split("=", 1)[0].strip()
             indexed = re.sub(r"\.(\d+)(?=\.|$)", r"[\1]", key)  # prune.stages.0.x -> prune.stages[0].x
-            if body.startswith((key, indexed)) or f" {key}" in body or f" {indexed}" in body:
+            parts = key.split(".")
+            # the message names the key, or a table on its path ("prune.stages[0]: recover_...")
+            prefixes = [re.sub(r"\.(\d+)(?=\.|$)", r"[\1]", ".".join(parts[:i])) for i in range(len(parts), max(2, len(parts) - 3), -1)]
+            named = (f" {key}" in body or f" {indexed}" in body
+                     or any(body.startswith(pre) and body[len(pre):len(pre) + 1] in (":", ".", "[", "=")
+                            for pre in [key, *prefixes]))
+            if named:
                 raise ConfigError(f"override {item!r} (on {source}): {body}") from None
         raise
 

@@ -137,5 +137,6 @@ class Ct2Model:
             source, beam_size=decoding["num_beams"], max_decoding_length=decoding["max_length"] - 1,
             min_decoding_length=decoding["min_new_tokens"], no_repeat_ngram_size=decoding["no_repeat_ngram_size"],
             repetition_penalty=decoding["repetition_penalty"], length_penalty=decoding["length_penalty"],
-            max_batch_size=len(batch), num_hypotheses=1, return_scores=False)
+            max_batch_size=len(batch), num_hypotheses=1, return_scores=False,
+            max_input_length=0)  # the tokenizer truncated already; CTranslate2's default cuts at 1024
         return [tok.convert_tokens_to_ids(r.hypotheses[0]) for r in res]

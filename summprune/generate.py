@@ -40,7 +40,8 @@ from .config import DECODING_DEFAULTS, check_decoding  # noqa: E402  (torch-free
 
 def decoding_from_generation_config(path) -> dict:
     """The decoding options a model directory's ``generation_config.json`` sets (only those
-    present in the file; ``max_new_tokens`` N is read as ``max_length`` N + 1). ``{}`` if the
+    present in the file; ``max_new_tokens`` N is read as ``max_length`` N + 1, and wins over
+    ``max_length`` as in transformers). ``{}`` if the
     file is absent; ValueError naming the file if it is not a JSON object."""
     import json
     from pathlib import Path
@@ -57,7 +58,7 @@ def decoding_from_generation_config(path) -> dict:
     if not isinstance(raw, dict):
         raise ValueError(f"{f}: not a JSON object")
     out = {k: raw[k] for k in DECODING_DEFAULTS if raw.get(k) is not None}
-    if raw.get("max_new_tokens") is not None and "max_length" not in out:
+    if raw.get("max_new_tokens") is not None:  # transformers gives it priority over max_length
         out["max_length"] = raw["max_new_tokens"] + 1 if isinstance(raw["max_new_tokens"], int) else raw["max_new_tokens"]
     return out
 

@@ -487,10 +487,17 @@ def prune_existing(model_dir: str | Path, cfg: ExperimentConfig, output: str | P
     check_output(output)  # before any pruning or training, not only at export
     state = PartialState()
     main = state.is_main_process
-    work_dir = Path(str(output) + ".trainer")
+    out = Path(output)
+    work_dir = out.with_name(out.name + ".trainer")  # beside the output, also for "pruned/"
     metrics_path = work_dir / "metrics.jsonl" if train else None
     model = load_model(model_dir)
     tok = load_tokenizer(model_dir)
+    head, emb = model.get_output_embeddings(), model.get_input_embeddings()
+    if (cfg.export_format == "course" and getattr(model.config, "tie_word_embeddings", False)
+            and head is not None and head.weight is not emb.weight):
+        raise ValueError(f"{model_dir}: its lm_head is a tensor of its own beside the embedding (a model pruned "
+                         "with tie_mode 'course' or 'untie'), which the course format cannot hold once it is pruned "
+                         "or trained further; start from the unpruned fine-tuned model, or export 'hf'/'compact'")
     if torch.cuda.is_available():
         model.to(state.device)
     train_ds = val_ds = None

@@ -232,3 +232,17 @@ def test_seed_recipe_on_t5_small_shape_is_read_by_the_grader(shared_dir, tmp_pat
         a = g.generate(**enc, max_length=16, do_sample=False, num_beams=1)
         b = ours.generate(**enc, max_length=16, do_sample=False, num_beams=1)
     assert torch.equal(a, b)
+
+
+def test_a_course_mode_submission_is_not_pruned_further_into_the_course_format(tmp_path):
+    """Its loaded lm_head is a tensor of its own beside the dense embedding, which the course
+    format cannot hold once trained further: refused before any work, naming the way out."""
+    from summprune.config import load_config
+    from summprune.pipeline import prune_existing
+    from summprune.tokenizer import train_tokenizer
+
+    tok = train_tokenizer(["the act of congress amends the law"] * 4, vocab_size=100)
+    src = save_course(pruned("course", vocab=len(tok)), tmp_path / "submitted", tokenizer=tok)
+    with pytest.raises(ValueError, match="lm_head is a tensor of its own"):
+        prune_existing(src, load_config(ROOT / "configs" / "seed.toml"), tmp_path / "again", train=False)
+    assert not (tmp_path / "again").exists()

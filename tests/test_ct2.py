@@ -144,3 +144,14 @@ def test_ct2_dtypes_are_checked_before_any_work(setup, tmp_path, capsys):
     assert "ctranslate2 engine runs fp32, int8 on cpu" in capsys.readouterr().err
     assert not list(tmp_path.glob("x.csv*")) and not (tmp_path / "cache").exists()
     assert run(setup, tmp_path / "i8.csv", "--engine", "ctranslate2", "--dtype", "int8") == 0
+
+
+def test_inputs_longer_than_1024_tokens_are_read_whole(setup):
+    """CTranslate2 cuts inputs at 1024 tokens by default; the tokenizer has truncated already."""
+    long_texts = [" ".join(setup["texts"]) * 3, " ".join(setup["texts"][:2]) * 8]
+    enc = setup["tok"](["summarize: " + t for t in long_texts])["input_ids"]
+    assert min(len(e) for e in enc) > 1100
+    kw = dict(max_source_length=1500, max_length=12, progress=False)
+    t = gen.generate_summaries(setup["model"], setup["tok"], long_texts, **kw)
+    c = gen.generate_summaries(ct2.Ct2Model.from_dir(setup["dir"], setup["tok"], threads=1), setup["tok"], long_texts, **kw)
+    assert t == c

@@ -248,3 +248,47 @@ def test_every_command_line_option_has_help_text():
         for a in p._actions:
             if not isinstance(a, (argparse._HelpAction, argparse._SubParsersAction)):
                 assert a.help, f"{p.prog}: {a.option_strings or a.dest} has no help text"
+
+
+def test_review_findings_stay_fixed(tmp_path, tiny_dir, tiny_model):
+    """Regressions found in review: each of these lost work or data before its fix."""
+    from summprune.config import load_config as lc
+    from summprune.io.files import LockedError, atomic_dir, lock_file
+    from summprune.methods import build_methods
+
+    # a gradual run whose only recovery is the final one still gets its teacher
+    cfg = lc(None, ["prune.gradual.target_nonzero_ratio=0.5", "prune.gradual.final_recover_steps=5",
+                    "prune.gradual.distill_alpha=0.5"])
+    assert build_methods(cfg.prune)[0].distills()
+    # an output given with a trailing slash keeps its work dir beside it, not inside
+    from summprune.pipeline import prune_existing
+
+    prune_existing(tiny_dir, lc(ROOT / "configs" / "seed.toml", ["export_format=hf"]), str(tmp_path / "p") + "/",
+                   train=False, log_print=lambda s: None)
+    assert (tmp_path / "p" / "model.safetensors").is_file() and not (tmp_path / "p" / ".trainer").exists()
+    # a user's dated backup beside the output is not taken for a stale temp dir
+    backup = tmp_path / "m.old-2024-06-01"
+    backup.mkdir()
+    with atomic_dir(tmp_path / "m") as t:
+        (t / "x").write_text("1")
+    assert backup.is_dir()
+    # an empty lock file (a holder between create and write) is held, not stale
+    (tmp_path / "o.lock").write_text("")
+    with pytest.raises(LockedError):
+        with lock_file(tmp_path / "o.lock", "o"):
+            pass
+    # a run folder (config.json, no weights) is never replaced by an export
+    from summprune.export import save_hf
+
+    run_dir = tmp_path / "runs" / "x"
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.json").write_text("{}")
+    (run_dir / "metrics.jsonl").write_text("{}\n")
+    with pytest.raises(FileExistsError, match="not a model directory"):
+        save_hf(tiny_model, run_dir)
+    assert (run_dir / "metrics.jsonl").is_file()
+    # an override that breaks a list entry is an error naming it, not a traceback
+    with pytest.raises(ConfigError, match=r"override 'prune.gradual.sensitivity_levels.0.x=1'"):
+        lc(ROOT / "configs" / "gradual_kd.toml", ["prune.gradual.sensitivity_levels.0.x=1"])
+    with pytest.raises(ConfigError, match=r"^override 'prune.stages.0.recover_steps=-1'"):
+        lc(ROOT / "configs" / "seed.toml", ["prune.stages.0.recover_steps=-1"])

@@ -379,3 +379,16 @@ def test_unwritable_output_and_a_broken_config_are_messages(model_dir, data, tmp
     assert run(bad, data, tmp_path / "b.csv") == 2
     err = capsys.readouterr().err
     assert "cannot load the model" in err and str(bad) in err and "Traceback" not in err
+
+
+def test_resume_with_the_output_inside_the_model_dir(data, tmp_path, model_dir, counted, capsys):
+    import shutil
+
+    d = tmp_path / "m"
+    shutil.copytree(model_dir, d)
+    out = d / "preds.csv"  # its lock and sidecars sit in the model directory
+    counted["interrupt_after"] = 3
+    assert run(d, data, out) == 130
+    counted["interrupt_after"] = None
+    assert run(d, data, out) == 0
+    assert f"resuming: 3 of {N_DOCS} done" in capsys.readouterr().err

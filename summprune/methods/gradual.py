@@ -149,6 +149,10 @@ class Gradual(Method):
     def prepare(self, model: nn.Module) -> None:
         P.prepare_model(model, self.tie_mode)
 
+    def distills(self) -> bool:
+        g = self.config  # the last step's final budget counts: it may be the only recovery
+        return g.distill_alpha < 1.0 and (g.recovers() or g.final_recover_steps > 0 or g.final_recover_epochs > 0)
+
     def plan(self, model: nn.Module, ctx) -> dict:
         g = self.config
         sensitivity = None
