@@ -292,3 +292,23 @@ def test_review_findings_stay_fixed(tmp_path, tiny_dir, tiny_model):
         lc(ROOT / "configs" / "gradual_kd.toml", ["prune.gradual.sensitivity_levels.0.x=1"])
     with pytest.raises(ConfigError, match=r"^override 'prune.stages.0.recover_steps=-1'"):
         lc(ROOT / "configs" / "seed.toml", ["prune.stages.0.recover_steps=-1"])
+
+
+def test_a_kill_between_the_two_renames_of_a_swap_keeps_the_previous_copy(tmp_path):
+    import subprocess
+    import sys
+
+    from summprune.io.files import atomic_dir
+
+    with atomic_dir(tmp_path / "m") as t:
+        (t / "v").write_text("1")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    # what a writer killed after `out -> out.old-*` and before `tmp -> out` leaves
+    (tmp_path / "m").rename(tmp_path / f"m.old-{dead.pid}-0123abcd")
+    (tmp_path / f"m.tmp-{dead.pid}-4567cdef").mkdir()
+    with pytest.raises(RuntimeError):
+        with atomic_dir(tmp_path / "m") as t:  # the next writer starts (and fails)
+            raise RuntimeError("boom")
+    assert (tmp_path / "m" / "v").read_text() == "1"  # the previous copy is back in place
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]

@@ -117,9 +117,14 @@ def _remove_stale_siblings(out: Path) -> None:
     """Remove ``<out>.tmp-<pid>-*`` / ``<out>.old-<pid>-*`` left by a writer that was killed (its
     pid no longer alive): a kill -9 mid-export leaves its temp directory behind."""
     pattern = re.compile(re.escape(out.name) + r"\.(tmp|old)-(\d+)-[0-9a-f]{8}")
-    for p in out.parent.glob(f"{out.name}.*-*-*"):
-        m = pattern.fullmatch(p.name)  # exactly the names atomic_dir makes, never a user's backup
-        if m and p.is_dir() and not _alive(int(m.group(2))):
+    stale = [(m.group(1), p) for p in out.parent.glob(f"{out.name}.*-*-*")
+             if (m := pattern.fullmatch(p.name)) and p.is_dir() and not _alive(int(m.group(2)))]
+    olds = [p for kind, p in stale if kind == "old"]
+    if olds and not out.exists():
+        # killed between the two renames of a swap: the previous, complete copy goes back in place
+        os.rename(max(olds, key=lambda p: p.stat().st_mtime), out)
+    for _, p in stale:
+        if p.exists():
             shutil.rmtree(p, ignore_errors=True)
 
 
