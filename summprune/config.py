@@ -187,6 +187,8 @@ class StageConfig(RecoveryConfig):
 from .schedules import SCHEDULES  # noqa: E402  (pure Python, no torch)
 
 ALLOCATIONS = ("uniform", "global", "reference", "auto")
+#: Gradual pruning's importance within a group (summprune.methods.gradual).
+GRADUAL_IMPORTANCES = ("magnitude", "wanda")
 #: Structured importance scores and layer selections (summprune.methods.structured).
 IMPORTANCES = ("weight", "taylor")
 LAYER_SELECTIONS = ("spread", "first")
@@ -222,6 +224,11 @@ class GradualConfig(RecoveryConfig):
     )
     sensitivity_docs: int = _help("allocation='auto': validation documents for the loss.", default=64)
     eval_every: int = _help("Generate and score every N steps (0 = after the last step only).", default=0)
+    importance: str = _help(
+        "Which weights a step cuts within a group: 'magnitude' (|w|, L1) or 'wanda' (|w| times the "
+        "L2 norm of its input feature over calibration batches, Sun et al. 2023), measured again at "
+        "every step.", default="magnitude")
+    importance_batches: int = _help("importance='wanda': training batches measured per step.", default=16)
 
 
 @dataclass
@@ -649,6 +656,10 @@ def _validate_gradual(gr: GradualConfig, pr: PruneConfig, bad) -> None:
         bad(".allocation='auto' needs prune.tie_mode 'tied' or 'untie'")
     if gr.eval_every < 0:
         bad(f".eval_every={gr.eval_every}: must be >= 0")
+    if gr.importance not in GRADUAL_IMPORTANCES:
+        bad(f".importance={gr.importance!r}: choose one of {list(GRADUAL_IMPORTANCES)}")
+    if gr.importance_batches < 1:
+        bad(f".importance_batches={gr.importance_batches}: must be >= 1")
 
 
 def _validate_structured(sc: StructuredConfig, pr: PruneConfig, bad) -> None:

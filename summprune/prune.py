@@ -56,10 +56,13 @@ def unpruned_count(module: nn.Module) -> int:
 
 
 def prune_to_counts(model: nn.Module, keep: dict[str, int], patterns: dict[str, str] | None = None,
-                    tie_mode: str = "tied") -> dict[str, int]:
+                    tie_mode: str = "tied", scores: dict[nn.Module, torch.Tensor] | None = None) -> dict[str, int]:
     """The one way weights are cut: each group (L1, one threshold over all the group's Linear
     weights) down to exactly ``keep[g]`` unpruned weights. torch's ``amount`` is given as an
     integer, a number of weights, which torch does not round. Returns how many each group lost.
+
+    ``scores`` (per module, the weight's shape) replaces the magnitude ``|weight_orig * mask|``
+    as the importance, e.g. Wanda's ``|W| * ||X||`` (:func:`wanda_scores`).
     """
     groups = named_groups(model, patterns, keep)
     pruned = {}
@@ -71,12 +74,44 @@ def prune_to_counts(model: nn.Module, keep: dict[str, int], patterns: dict[str, 
             raise ValueError(f"group {g}: asked to keep {k} weights but only {now} are unpruned")
         if n > 0:
             prune.global_unstructured([(m, "weight") for m in mods], pruning_method=prune.L1Unstructured,
-                                      importance_scores={(m, "weight"): current_weight(m) for m in mods},
+                                      importance_scores={(m, "weight"): (scores[m] if scores is not None and m in scores
+                                                                         else current_weight(m)) for m in mods},
                                       amount=int(n))
         pruned[g] = n
     if tie_mode == "tied":
         sync_tied_masks(model)
     return pruned
+
+
+@torch.no_grad()
+def activation_norms(model: nn.Module, modules: list[nn.Module], batches: list[dict]) -> dict[nn.Module, torch.Tensor]:
+    """``||X_j||_2`` of every input feature ``j`` of each module over the tokens of ``batches``
+    (a forward pass with labels, teacher forcing), for Wanda's importance."""
+    sums = {m: torch.zeros(m.in_features, dtype=torch.float64) for m in modules}
+
+    def add(mod, args):  # returns None: a pre-hook's return value would replace the input
+        x = args[0].detach()
+        sums[mod].add_(x.reshape(-1, x.shape[-1]).double().pow(2).sum(0).cpu())
+
+    handles = [m.register_forward_pre_hook(add) for m in modules]
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    try:
+        for b in batches:
+            model(**{k: v.to(device) for k, v in b.items()})
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return {m: s.sqrt().float() for m, s in sums.items()}
+
+
+def wanda_scores(model: nn.Module, modules: list[nn.Module], batches: list[dict]) -> dict[nn.Module, torch.Tensor]:
+    """Wanda (Sun et al. 2023): weight ``W_ij`` matters as ``|W_ij| * ||X_j||_2``, its magnitude
+    times the norm of the input feature it multiplies, measured on calibration ``batches``."""
+    norms = activation_norms(model, modules, batches)
+    return {m: current_weight(m).abs() * norms[m].to(current_weight(m).device) for m in modules}
 
 
 def stage_keep(model: nn.Module, amounts: dict[str, float], patterns: dict[str, str] | None = None) -> dict[str, int]:

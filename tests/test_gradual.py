@@ -200,3 +200,60 @@ def test_budget_never_rounds_above_the_target(tiny_model):
     fixed = S.nonzero_count(tiny_model) - sum(c["nonzero"] for c in group_counts(tiny_model).values())
     assert (b["budget"] + fixed) / dense <= target
     assert b["budget"] + fixed == int(0.3 * dense)
+
+
+@pytest.fixture
+def calib(tiny_model):
+    """A tokenizer that fits tiny_model's vocabulary and a small tokenized training set."""
+    from summprune.data import tokenize
+    from summprune.synthetic import make_corpus
+    from summprune.tokenizer import train_tokenizer
+
+    import datasets
+
+    rows = make_corpus(16, seed=3)
+    tok = train_tokenizer([r["text"] for r in rows] + [r["summary"] for r in rows], vocab_size=100)
+    assert len(tok) <= tiny_model.config.vocab_size
+    ds = tokenize(datasets.Dataset.from_list(rows), tok, "summarize: ", 48, 24)
+    return tok, ds
+
+
+def test_wanda_keeps_the_largest_weight_times_input_norm(tiny_model, calib):
+    import copy
+
+    from summprune import prune as P
+    from summprune.methods.structured import importance_batches
+    from summprune.modeling import group_modules
+
+    tok, ds = calib
+    batches = importance_batches(tiny_model, tok, ds, 2, 8)
+    mods = [m for _, m in group_modules(tiny_model)["enc_ffn"]]
+    scores = P.wanda_scores(tiny_model, mods, batches)
+    norms = P.activation_norms(tiny_model, mods, batches)
+    assert torch.allclose(scores[mods[0]], mods[0].weight.abs() * norms[mods[0]])
+    keep = {"enc_ffn": sum(m.weight.numel() for m in mods) // 3}
+    magnitude = copy.deepcopy(tiny_model)
+    P.prune_to_counts(tiny_model, keep, scores=scores)
+    P.prune_to_counts(magnitude, keep)
+    s = torch.cat([scores[m].flatten() for m in mods])
+    kept = torch.cat([m.weight_mask.flatten() for m in mods]).bool()
+    assert int(kept.sum()) == keep["enc_ffn"] and float(s[kept].min()) >= float(s[~kept].max())
+    mags = [m for _, m in group_modules(magnitude)["enc_ffn"]]
+    assert not all(torch.equal(a.weight_mask, b.weight_mask) for a, b in zip(mods, mags))  # another choice
+
+
+def test_gradual_with_wanda_through_the_driver(tiny_model, calib):
+    from summprune.config import config_from_dict
+    from summprune.pipeline import prune_model
+
+    tok, ds = calib
+    cfg = config_from_dict({"prune": {"gradual": {"target_nonzero_ratio": 0.4, "steps": 2, "importance": "wanda",
+                                                  "importance_batches": 2}},
+                            "train": {"batch_size": 8}})
+    model, recs, plan = prune_model(tiny_model, tok, cfg, train_ds=ds, log_print=lambda s: None)
+    assert S.nonzero_count(model) == plan["gradual"]["target_nonzero"] and len(recs) == 2
+    with pytest.raises(ValueError, match="importance='wanda' measures activations"):
+        prune_model(model, tok, config_from_dict({"prune": {"gradual": {"target_nonzero_ratio": 0.3, "importance": "wanda"}}}),
+                    log_print=lambda s: None)
+    with pytest.raises(ConfigError, match="importance='bogus'"):
+        config_from_dict({"prune": {"gradual": {"target_nonzero_ratio": 0.3, "importance": "bogus"}}})
