@@ -89,9 +89,10 @@ def save_course(model: nn.Module, out_dir: str | Path, tokenizer: Any = None,
     from .io.course import STATE_FILE, course_state_dict, tied_copy_for_safetensors
 
     out = check_output(out_dir)
-    check_finite(permanent_copy(model))
-    state = course_state_dict(model)  # raises for untied lm_head before any file exists
-    plain = tied_copy_for_safetensors(model)
+    perm = permanent_copy(model)  # once: a copy of every pruned weight on t5-small
+    check_finite(perm)
+    state = course_state_dict(model, perm)  # raises for untied lm_head before any file exists
+    plain = tied_copy_for_safetensors(model, perm)
     with atomic_dir(out, allow=(STATE_FILE,), fault="export") as tmp:
         torch.save(state, str(tmp / STATE_FILE))
         write_hf(plain, tmp, tokenizer, pruning_info, extra_checksummed=(STATE_FILE,))

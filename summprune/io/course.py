@@ -63,21 +63,23 @@ def _ties_lm_head(model: nn.Module) -> bool:
 
 
 @torch.no_grad()
-def course_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+def course_state_dict(model: nn.Module, perm: nn.Module | None = None) -> dict[str, torch.Tensor]:
     """The state dict the grader's code loads for ``model`` (masked or permanent).
 
     Every ``nn.Linear``'s ``weight`` becomes ``weight_orig`` (the weight the model computes
     with: pruned entries are 0) and ``weight_mask`` (float, the module's prune mask where it has
     one, else where the weight is non-zero). For a tied config ``lm_head.weight_orig`` is the
     input embedding, which the grader's model shares with it; ValueError if ``embedding * mask``
-    is not what the model's ``lm_head`` computes with (``tie_mode='untie'``).
+    is not what the model's ``lm_head`` computes with (``tie_mode='untie'``). ``perm`` is
+    ``permanent_copy(model)`` when the caller has made it already.
     """
     from ..prune import is_pruned, permanent_copy
 
     linear = _linear_names(model)
     masks = {n: m.weight_mask.detach() for n, m in linear.items() if is_pruned(m)}
     # on CPU: the grader's torch.load has no map_location, and its machine may have no GPU
-    perm_sd = {k: v.detach().cpu() for k, v in permanent_copy(model).state_dict(keep_vars=True).items()}
+    perm = permanent_copy(model) if perm is None else perm
+    perm_sd = {k: v.detach().cpu() for k, v in perm.state_dict(keep_vars=True).items()}
     sd: dict[str, torch.Tensor] = {}
     for key, value in perm_sd.items():
         mod_name, _, attr = key.rpartition(".")
@@ -106,7 +108,7 @@ def _module_name(model: nn.Module, module: nn.Module) -> str:
     return next(n for n, m in model.named_modules() if m is module)
 
 
-def tied_copy_for_safetensors(model: nn.Module) -> nn.Module:
+def tied_copy_for_safetensors(model: nn.Module, perm: nn.Module | None = None) -> nn.Module:
     """The permanent model as ``from_pretrained`` of a tied config can hold it.
 
     In ``tie_mode='course'`` the permanent model's lm_head is a pruned copy beside the dense
@@ -116,7 +118,7 @@ def tied_copy_for_safetensors(model: nn.Module) -> nn.Module:
     """
     from ..prune import permanent_copy
 
-    perm = permanent_copy(model)
+    perm = permanent_copy(model) if perm is None else perm
     if _ties_lm_head(perm):
         head = perm.get_output_embeddings()
         emb = perm.get_input_embeddings()
@@ -128,11 +130,6 @@ def tied_copy_for_safetensors(model: nn.Module) -> nn.Module:
                 head, emb = perm.get_output_embeddings(), perm.get_input_embeddings()
             head.weight = emb.weight
     return perm
-
-
-def save_state_file(model: nn.Module, d: Path) -> None:
-    """Write ``d/model_state_dict.pth`` for ``model`` (see :func:`course_state_dict`)."""
-    torch.save(course_state_dict(model), str(d / STATE_FILE))
 
 
 def read_state_file(path: Path) -> dict[str, torch.Tensor]:
@@ -216,4 +213,4 @@ def load_course(d: str | Path) -> tuple[nn.Module, float]:
 
 
 __all__ = ["STATE_FILE", "MAX_RATIO", "BASELINE_SCORE", "is_course_dir", "course_state_dict", "grader_model",
-           "load_course", "save_state_file", "read_state_file", "tied_copy_for_safetensors"]
+           "load_course", "read_state_file", "tied_copy_for_safetensors"]
