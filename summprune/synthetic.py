@@ -20,6 +20,18 @@ within <N> days. [Authorizes appropriations for fiscal years <y1> through <y2>.]
   amendments of other Acts that look alike, "shall" requirements among "should" sense-of-Congress
   sections, 2-4 summary sentences.
 
+* ``difficulty="copy"``: a corpus whose summaries can only be written by reading the bill. Its
+  names (short title, amended Acts, places, agencies, offices, streets, honorees) are drawn per
+  bill from 1,000 made-up words, and its numbers and years per bill, and appear in the summary
+  only because they appear in the text. A bill has 2-3 of six kinds of provision (amend an Act,
+  require an action by a deadline, authorize appropriations, establish an office, designate a post
+  office, convey land), each with its own summary sentence, among 1-2 distractors (a conforming
+  amendment of another Act, a sense-of-Congress section naming another agency and deadline,
+  findings) that the summary ignores. A perfect summarizer given another bill's text scores ~0.3
+  on the course metric against this bill's summary (the template words), one given its own text
+  1.0. 100-250 words (~205 BPE tokens with a 4,000-token vocabulary, at most ~345: read whole at
+  ``max_source_length=384``); summaries ~48 tokens.
+
 Every document is generated from its own ``random.Random`` seeded from (seed, difficulty, index),
 so ``make_corpus`` is deterministic, uses no global random state, and ``make_corpus(n)`` is a
 prefix of ``make_corpus(m)`` for ``n < m``.
@@ -29,7 +41,7 @@ from __future__ import annotations
 
 import random
 
-DIFFICULTIES = ("easy", "hard")
+DIFFICULTIES = ("easy", "hard", "copy")
 
 # --------------------------------------------------------------------------------------------
 # vocabulary. The first part of every list is the 'easy' vocabulary; 'hard' uses all of it.
@@ -446,14 +458,125 @@ def _make_hard(rng: random.Random, v: _Vocab) -> tuple[str, str, str]:
     return title, text, summary
 
 
+# --------------------------------------------------------------------------------------------
+# 'copy': every name is made of random syllables, so it has to be read from the text.
+
+_SYL_ON = ["b", "d", "f", "g", "h", "k", "l", "m", "n", "p", "r", "s", "t", "v", "w", "z", "br", "dr", "gr",
+           "kr", "st", "tr", "ch", "sh", "th"]
+_SYL_NU = ["a", "e", "i", "o", "u", "ai", "ea", "ou"]
+_SYL_CO = ["", "", "n", "r", "l", "s", "m", "th", "nd", "rk", "st"]
+_ACT_NOUNS = ["Watershed", "Housing", "Conservation", "Workforce", "Broadband", "Health", "Transit", "Energy",
+              "Fisheries", "Education", "Veterans", "Agriculture", "Flood Control", "Public Lands", "Water Supply"]
+_PLACE_KINDS = ["County", "Valley", "Harbor", "River Basin", "National Forest", "Township"]
+_AGENCY_KINDS = ["Commission", "Authority", "Board", "Administration", "Corporation", "Council"]
+_ACTIONS_COPY = ["report to Congress", "issue regulations", "conduct a study", "award grants",
+                 "publish guidance", "hold hearings"]
+_ACTION_HEADINGS_COPY = ["REPORT", "REGULATIONS", "STUDY", "GRANTS", "GUIDANCE", "HEARINGS"]
+
+
+def _make_name(rng: random.Random) -> str:
+    """A pronounceable made-up word of 2-3 syllables ("Dorvain", "Strekal")."""
+    n = rng.choice([2, 2, 3])
+    w = "".join(rng.choice(_SYL_ON) + rng.choice(_SYL_NU) + (rng.choice(_SYL_CO) if i == n - 1 else "")
+                for i in range(n))
+    return w.capitalize()
+
+
+def _name_pool(n: int) -> list[str]:
+    rng = random.Random("summprune-synthetic/names")
+    pool: dict[str, None] = {}
+    while len(pool) < n:
+        pool[_make_name(rng)] = None
+    return list(pool)
+
+
+#: The made-up names of the 'copy' corpus. Each is frequent enough in a corpus of thousands of
+#: bills to be one token of a 4,000-token BPE vocabulary, so a summary copies a name in one step;
+#: there are too many to guess the one a bill uses (and a bill draws 8-15 of them).
+_NAMES = _name_pool(1000)
+
+
+def _name(rng: random.Random) -> str:
+    return rng.choice(_NAMES)
+
+
+def _make_copy(rng: random.Random, v: _Vocab) -> tuple[str, str, str]:
+    d = _Doc(rng, v, hard=True)
+
+    def nn() -> str:
+        return f"{_name(rng)} {_name(rng)}"
+
+    title = f"{nn()} Act of {d.year}"
+    agency = f"{nn()} {rng.choice(_AGENCY_KINDS)}"
+    y1 = d.year + 1
+    y2 = y1 + rng.randint(2, 6)
+
+    # (heading, body, summary sentence): each kind is written one way in the text and one way in
+    # the summary; a bill has 2-3 kinds, so two bills rarely share their summary's wording.
+    def amend():
+        act = (f"{nn()} {rng.choice(_ACT_NOUNS)} Act", rng.randint(5, 50), rng.randint(100, 9000))
+        place = f"{nn()} {rng.choice(_PLACE_KINDS)}"
+        k = rng.randrange(2)
+        purpose = [f"establish a {rng.choice(v.programs)} for {rng.choice(v.groups)} in {place}",
+                   f"expand {rng.choice(v.benefits)} in {place}"][k]
+        head, body = d.amendment_section(act, k, purpose)
+        return head, body, f"Amends the {act[0]} to {purpose}."
+
+    def require():
+        days = rng.randint(3, 99) * 10
+        ak, action = rng.choice(list(enumerate(_ACTIONS_COPY)))
+        return (_ACTION_HEADINGS_COPY[ak], f"Not later than {days} days after the date of the enactment of this Act, "
+                f"the {agency} shall {action}.", f"Requires the {agency} to {action} within {days} days.")
+
+    def authorize():
+        amount = rng.randint(2, 95) * 5
+        return ("AUTHORIZATION OF APPROPRIATIONS", f"There are authorized to be appropriated to carry out this Act "
+                f"${amount},000,000 for each of fiscal years {y1} through {y2}.",
+                f"Authorizes ${amount} million for fiscal years {y1} through {y2}.")
+
+    def establish():
+        office = f"{nn()} {rng.choice(['Office', 'Center', 'Task Force', 'Institute'])}"
+        return ("ESTABLISHMENT", f"There is established within the {agency} an entity to be known as the "
+                f"``{office}''.", f"Establishes the {office} within the {agency}.")
+
+    def designate():
+        number, street, town = rng.randint(10, 9999), _name(rng), _name(rng)
+        honoree = f"{_name(rng)} {rng.choice('ABCDEFGHJKLMNPRSTW')}. {_name(rng)}"
+        return ("DESIGNATION", f"The facility of the United States Postal Service located at {number} {street} "
+                f"Street in {town} shall be known and designated as the ``{honoree} Post Office Building''.",
+                f"Designates the facility at {number} {street} Street in {town} as the {honoree} Post Office "
+                f"Building.")
+
+    def convey():
+        acres, county = rng.randint(2, 950), f"{nn()} County"
+        place = f"{nn()} {rng.choice(_PLACE_KINDS)}"
+        return ("LAND CONVEYANCE", f"The {agency} shall convey to {county} all right, title, and interest of "
+                f"the United States in and to the approximately {acres} acres of land in {place}.",
+                f"Directs the {agency} to convey {acres} acres in {place} to {county}.")
+
+    kinds = [amend, require, authorize, establish, designate, convey]
+    primary = [f() for f in rng.sample(kinds, rng.choice([2, 3]))]
+    sections = [(h, b) for h, b, _ in primary]
+    other_act = (f"{nn()} {rng.choice(_ACT_NOUNS)} Act", rng.randint(5, 50), rng.randint(100, 9000))
+    distract = [d.conforming_section(other_act),
+                ("SENSE OF CONGRESS", f"It is the sense of Congress that the {nn()} {rng.choice(_AGENCY_KINDS)} "
+                                      f"should {rng.choice(_ACTIONS_COPY)} within {rng.randint(3, 99) * 10} days."),
+                d.findings_section(rng.randint(1, 3), "")]
+    rng.shuffle(distract)
+    # distractors go anywhere; the primary sections keep their order (the summary's order)
+    for s in distract[: rng.randint(1, 2)]:
+        sections.insert(rng.randint(0, len(sections)), s)
+    summary = f"{title} - " + " ".join(t for _, _, t in primary)
+    return title, _render(title, sections), summary
+
 def make_corpus(n: int, seed: int = 42, difficulty: str = "easy") -> list[dict]:
     """``n`` BillSum-like documents: dicts with ``bill_id``, ``title``, ``text``, ``summary``."""
     if difficulty not in DIFFICULTIES:
         raise ValueError(f"difficulty={difficulty!r}: choose one of {list(DIFFICULTIES)}")
     if n < 0:
         raise ValueError(f"n={n}: must be >= 0")
-    make = _make_easy if difficulty == "easy" else _make_hard
-    v = _VOCABS[difficulty]
+    make = {"easy": _make_easy, "hard": _make_hard, "copy": _make_copy}[difficulty]
+    v = _VOCABS["easy" if difficulty == "easy" else "hard"]
     rows = []
     for i in range(n):
         # A str seed is hashed with SHA-512 by random.Random: stable across runs and platforms.

@@ -11,50 +11,87 @@ import pytest
 
 from conftest import ROOT
 
-sys.path.insert(0, str(ROOT / "benchmarks"))  # structured_speed imports sparsity_quality
+sys.path.insert(0, str(ROOT / "benchmarks"))  # the benchmarks import grid and proxy
 
-TINY_PROXY = ["--proxy-minutes", "0.02", "--train-docs", "40", "--val-docs", "8", "--eval-docs", "4",
-              "--d-model", "16", "--layers", "1", "--heads", "2", "--vocab", "300", "--max-source-length", "64",
-              "--proxy-eval-every", "5"]
+TINY_PROXY = ["--minutes", "0.05", "--train-docs", "60", "--val-docs", "8", "--eval-docs", "6", "--d-model", "16",
+              "--layers", "1", "--heads", "2", "--vocab", "300", "--max-source-length", "64", "--eval-every", "4",
+              "--threads", "1"]
 
 
 @pytest.fixture(scope="module")
 def proxy_dir(tmp_path_factory):
-    import sparsity_quality
+    import proxy
 
     d = tmp_path_factory.mktemp("bench")
-    assert sparsity_quality.main([*TINY_PROXY, "--proxy-only", "--proxy-dir", str(d / "proxy")]) == 0
-    assert (d / "proxy" / "meta.json").is_file()
+    assert proxy.main([*TINY_PROXY, "--out", str(d / "proxy"), "--work", str(d / "work")]) == 0
+    meta = json.loads((d / "proxy" / "proxy.json").read_text())
+    assert meta["difficulty"] == "copy" and meta["max_source_length"] == 64
+    v = meta["validity"]
+    assert {"own_kaggle", "swapped_kaggle", "swapped_over_own", "title_rate", "act_rate", "passes"} <= set(v)
+    assert 0.1 < v["reference_swapped_kaggle"] < 0.5  # the corpus: template words only
     return d / "proxy"
+
+
+def test_proxy_resumes_and_checks(proxy_dir, tmp_path):
+    """The stored proxy loads (compact fp16) and --check-only recomputes its checks; a training
+    run that finds its checkpoint goes on from it."""
+    import proxy
+
+    rc = proxy.main(["--out", str(proxy_dir), "--check-only"])
+    assert rc == 1  # a 1-block, 16-wide proxy trained for 3 s does not read: the checks say so
+    work = tmp_path / "work"
+    argv = [*TINY_PROXY, "--minutes", "0.02", "--out", str(tmp_path / "p"), "--work", str(work)]
+    assert proxy.main(argv) == 0
+    steps = json.loads((work / "state.json").read_text())["step"]
+    assert proxy.main(argv) == 0  # budget spent: resumes, evaluates once more, rewrites the proxy
+    assert json.loads((work / "state.json").read_text())["step"] == steps + 1
+
+
+def test_copy_rates():
+    import proxy
+
+    rows = [{"title": "Foo Bar Act of 2020", "summary": "Foo Bar Act of 2020 - Amends the Baz Qux Act to fund."},
+            {"title": "Zed Act of 2021", "summary": "Zed Act of 2021 - Authorizes $5 million."}]
+    r = proxy.copy_rates(["Foo Bar Act of 2020 - Amends the Baz Qux Act.", "Zed Act of 2020"], rows)
+    assert r == {"title_rate": 0.5, "act_rate": 1.0, "act_docs": 1}
 
 
 def test_sparsity_quality_smallest(tmp_path, proxy_dir):
     import sparsity_quality
 
     out = tmp_path / "sq"
-    argv = [*TINY_PROXY, "--proxy-dir", str(proxy_dir), "--out", str(out), "--targets", "0.5",
-            "--methods", "oneshot", "reference", "gradual_kd_auto", "--recovery-steps", "2", "--steps", "2",
-            "--levels", "0.5", "0.9"]
+    argv = ["--proxy", str(proxy_dir), "--out", str(out), "--work", str(tmp_path / "w"), "--targets", "0.5",
+            "--methods", "reference", "gradual_kd_wanda", "oneshot", "--seeds", "0", "1", "--recovery-steps", "2",
+            "--steps", "2", "--eval-docs", "3", "--recovery-docs", "30", "--threads", "1"]
     assert sparsity_quality.main(argv) == 0
-    res = json.loads((out / "results.json").read_text())
-    assert set(res["cells"]) == {"oneshot@0.5", "reference@0.5", "gradual_kd_auto@0.5"}
-    for key, c in res["cells"].items():
-        assert c["nonzero_ratio"] == pytest.approx(0.5, abs=2e-3), key  # the driver hit the target
-        assert c["recovery_steps"] == (0 if key.startswith("oneshot") else 2), key
+    recs = json.loads((out / "results.json").read_text())["records"]
+    assert {(r["method"], r["seed"]) for r in recs} == {(m, s) for m in ("dense_control", "reference",
+                                                                         "gradual_kd_wanda", "oneshot") for s in (0, 1)}
+    for r in recs:
+        assert {"method", "target", "seed", "recovery_steps", "kaggle_score", "rougeLsum"} <= set(r)
+        assert r["recovery_steps"] == r["recovery_steps_done"] == 2, r["method"]  # the same budget for all
+        if r["method"] != "dense_control":
+            assert r["nonzero_ratio"] == pytest.approx(0.5, abs=2e-3), r["method"]  # the driver hit the target
     assert (out / "table.md").is_file() and (out / "pareto.png").is_file()
-    assert "dense_ft" in res  # the control ran
+    # resumable: a second run finds every record and trains nothing
+    assert sparsity_quality.main(argv) == 0
+    assert len(json.loads((out / "results.json").read_text())["records"]) == 8
 
 
 def test_structured_speed_smallest(tmp_path, proxy_dir, shared_dir):
     import structured_speed
 
     out = tmp_path / "ss"
-    assert structured_speed.main(["--proxy-dir", str(proxy_dir), "--variants", "ffn50", "--recovery-steps", "2",
+    assert structured_speed.main(["--proxy", str(proxy_dir), "--variants", "ffn50", "--recovery-steps", "2",
                                   "--docs", "2", "--new-tokens", "2", "--reps", "1", "--threads", "1",
+                                  "--seeds", "0", "--eval-docs", "3", "--recovery-docs", "30",
                                   "--out", str(out)]) == 0
     res = json.loads((out / "results.json").read_text())
-    assert "ffn50" in res["quality"]["variants"] and "ffn50" in res["speed"]["variants"]
-    assert res["quality"]["variants"]["ffn50"]["plan"]["ffn"]  # the driver's structure plan
+    recs = res["quality"]["records"]
+    assert {r["variant"] for r in recs} == {"dense_control", "ffn50"}
+    assert all(r["recovery_steps"] == 2 for r in recs)
+    assert next(r for r in recs if r["variant"] == "ffn50")["plan"]["ffn"]  # the driver's structure plan
+    assert "ffn50" in res["speed"]["variants"]
     assert (out / "table.md").is_file()
 
 

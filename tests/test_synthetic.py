@@ -35,7 +35,7 @@ def _words(s: str) -> list[str]:
 # ---------------------------------------------------------------------------------- corpus
 
 
-@pytest.mark.parametrize("difficulty", ["easy", "hard"])
+@pytest.mark.parametrize("difficulty", ["easy", "hard", "copy"])
 def test_deterministic(difficulty):
     assert make_corpus(12, seed=7, difficulty=difficulty) == make_corpus(12, seed=7, difficulty=difficulty)
 
@@ -85,7 +85,7 @@ def test_bad_arguments():
     assert make_corpus(0) == []
 
 
-@pytest.mark.parametrize("difficulty", ["easy", "hard"])
+@pytest.mark.parametrize("difficulty", ["easy", "hard", "copy"])
 def test_summary_copyable(difficulty):
     """Most summary words occur in the text, so copying from the input pays off."""
     for r in make_corpus(40, seed=5, difficulty=difficulty):
@@ -193,3 +193,26 @@ def test_works_with_data_tokenize(tok, easy):
     assert set(ds.column_names) >= {"input_ids", "attention_mask", "labels"}
     assert all(len(x) <= 64 and x[-1] == 1 for x in ds["input_ids"])
     assert all(len(y) <= 32 and y[-1] == 1 for y in ds["labels"])
+
+
+def test_copy_summaries_need_the_text():
+    """'copy': names are drawn per bill, so a summary is hardly writable from another bill's text:
+    the course metric of the next bill's reference against this one is ~0.3 (template words)."""
+    from summprune.metrics import kaggle_score
+
+    rows = make_corpus(200, seed=11, difficulty="copy")
+    refs = [r["summary"] for r in rows]
+    assert kaggle_score(refs[1:] + refs[:1], refs) < 0.4
+    assert len({r["title"] for r in rows}) == len(rows)  # no title repeats
+    for r in rows:
+        assert r["summary"].startswith(r["title"] + " - ")
+        assert f"``{r['title']}''" in r["text"]
+        for act in re.findall(r"Amends the (.+? Act) to ", r["summary"]):
+            assert re.search(rf"Section \d+ of the {re.escape(act)} \(", r["text"])
+        for office in re.findall(r"Establishes the (.+?) within the ", r["summary"]):
+            assert f"``{office}''" in r["text"]
+        # the distractors are in the text and not in the summary
+        if "TECHNICAL AND CONFORMING AMENDMENTS" in r["text"]:
+            other = re.search(r"AMENDMENTS\.\s+Section \d+ of the (.+? Act) \(", r["text"]).group(1)
+            assert other not in r["summary"]
+    assert corpus_stats(rows)["text_words_max"] < 300  # read whole at max_source_length=384

@@ -1,0 +1,105 @@
+"""What the quality benchmarks share: the committed proxy, scoring, a resumable record store, and
+seed statistics (mean, min-max, "beats" only where ranges do not overlap)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import proxy as P
+
+ROOT = P.ROOT
+PREFIX = P.PREFIX
+DEFAULT_PROXY = P.DEFAULT_OUT
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def load_proxy(proxy_dir: str | Path) -> tuple:
+    """(model, tokenizer, meta, data) of the proxy in ``proxy_dir`` (``benchmarks/proxy.py``)."""
+    from summprune.export import load_model
+    from summprune.modeling import load_tokenizer
+
+    d = Path(proxy_dir)
+    if not (d / "proxy.json").is_file():
+        raise SystemExit(f"no proxy in {d} (proxy.json missing): train it with `python benchmarks/proxy.py "
+                         f"--out {d}` (about 45 min on 2 cores)")
+    meta = json.loads((d / "proxy.json").read_text())
+    return load_model(d).eval(), load_tokenizer(d), meta, P.splits(meta)
+
+
+def score(model, tok, rows: list[dict], max_source_length: int, batch_size: int = 32) -> dict:
+    """Greedy, max length 128 (the course's decoding) on ``rows``: course score and ROUGE-Lsum."""
+    from summprune.metrics import kaggle_score, rouge
+
+    t = time.time()
+    preds = P.generate(model.eval(), tok, [r["text"] for r in rows], max_source_length, batch_size)
+    refs = [r["summary"] for r in rows]
+    return {"kaggle_score": round(kaggle_score(preds, refs), 4), "rougeLsum": round(rouge(preds, refs)["rougeLsum"], 4),
+            **P.copy_rates(preds, rows), "empty": sum(not p.strip() for p in preds),
+            "eval_s": round(time.time() - t, 1), "example": preds[0]}
+
+
+class Records:
+    """``results.json`` as ``{"settings": ..., "records": [...], ...}``, written atomically after
+    every record, so a stopped run resumes where it was. Records of other settings are not mixed
+    in: a run with other settings starts a new file (the old one is kept as ``.old.json``)."""
+
+    def __init__(self, path: Path, settings: dict, fresh: bool = False):
+        self.path = path
+        self.data: dict = {}
+        if path.is_file() and not fresh:
+            data = json.loads(path.read_text())
+            if data.get("settings") == settings:
+                self.data = data
+            else:
+                os.replace(path, path.with_suffix(".old.json"))
+                log(f"{path}: other settings; kept as {path.with_suffix('.old.json').name}, starting afresh")
+        self.data["settings"] = settings
+        self.data.setdefault("records", [])
+
+    @property
+    def records(self) -> list[dict]:
+        return self.data["records"]
+
+    def find(self, **key) -> dict | None:
+        for r in self.records:
+            if all(r.get(k) == v for k, v in key.items()):
+                return r
+        return None
+
+    def add(self, rec: dict) -> None:
+        self.records.append(rec)
+        self.save()
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=1) + "\n")
+        os.replace(tmp, self.path)
+
+
+def stats(values: list[float]) -> dict:
+    return {"mean": sum(values) / len(values), "min": min(values), "max": max(values), "n": len(values)}
+
+
+def fmt(s: dict | None, digits: int = 4) -> str:
+    if s is None:
+        return "-"
+    return f"{s['mean']:.{digits}f} [{s['min']:.{digits}f}-{s['max']:.{digits}f}]"
+
+
+def verdict(a: dict, b: dict) -> str:
+    """'beats' / 'loses to' only where the min-max ranges do not overlap (and both have >= 3
+    seeds); else 'ties'."""
+    if a["n"] < 3 or b["n"] < 3:
+        return "too few seeds"
+    if a["min"] > b["max"]:
+        return "beats"
+    if a["max"] < b["min"]:
+        return "loses to"
+    return "ties"
