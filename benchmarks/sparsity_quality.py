@@ -239,11 +239,12 @@ def write_outputs(data: dict, out: Path, a) -> str:
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--targets", type=float, nargs="+", default=[0.3, 0.1], help="honest nonzero_ratio targets")
+    p.add_argument("--targets", type=float, nargs="+", default=[0.1, 0.3],
+                   help="honest nonzero_ratio targets (run in this order)")
     p.add_argument("--methods", nargs="+", default=["reference", "gradual_kd", "gradual_kd_wanda"], choices=METHODS,
                    help="methods (dense_control always runs, once per seed and budget)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="recovery seeds per cell")
-    p.add_argument("--recovery-steps", type=int, nargs="+", default=[200],
+    p.add_argument("--recovery-steps", type=int, nargs="+", default=[100],
                    help="recovery budgets (optimizer steps in all per cell; several = a budget axis)")
     p.add_argument("--steps", type=int, default=8, help="pruning steps of the gradual methods")
     p.add_argument("--final-recovery-frac", type=float, default=0.25,
@@ -293,8 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     cache: dict = {}
     work = Path(a.work)
     jobs = [(CONTROL, 1.0, s, b) for b in a.recovery_steps for s in a.seeds]
-    jobs += [(m, t, s, b) for b in a.recovery_steps for t in sorted(a.targets, reverse=True) for m in a.methods
-             for s in a.seeds]
+    # in the order given: a stopped run has whole cells (every seed) of the first targets
+    jobs += [(m, t, s, b) for b in a.recovery_steps for t in a.targets for m in a.methods for s in a.seeds]
     for i, (m, t, s, b) in enumerate(jobs):
         if store.find(method=m, target=t, seed=s, recovery_steps=b) is not None:
             continue

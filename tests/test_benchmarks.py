@@ -82,9 +82,9 @@ def test_structured_speed_smallest(tmp_path, proxy_dir, shared_dir):
     import structured_speed
 
     out = tmp_path / "ss"
-    assert structured_speed.main(["--proxy", str(proxy_dir), "--variants", "ffn50", "--recovery-steps", "2",
+    assert structured_speed.main(["--proxy", str(proxy_dir), "--variants", "ffn50", "--quality-variants", "ffn50", "--recovery-steps", "2",
                                   "--docs", "2", "--new-tokens", "2", "--reps", "1", "--threads", "1",
-                                  "--seeds", "0", "--eval-docs", "3", "--recovery-docs", "30",
+                                  "--seeds", "0", "--eval-docs", "3", "--recovery-docs", "30", "--work", str(tmp_path / "w"),
                                   "--out", str(out)]) == 0
     res = json.loads((out / "results.json").read_text())
     recs = res["quality"]["records"]
