@@ -13,10 +13,7 @@ import proxy as P
 ROOT = P.ROOT
 PREFIX = P.PREFIX
 DEFAULT_PROXY = P.DEFAULT_OUT
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+log = P.log
 
 
 def load_proxy(proxy_dir: str | Path) -> tuple:

@@ -108,22 +108,30 @@ def recovery_train_config(a, seed: int):
                        progress_bar=False)
 
 
+def distilled_recovery(model, dense, tok, train_ds, a, seed: int, budget: int, workdir: Path) -> None:
+    """``budget`` steps of the recovery every cell shares, distilled from ``dense``, in place: what
+    the dense control gets (and structured_speed.py's variants)."""
+    from summprune.config import RecoveryConfig
+    from summprune.recovery import make_teacher, recover
+
+    recover(model, tok, train_ds, recovery_train_config(a, 1000 * seed),
+            RecoveryConfig(recover_steps=budget, distill_alpha=a.alpha, distill_temperature=a.temperature),
+            teacher=make_teacher(dense), seed_offset=1, output_dir=workdir / "trainer")
+
+
 def run_cell(method: str, target: float, seed: int, budget: int, dense, tok, train_ds, val_ds, rows, msl: int,
              a, cache: dict, workdir: Path) -> dict:
     """One record: ``method`` to ``target`` with ``budget`` recovery steps, recovery seed ``seed``."""
     from summprune import sparsity as S
-    from summprune.config import ExperimentConfig, PruneConfig, RecoveryConfig
+    from summprune.config import ExperimentConfig, PruneConfig
     from summprune.pipeline import prune_model
-    from summprune.recovery import make_teacher, recover
 
     t0 = time.time()
     model = copy.deepcopy(dense)
     extra: dict = {}
     if method == CONTROL:
         # the same recovery (steps, batch, learning rate, teacher) without pruning
-        recover(model, tok, train_ds, recovery_train_config(a, 1000 * seed),
-                RecoveryConfig(recover_steps=budget, distill_alpha=a.alpha, distill_temperature=a.temperature),
-                teacher=make_teacher(dense), seed_offset=1, output_dir=workdir / "trainer")
+        distilled_recovery(model, dense, tok, train_ds, a, seed, budget, workdir)
         steps_done = budget
     else:
         gcfg = method_config(method, target, budget, a)

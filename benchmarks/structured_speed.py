@@ -167,9 +167,6 @@ def run_quality(a, names: list[str], results: dict, save) -> None:
     import grid as G
     import sparsity_quality as sq
 
-    from summprune.config import RecoveryConfig
-    from summprune.recovery import make_teacher, recover
-
     dense, tok, meta, data = G.load_proxy(a.proxy)
     msl = meta["max_source_length"]
     rows = data["eval"][: a.eval_docs]
@@ -201,9 +198,7 @@ def run_quality(a, names: list[str], results: dict, save) -> None:
             model, plan = make_variant(dense, VARIANTS[name], importance="taylor", train_ds=train_ds, tok=tok,
                                        batch_size=a.recovery_batch_size, work_dir=work)
             before = G.score(model, tok, rows, msl) if name != "dense" else None
-            recover(model, tok, train_ds, sq.recovery_train_config(qa, 1000 * seed),
-                    RecoveryConfig(recover_steps=a.recovery_steps, distill_alpha=0.5, distill_temperature=2.0),
-                    teacher=make_teacher(dense), seed_offset=1, output_dir=work / "trainer")
+            sq.distilled_recovery(model, dense, tok, train_ds, qa, seed, a.recovery_steps, work)
             after = G.score(model, tok, rows, msl)
             rec = {"variant": variant, "target": None, "seed": seed, "recovery_steps": a.recovery_steps,
                    "shape": shape_label(model.config), "params": n_params(model),
