@@ -3,6 +3,7 @@ seed statistics (mean, min-max, "beats" only where ranges do not overlap)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -26,6 +27,8 @@ def load_proxy(proxy_dir: str | Path) -> tuple:
         raise SystemExit(f"no proxy in {d} (proxy.json missing): train it with `python benchmarks/proxy.py "
                          f"--out {d}` (about 45 min on 2 cores)")
     meta = json.loads((d / "proxy.json").read_text())
+    # which proxy a record was measured on (settings hold it, so a retrained proxy redoes every cell)
+    meta["sha256"] = hashlib.sha256((d / "compact.safetensors").read_bytes()).hexdigest()[:16]
     return load_model(d).eval(), load_tokenizer(d), meta, P.splits(meta)
 
 

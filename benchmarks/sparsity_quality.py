@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     msl = meta["max_source_length"]
     rows = data["eval"][: a.eval_docs]
     out = Path(a.out)
-    settings = {"proxy_steps": meta["steps"], "proxy_params": meta["params"], "eval_docs": len(rows),
+    settings = {"proxy_sha256": meta["sha256"], "proxy_steps": meta["steps"], "proxy_params": meta["params"], "eval_docs": len(rows),
                 "recovery_docs": a.recovery_docs, "steps": a.steps, "final_recovery_frac": a.final_recovery_frac,
                 "recover_lr": a.recover_lr, "batch_size": a.batch_size, "alpha": a.alpha,
                 "temperature": a.temperature, "levels": list(a.levels)}

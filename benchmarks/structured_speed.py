@@ -170,7 +170,7 @@ def run_quality(a, names: list[str], results: dict, save) -> None:
     dense, tok, meta, data = G.load_proxy(a.proxy)
     msl = meta["max_source_length"]
     rows = data["eval"][: a.eval_docs]
-    settings = {"proxy_steps": meta["steps"], "proxy_params": meta["params"], "recovery_steps": a.recovery_steps,
+    settings = {"proxy_sha256": meta["sha256"], "proxy_steps": meta["steps"], "proxy_params": meta["params"], "recovery_steps": a.recovery_steps,
                 "alpha": 0.5, "temperature": 2.0, "importance": "taylor", "importance_batches": 16,
                 "eval_docs": len(rows), "recover_lr": a.recover_lr, "batch_size": a.recovery_batch_size}
     q = results.setdefault("quality", {})

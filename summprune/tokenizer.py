@@ -17,7 +17,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 2000, model_max_leng
     is collapsed to single spaces (as T5's SentencePiece does), words carry a leading ``▁``
     (Metaspace) and runs of punctuation are split off words, so "Act" is the same token in
     "Clean Air Act (42" and "Clean Air Act." and ``decode(..., skip_special_tokens=True)``
-    gives back the whitespace-normalised text. All printable ASCII characters are in the
+    gives back the whitespace-normalised text (with a space after every opening ````). All printable ASCII characters are in the
     alphabet, so only non-ASCII characters unseen in training become ``<unk>``.
     """
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
@@ -25,8 +25,11 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 2000, model_max_leng
 
     pad, eos, unk = SPECIAL_TOKENS
     tk = Tokenizer(models.BPE(unk_token=unk, fuse_unk=True))
-    tk.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Replace(Regex(r"\s+"), " "),
-                                          normalizers.Strip()])
+    # "``" opens a quotation in US bill texts with no space before the quoted word ("cited as the
+    # ``Clean Air Act''"); a space after it gives that word its leading "▁", so it is the same token
+    # as the word elsewhere (in the summary), which a copying model needs.
+    tk.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Replace("``", "`` "),
+                                          normalizers.Replace(Regex(r"\s+"), " "), normalizers.Strip()])
     tk.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True),
         pre_tokenizers.Split(Regex(r"▁?[^\w\s▁]+"), behavior="isolated"),

@@ -47,6 +47,34 @@ def test_proxy_resumes_and_checks(proxy_dir, tmp_path):
     assert json.loads((work / "state.json").read_text())["step"] == steps + 1
 
 
+def test_proxy_curriculum_stages(tmp_path):
+    """The curriculum's stages run and are counted: name-copy batches (their targets are their
+    inputs without the prefix) and short bills."""
+    import random
+
+    import proxy
+    from transformers import DataCollatorForSeq2Seq
+
+    work = tmp_path / "work"
+    argv = [*TINY_PROXY, "--minutes", "0.03", "--names-until", "1", "--names-frac", "0.5", "--short-until", "0.3",
+            "--out", str(tmp_path / "p"), "--work", str(work)]
+    assert proxy.main(argv) == 0
+    state = json.loads((work / "state.json").read_text())
+    assert state["names_batches"] > 0 and state["short_batches"] > 0
+    assert state["settings"]["train"]["names"] == {"warmup": 0.0, "frac": 0.5, "until": 1.0, "items": 8}
+    meta = json.loads((tmp_path / "p" / "proxy.json").read_text())
+    assert meta["train"]["short_until"] == 0.3
+
+    from summprune.modeling import load_tokenizer
+
+    tok = load_tokenizer(work / "tokenizer")
+    batch = proxy._names_batch(tok, DataCollatorForSeq2Seq(tok, label_pad_token_id=-100), 4, 6, random.Random(0))
+    for ids, lab in zip(batch["input_ids"], batch["labels"]):
+        src = tok.decode(ids, skip_special_tokens=True)
+        tgt = tok.decode([t for t in lab.tolist() if t != -100], skip_special_tokens=True)
+        assert src == proxy.COPY_PREFIX + tgt and 3 <= len(tgt.split()) <= 6
+
+
 def test_copy_rates():
     import proxy
 

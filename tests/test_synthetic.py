@@ -35,7 +35,7 @@ def _words(s: str) -> list[str]:
 # ---------------------------------------------------------------------------------- corpus
 
 
-@pytest.mark.parametrize("difficulty", ["easy", "hard", "copy"])
+@pytest.mark.parametrize("difficulty", ["easy", "hard", "copy", "copy_short"])
 def test_deterministic(difficulty):
     assert make_corpus(12, seed=7, difficulty=difficulty) == make_corpus(12, seed=7, difficulty=difficulty)
 
@@ -167,6 +167,13 @@ def test_decode_normalises_whitespace_and_unknowns(tok):
     assert 2 in ids
 
 
+def test_quoted_word_is_the_same_token_as_elsewhere(tok):
+    """``Clean Air Act'' in a bill and "Clean" in its summary: the same token, so a model copies it."""
+    quoted = tok.convert_ids_to_tokens(tok("cited as the ``Clean Air Act''.")["input_ids"])
+    plain = tok.convert_ids_to_tokens(tok("Clean Air Act")["input_ids"])
+    assert plain[0] in quoted and quoted[quoted.index(plain[0]) - 1] == "▁``"
+
+
 def test_known_words_are_single_tokens(tok):
     toks = tok.convert_ids_to_tokens(tok("the Secretary shall submit")["input_ids"])
     assert toks == ["▁the", "▁Secretary", "▁shall", "▁submit", "</s>"]
@@ -216,3 +223,18 @@ def test_copy_summaries_need_the_text():
             other = re.search(r"AMENDMENTS\.\s+Section \d+ of the (.+? Act) \(", r["text"]).group(1)
             assert other not in r["summary"]
     assert corpus_stats(rows)["text_words_max"] < 300  # read whole at max_source_length=384
+
+
+def test_copy_short_is_the_bill_cut_to_title_and_one_provision():
+    """'copy_short' (the proxy's first curriculum stage): the same bill's title, one provision and
+    no distractor; 'copy' is unchanged by it (the committed proxy's splits depend on that)."""
+    full = make_corpus(40, seed=3, difficulty="copy")
+    short = make_corpus(40, seed=3, difficulty="copy_short")
+    for f, s in zip(full, short):
+        assert s["title"] == f["title"] and s["summary"].startswith(s["title"] + " - ")
+        assert re.findall(r"\bSEC\. (\d+)\.", s["text"]) == ["2"]  # title section + one provision
+        verbs = re.findall(r"\b(Amends|Requires|Authorizes|Establishes|Designates|Directs) ", s["summary"])
+        assert len(verbs) == 1 and s["summary"].split(" - ", 1)[1] in f["summary"]
+        for heading in ("SENSE OF CONGRESS", "TECHNICAL AND CONFORMING", "FINDINGS"):
+            assert heading not in s["text"]
+    assert corpus_stats(short)["text_words_max"] < corpus_stats(full)["text_words_min"] + 60
