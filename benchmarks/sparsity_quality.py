@@ -52,13 +52,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import grid as G  # noqa: E402
 
-METHODS = ("reference", "gradual_kd", "gradual_kd_wanda", "gradual_kd_auto", "oneshot", "oneshot_wanda")
+METHODS = ("reference", "gradual_kd", "gradual_kd_wanda", "gradual_kd_obs", "gradual_kd_auto", "oneshot", "oneshot_wanda")
 CONTROL = "dense_control"
 METHOD_LABELS = {
     CONTROL: "dense control (same training, no pruning)",
     "reference": "reference proportions, 6 stages",
     "gradual_kd": "gradual cubic, uniform, magnitude",
     "gradual_kd_wanda": "gradual cubic, uniform, Wanda",
+    "gradual_kd_obs": "gradual cubic, uniform, OBS (SparseGPT-style)",
     "gradual_kd_auto": "gradual cubic, auto allocation, magnitude",
     "oneshot": "one-shot global magnitude + recovery",
     "oneshot_wanda": "one-shot uniform Wanda + recovery",
@@ -95,7 +96,7 @@ def method_config(method: str, target: float, budget: int, a):
     final = budget - per * a.steps  # the whole budget, to the step
     return GradualConfig(target_nonzero_ratio=target, schedule="cubic", steps=a.steps,
                          allocation="auto" if method == "gradual_kd_auto" else "uniform",
-                         importance="wanda" if method == "gradual_kd_wanda" else "magnitude",
+                         importance={"gradual_kd_wanda": "wanda", "gradual_kd_obs": "obs"}.get(method, "magnitude"),
                          recover_steps=per, final_recover_steps=final, sensitivity_levels=list(a.levels), **kd)
 
 

@@ -188,7 +188,7 @@ from .schedules import SCHEDULES  # noqa: E402  (pure Python, no torch)
 
 ALLOCATIONS = ("uniform", "global", "reference", "auto")
 #: Gradual pruning's importance within a group (summprune.methods.gradual).
-GRADUAL_IMPORTANCES = ("magnitude", "wanda")
+GRADUAL_IMPORTANCES = ("magnitude", "wanda", "obs")
 #: Structured importance scores and layer selections (summprune.methods.structured).
 IMPORTANCES = ("weight", "taylor")
 LAYER_SELECTIONS = ("spread", "first")
@@ -225,10 +225,13 @@ class GradualConfig(RecoveryConfig):
     sensitivity_docs: int = _help("allocation='auto': validation documents for the loss.", default=64)
     eval_every: int = _help("Generate and score every N steps (0 = after the last step only).", default=0)
     importance: str = _help(
-        "Which weights a step cuts within a group: 'magnitude' (|w|, L1) or 'wanda' (|w| times the "
-        "L2 norm of its input feature over calibration batches, Sun et al. 2023), measured again at "
+        "Which weights a step cuts within a group: 'magnitude' (|w|, L1), 'wanda' (|w| times the "
+        "L2 norm of its input feature over calibration batches, Sun et al. 2023) or 'obs' (second "
+        "order, SparseGPT-style: saliency w^2/[H^-1]_jj^2 from the layer's input Hessian, and the "
+        "remaining weights updated to compensate; uniform within a group), measured again at "
         "every step.", default="magnitude")
-    importance_batches: int = _help("importance='wanda': training batches measured per step.", default=16)
+    importance_batches: int = _help("importance='wanda' or 'obs': training batches measured per step.",
+                                    default=16)
 
 
 @dataclass

@@ -114,6 +114,99 @@ def wanda_scores(model: nn.Module, modules: list[nn.Module], batches: list[dict]
     return {m: current_weight(m).abs() * norms[m].to(current_weight(m).device) for m in modules}
 
 
+@torch.no_grad()
+def input_hessians(model: nn.Module, modules: list[nn.Module], batches: list[dict]) -> dict[nn.Module, torch.Tensor]:
+    """``X^T X`` (float64, ``in_features`` square) of each module's inputs over the tokens of
+    ``batches`` (teacher forcing): the layer-wise Hessian of the squared reconstruction error."""
+    hs = {m: torch.zeros(m.in_features, m.in_features, dtype=torch.float64) for m in modules}
+
+    def add(mod, args):  # returns None: a pre-hook's return value would replace the input
+        x = args[0].detach().reshape(-1, args[0].shape[-1]).double().cpu()
+        hs[mod].add_(x.T @ x)
+
+    handles = [m.register_forward_pre_hook(add) for m in modules]
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    try:
+        for b in batches:
+            model(**{k: v.to(device) for k, v in b.items()})
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return hs
+
+
+def obs_prune_weight(weight: torch.Tensor, hessian: torch.Tensor, pruned: torch.Tensor, n_new: int,
+                     update: bool = True, damp: float = 0.01, block: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
+    """Optimal-Brain-Surgeon pruning of one Linear weight, as SparseGPT does it (Frantar & Alistarh
+    2023) but with one mask chosen up front: the ``n_new`` still-unpruned weights of least
+    saliency ``w^2 / [U]_jj^2`` (``U`` the upper Cholesky factor of the damped inverse Hessian)
+    are cut, and, with ``update``, every weight to the right of a cut one in its row is moved to
+    compensate the layer's output error, column by column. ``pruned`` (bool, the weight's shape)
+    are the weights cut before; they stay cut. Returns ``(new weight, keep mask)``."""
+    W = weight.detach().double().cpu().clone()
+    H = hessian.double().clone()
+    cols = W.shape[1]
+    dead = torch.diag(H) == 0  # inputs that are always 0: nothing to compensate with
+    H[dead, dead] = 1.0
+    H += damp * torch.diag(H).mean() * torch.eye(cols, dtype=H.dtype)
+    U = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(H)), upper=True)
+    saliency = W.pow(2) / torch.diag(U).pow(2)
+    saliency[pruned.cpu()] = float("inf")  # not candidates: they are cut already
+    cut = pruned.cpu().clone()
+    if n_new > 0:
+        cut.view(-1)[torch.topk(saliency.view(-1), n_new, largest=False).indices] = True
+    if update:
+        for i1 in range(0, cols, block):
+            i2 = min(i1 + block, cols)
+            W1, U1, C1 = W[:, i1:i2].clone(), U[i1:i2, i1:i2], cut[:, i1:i2]
+            err = torch.zeros_like(W1)
+            for i in range(i2 - i1):
+                w = W1[:, i]
+                e = torch.where(C1[:, i], w, torch.zeros_like(w)) / U1[i, i]
+                W1[:, i:] -= e.unsqueeze(1) * U1[i, i:].unsqueeze(0)
+                err[:, i] = e
+            W[:, i1:i2] = W1
+            W[:, i2:] -= err @ U[i1:i2, i2:]
+    W[cut] = 0.0
+    return W.to(weight.dtype).to(weight.device), ~cut.to(weight.device)
+
+
+def obs_step(model: nn.Module, keep: dict[str, int], patterns: dict[str, str] | None, tie_mode: str,
+             batches: list[dict]) -> dict[str, int]:
+    """One pruning step with OBS (:func:`obs_prune_weight`): each group down to exactly ``keep[g]``
+    weights, its new cuts spread over its modules in proportion to their unpruned weights (uniform
+    within the group), the remaining weights updated from ``batches``' input Hessians. The tied
+    embedding (``tie_mode='tied'``) gets the OBS mask but no update: its rows are also the input
+    embeddings, which the output-side Hessian knows nothing of."""
+    groups = named_groups(model, patterns, keep)
+    mods = [m for g in keep for _, m in groups[g]]
+    hs = input_hessians(model, mods, batches)
+    head = model.get_output_embeddings()
+    scores = {}
+    for g, k in keep.items():
+        ms = [m for _, m in groups[g]]
+        unpruned = [unpruned_count(m) for m in ms]
+        n = sum(unpruned) - int(k)
+        if n < 0:
+            raise ValueError(f"group {g}: asked to keep {k} weights but only {sum(unpruned)} are unpruned")
+        # largest remainder: per-module cuts that sum to n exactly
+        raw = [n * u / max(1, sum(unpruned)) for u in unpruned]
+        cuts = [int(r) for r in raw]
+        for j in sorted(range(len(ms)), key=lambda j: raw[j] - cuts[j], reverse=True)[: n - sum(cuts)]:
+            cuts[j] += 1
+        for m, c in zip(ms, cuts):
+            w = current_weight(m)
+            pruned = (m.weight_mask == 0) if is_pruned(m) else torch.zeros_like(w, dtype=torch.bool)
+            new_w, kept = obs_prune_weight(w, hs[m], pruned, c, update=not (m is head and tie_mode == "tied"))
+            with torch.no_grad():
+                (m.weight_orig if is_pruned(m) else m.weight).copy_(new_w)
+            scores[m] = kept.float()  # prune_to_counts cuts exactly the zeros: the OBS mask
+    return prune_to_counts(model, keep, patterns, tie_mode, scores=scores)
+
+
 def stage_keep(model: nn.Module, amounts: dict[str, float], patterns: dict[str, str] | None = None) -> dict[str, int]:
     """Weights each group keeps after a stage of ``amounts`` (torch.nn.utils.prune semantics: the
     fraction of the still-unpruned weights to remove; ``schedules.amount_counts``)."""

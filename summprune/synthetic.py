@@ -31,9 +31,6 @@ within <N> days. [Authorizes appropriations for fiscal years <y1> through <y2>.]
   on the course metric against this bill's summary (the template words), one given its own text
   1.0. 100-250 words (~205 BPE tokens with a 4,000-token vocabulary, at most ~345: read whole at
   ``max_source_length=384``); summaries ~48 tokens.
-* ``difficulty="copy_short"``: the same bills cut to the short title and one provision, with no
-  distractor (~70 tokens): the first stage of the proxy's curriculum, where finding the names to
-  copy is easy and a training step is a third of the cost.
 
 Every document is generated from its own ``random.Random`` seeded from (seed, difficulty, index),
 so ``make_corpus`` is deterministic, uses no global random state, and ``make_corpus(n)`` is a
@@ -44,7 +41,7 @@ from __future__ import annotations
 
 import random
 
-DIFFICULTIES = ("easy", "hard", "copy", "copy_short")
+DIFFICULTIES = ("easy", "hard", "copy")
 
 # --------------------------------------------------------------------------------------------
 # vocabulary. The first part of every list is the 'easy' vocabulary; 'hard' uses all of it.
@@ -503,7 +500,7 @@ def _name(rng: random.Random) -> str:
     return rng.choice(_NAMES)
 
 
-def _make_copy(rng: random.Random, v: _Vocab, short: bool = False) -> tuple[str, str, str]:
+def _make_copy(rng: random.Random, v: _Vocab) -> tuple[str, str, str]:
     d = _Doc(rng, v, hard=True)
 
     def nn() -> str:
@@ -569,8 +566,6 @@ def _make_copy(rng: random.Random, v: _Vocab, short: bool = False) -> tuple[str,
     # distractors go anywhere; the primary sections keep their order (the summary's order)
     for s in distract[: rng.randint(1, 2)]:
         sections.insert(rng.randint(0, len(sections)), s)
-    if short:  # the same bill cut to its title and first provision (all draws made as for 'copy')
-        primary, sections = primary[:1], [primary[0][:2]]
     summary = f"{title} - " + " ".join(t for _, _, t in primary)
     return title, _render(title, sections), summary
 
@@ -580,15 +575,12 @@ def make_corpus(n: int, seed: int = 42, difficulty: str = "easy") -> list[dict]:
         raise ValueError(f"difficulty={difficulty!r}: choose one of {list(DIFFICULTIES)}")
     if n < 0:
         raise ValueError(f"n={n}: must be >= 0")
-    make = {"easy": _make_easy, "hard": _make_hard, "copy": _make_copy,
-            "copy_short": lambda rng, v: _make_copy(rng, v, short=True)}[difficulty]
+    make = {"easy": _make_easy, "hard": _make_hard, "copy": _make_copy}[difficulty]
     v = _VOCABS["easy" if difficulty == "easy" else "hard"]
     rows = []
     for i in range(n):
         # A str seed is hashed with SHA-512 by random.Random: stable across runs and platforms.
-        # 'copy_short' draws exactly what 'copy' draws, so its i-th bill is 'copy''s i-th, cut
-        stream = "copy" if difficulty == "copy_short" else difficulty
-        rng = random.Random(f"summprune-synthetic/{stream}/{seed}/{i}")
+        rng = random.Random(f"summprune-synthetic/{difficulty}/{seed}/{i}")
         title, text, summary = make(rng, v)
         rows.append({"bill_id": f"synth-{difficulty}-{seed}-{i:04d}", "title": title, "text": text,
                      "summary": summary})

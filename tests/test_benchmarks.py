@@ -48,22 +48,22 @@ def test_proxy_resumes_and_checks(proxy_dir, tmp_path):
 
 
 def test_proxy_curriculum_stages(tmp_path):
-    """The curriculum's stages run and are counted: name-copy batches (their targets are their
-    inputs without the prefix) and short bills."""
+    """The curriculum runs and is counted: name-copy batches (their targets are their inputs
+    without the prefix), all of them during the warm-up."""
     import random
 
     import proxy
     from transformers import DataCollatorForSeq2Seq
 
     work = tmp_path / "work"
-    argv = [*TINY_PROXY, "--minutes", "0.03", "--names-until", "1", "--names-frac", "0.5", "--short-until", "0.3",
-            "--out", str(tmp_path / "p"), "--work", str(work)]
+    argv = [*TINY_PROXY, "--minutes", "0.03", "--names-warmup", "1", "--out", str(tmp_path / "p"), "--work", str(work)]
     assert proxy.main(argv) == 0
     state = json.loads((work / "state.json").read_text())
-    assert state["names_batches"] > 0 and state["short_batches"] > 0
-    assert state["settings"]["train"]["names"] == {"warmup": 0.0, "frac": 0.5, "until": 1.0, "items": 8}
+    # the whole budget is warm-up: every step but one at the budget's end (frac = 1) copies names
+    assert state["names_batches"] > 0 and state["step"] - state["names_batches"] <= 1
+    assert state["settings"]["train"]["names"] == {"warmup": 1.0, "frac": 0.2, "until": 1.0, "items": 8}
     meta = json.loads((tmp_path / "p" / "proxy.json").read_text())
-    assert meta["train"]["short_until"] == 0.3
+    assert meta["train"]["names"]["warmup"] == 1.0
 
     from summprune.modeling import load_tokenizer
 
@@ -89,12 +89,13 @@ def test_sparsity_quality_smallest(tmp_path, proxy_dir):
 
     out = tmp_path / "sq"
     argv = ["--proxy", str(proxy_dir), "--out", str(out), "--work", str(tmp_path / "w"), "--targets", "0.5",
-            "--methods", "reference", "gradual_kd_wanda", "oneshot", "--seeds", "0", "1", "--recovery-steps", "2",
+            "--methods", "reference", "gradual_kd_wanda", "gradual_kd_obs", "oneshot", "--seeds", "0", "1",
+            "--recovery-steps", "2",
             "--steps", "2", "--eval-docs", "3", "--recovery-docs", "30", "--threads", "1"]
     assert sparsity_quality.main(argv) == 0
     recs = json.loads((out / "results.json").read_text())["records"]
-    assert {(r["method"], r["seed"]) for r in recs} == {(m, s) for m in ("dense_control", "reference",
-                                                                         "gradual_kd_wanda", "oneshot") for s in (0, 1)}
+    methods = ("dense_control", "reference", "gradual_kd_wanda", "gradual_kd_obs", "oneshot")
+    assert {(r["method"], r["seed"]) for r in recs} == {(m, s) for m in methods for s in (0, 1)}
     for r in recs:
         assert {"method", "target", "seed", "recovery_steps", "kaggle_score", "rougeLsum"} <= set(r)
         assert r["recovery_steps"] == r["recovery_steps_done"] == 2, r["method"]  # the same budget for all
@@ -103,7 +104,7 @@ def test_sparsity_quality_smallest(tmp_path, proxy_dir):
     assert (out / "table.md").is_file() and (out / "pareto.png").is_file()
     # resumable: a second run finds every record and trains nothing
     assert sparsity_quality.main(argv) == 0
-    assert len(json.loads((out / "results.json").read_text())["records"]) == 8
+    assert len(json.loads((out / "results.json").read_text())["records"]) == 10
 
 
 def test_structured_speed_smallest(tmp_path, proxy_dir, shared_dir):

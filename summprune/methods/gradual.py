@@ -195,18 +195,22 @@ class Gradual(Method):
 
     def apply(self, model: nn.Module, step: Step, ctx) -> tuple[nn.Module, dict]:
         before = {grp: c["unpruned"] for grp, c in group_counts(model, self.patterns).items()}
-        scores = None
-        if self.config.importance == "wanda":
+        scores, imp = None, self.config.importance
+        if imp in ("wanda", "obs"):
             if ctx.train_ds is None:
-                raise ValueError("prune.gradual.importance='wanda' measures activations: it needs training data "
+                raise ValueError(f"prune.gradual.importance={imp!r} measures activations: it needs training data "
                                  "(not available with --no-train); use importance='magnitude'")
             from .structured import importance_batches
 
-            mods = [m for grp in step.payload for _, m in group_modules(model, self.patterns)[grp]]
             batches = importance_batches(model, ctx.tokenizer, ctx.train_ds, self.config.importance_batches,
                                          ctx.train_cfg.batch_size)
+        if imp == "wanda":
+            mods = [m for grp in step.payload for _, m in group_modules(model, self.patterns)[grp]]
             scores = P.wanda_scores(model, mods, batches)
-        pruned = P.prune_to_counts(model, step.payload, self.patterns, self.tie_mode, scores=scores)
+        if imp == "obs":
+            pruned = P.obs_step(model, step.payload, self.patterns, self.tie_mode, batches)
+        else:
+            pruned = P.prune_to_counts(model, step.payload, self.patterns, self.tie_mode, scores=scores)
         return model, {"gradual_step": step.index, "pruned": pruned, "keep": dict(step.payload),
                        "amounts": {grp: (pruned[grp] / before[grp] if before[grp] else 0.0) for grp in pruned}}
 
