@@ -188,18 +188,19 @@ def write_outputs(data: dict, out: Path, a) -> str:
             lines.append(f"Control (dense + {b} steps, no pruning): course score {G.fmt(c)} "
                          f"({pct(c['mean'], dense['kaggle_score'])} of the dense proxy).")
             lines.append("")
-        lines += ["| target | method | seeds | course score | % of control | ROUGE-Lsum | title copied | vs reference |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += ["| target | method | seeds | course score | % of control | ROUGE-Lsum | title copied | vs reference "
+                  "| vs gradual magnitude |", "|---|---|---|---|---|---|---|---|---|"]
         for t in targets:
-            ref = ks.get(("reference", t, b))
+            ref, mag = ks.get(("reference", t, b)), ks.get(("gradual_kd", t, b))
             for m in methods:
                 s = ks.get((m, t, b))
                 if s is None:
                     continue
                 vs = "-" if m == "reference" or ref is None else G.verdict(s, ref)
+                vm = "-" if m in ("reference", "gradual_kd") or mag is None else G.verdict(s, mag)
                 lines.append(f"| {t:.2f} | {METHOD_LABELS[m]} | {s['n']} | {G.fmt(s)} | "
                              f"{pct(s['mean'], c['mean']) if c else '-'} | {rl[(m, t, b)]['mean']:.4f} | "
-                             f"{titles[(m, t, b)]['mean']:.0%} | {vs} |")
+                             f"{titles[(m, t, b)]['mean']:.0%} | {vs} | {vm} |")
         lines.append("")
     table = "\n".join(lines)
     (out / "table.md").write_text(table + "\n")
@@ -250,7 +251,8 @@ def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--targets", type=float, nargs="+", default=[0.1, 0.3],
                    help="honest nonzero_ratio targets (run in this order)")
-    p.add_argument("--methods", nargs="+", default=["reference", "gradual_kd", "gradual_kd_wanda"], choices=METHODS,
+    p.add_argument("--methods", nargs="+", default=["reference", "gradual_kd", "gradual_kd_wanda", "gradual_kd_obs"],
+                   choices=METHODS,
                    help="methods (dense_control always runs, once per seed and budget)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="recovery seeds per cell")
     p.add_argument("--recovery-steps", type=int, nargs="+", default=[100],
