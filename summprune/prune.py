@@ -84,16 +84,15 @@ def prune_to_counts(model: nn.Module, keep: dict[str, int], patterns: dict[str, 
 
 
 @torch.no_grad()
-def activation_norms(model: nn.Module, modules: list[nn.Module], batches: list[dict]) -> dict[nn.Module, torch.Tensor]:
-    """``||X_j||_2`` of every input feature ``j`` of each module over the tokens of ``batches``
-    (a forward pass with labels, teacher forcing), for Wanda's importance."""
-    sums = {m: torch.zeros(m.in_features, dtype=torch.float64) for m in modules}
+def _accumulate_inputs(model: nn.Module, modules: list[nn.Module], batches: list[dict], add) -> None:
+    """Run ``batches`` through ``model`` (eval mode, teacher forcing) calling ``add(module, x)``
+    with each module's input flattened to ``(tokens, in_features)``, float64 on the CPU."""
 
-    def add(mod, args):  # returns None: a pre-hook's return value would replace the input
+    def hook(mod, args):  # returns None: a pre-hook's return value would replace the input
         x = args[0].detach()
-        sums[mod].add_(x.reshape(-1, x.shape[-1]).double().pow(2).sum(0).cpu())
+        add(mod, x.reshape(-1, x.shape[-1]).double().cpu())
 
-    handles = [m.register_forward_pre_hook(add) for m in modules]
+    handles = [m.register_forward_pre_hook(hook) for m in modules]
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -104,6 +103,13 @@ def activation_norms(model: nn.Module, modules: list[nn.Module], batches: list[d
         for h in handles:
             h.remove()
         model.train(was_training)
+
+
+def activation_norms(model: nn.Module, modules: list[nn.Module], batches: list[dict]) -> dict[nn.Module, torch.Tensor]:
+    """``||X_j||_2`` of every input feature ``j`` of each module over the tokens of ``batches``
+    (a forward pass with labels, teacher forcing), for Wanda's importance."""
+    sums = {m: torch.zeros(m.in_features, dtype=torch.float64) for m in modules}
+    _accumulate_inputs(model, modules, batches, lambda m, x: sums[m].add_(x.pow(2).sum(0)))
     return {m: s.sqrt().float() for m, s in sums.items()}
 
 
@@ -114,27 +120,11 @@ def wanda_scores(model: nn.Module, modules: list[nn.Module], batches: list[dict]
     return {m: current_weight(m).abs() * norms[m].to(current_weight(m).device) for m in modules}
 
 
-@torch.no_grad()
 def input_hessians(model: nn.Module, modules: list[nn.Module], batches: list[dict]) -> dict[nn.Module, torch.Tensor]:
     """``X^T X`` (float64, ``in_features`` square) of each module's inputs over the tokens of
     ``batches`` (teacher forcing): the layer-wise Hessian of the squared reconstruction error."""
     hs = {m: torch.zeros(m.in_features, m.in_features, dtype=torch.float64) for m in modules}
-
-    def add(mod, args):  # returns None: a pre-hook's return value would replace the input
-        x = args[0].detach().reshape(-1, args[0].shape[-1]).double().cpu()
-        hs[mod].add_(x.T @ x)
-
-    handles = [m.register_forward_pre_hook(add) for m in modules]
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    try:
-        for b in batches:
-            model(**{k: v.to(device) for k, v in b.items()})
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
+    _accumulate_inputs(model, modules, batches, lambda m, x: hs[m].add_(x.T @ x))
     return hs
 
 
