@@ -29,9 +29,9 @@ cross-attention that copies. So training starts with a **name-copy warm-up**
 (``--names-warmup``, the first 10% of the budget): sequences of 4-8 made-up names and numbers,
 "copy: Dorvain 390 Strekal" -> "Dorvain 390 Strekal", where every target token must be found in
 the input; these steps are cheap (~780 of them in 4 minutes on one core). After it,
-``--names-frac`` (20%) of the steps stay name copies, so the summaries keep the mechanism. Training: AdamW, linear warm-up then
-cosine decay to 10% over the time budget, no dropout (every batch is fresh data: ``--train-docs``
-documents, so there is nothing to over-fit), batches of similar length (less padding). It
+``--names-frac`` (20%) of the steps stay name copies, so the summaries keep the mechanism.
+Training: AdamW, linear warm-up then cosine decay to 10% over the time budget, no dropout (every
+batch is fresh data: ``--train-docs`` documents, so there is nothing to over-fit), batches of similar length (less padding). It
 evaluates every ``--eval-every`` steps (validation loss and the two copy rates on 50 validation
 bills), keeps the state with the best validation loss, and checkpoints in ``--work`` so an
 interrupted run resumes.
@@ -179,7 +179,9 @@ def _names_batch(tok, collator, n: int, items: int, rng: random.Random):
 
     seqs = []
     for _ in range(n):
-        words = [rng.choice(_NAMES) if rng.random() < 0.8 else str(rng.choice([rng.randint(2, 9999), rng.randint(2009, 2030)]))
+        # 80% names, else a number or a year (days, amounts, street numbers, fiscal years)
+        words = [rng.choice(_NAMES) if rng.random() < 0.8
+                 else str(rng.choice([rng.randint(2, 9999), rng.randint(2009, 2030)]))
                  for _ in range(rng.randint(max(1, items // 2), items))]
         seqs.append(" ".join(words))
     enc = tok([COPY_PREFIX + s for s in seqs])

@@ -182,12 +182,13 @@ def obs_step(model: nn.Module, keep: dict[str, int], patterns: dict[str, str] | 
         n = sum(unpruned) - int(k)
         if n < 0:
             raise ValueError(f"group {g}: asked to keep {k} weights but only {sum(unpruned)} are unpruned")
-        # largest remainder: per-module cuts that sum to n exactly
-        raw = [n * u / max(1, sum(unpruned)) for u in unpruned]
-        cuts = [int(r) for r in raw]
-        for j in sorted(range(len(ms)), key=lambda j: raw[j] - cuts[j], reverse=True)[: n - sum(cuts)]:
-            cuts[j] += 1
-        for m, c in zip(ms, cuts):
+        from .allocate import integerize
+
+        # per-module cuts in proportion to their unpruned weights, summing to n exactly
+        cuts = integerize({j: n * u / max(1, sum(unpruned)) for j, u in enumerate(unpruned)}, n,
+                          dict(enumerate(unpruned)))
+        for j, m in enumerate(ms):
+            c = cuts[j]
             w = current_weight(m)
             pruned = (m.weight_mask == 0) if is_pruned(m) else torch.zeros_like(w, dtype=torch.bool)
             new_w, kept = obs_prune_weight(w, hs[m], pruned, c, update=not (m is head and tie_mode == "tied"))

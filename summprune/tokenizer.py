@@ -17,8 +17,9 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 2000, model_max_leng
     is collapsed to single spaces (as T5's SentencePiece does), words carry a leading ``▁``
     (Metaspace) and runs of punctuation are split off words, so "Act" is the same token in
     "Clean Air Act (42" and "Clean Air Act." and ``decode(..., skip_special_tokens=True)``
-    gives back the whitespace-normalised text (with a space after every opening ````). All printable ASCII characters are in the
-    alphabet, so only non-ASCII characters unseen in training become ``<unk>``.
+    gives back the whitespace-normalised text (with a space after every opening ````). All
+    printable ASCII characters are in the alphabet, so only non-ASCII characters unseen in
+    training become ``<unk>``.
     """
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast

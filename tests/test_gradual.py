@@ -242,18 +242,22 @@ def test_wanda_keeps_the_largest_weight_times_input_norm(tiny_model, calib):
     assert not all(torch.equal(a.weight_mask, b.weight_mask) for a, b in zip(mods, mags))  # another choice
 
 
-def test_gradual_with_wanda_through_the_driver(tiny_model, calib):
+@pytest.mark.parametrize("importance", ["wanda", "obs"])
+def test_gradual_with_measured_importance_through_the_driver(tiny_model, calib, importance):
     from summprune.config import config_from_dict
     from summprune.pipeline import prune_model
 
     tok, ds = calib
-    cfg = config_from_dict({"prune": {"gradual": {"target_nonzero_ratio": 0.4, "steps": 2, "importance": "wanda",
+    cfg = config_from_dict({"prune": {"gradual": {"target_nonzero_ratio": 0.4, "steps": 2, "importance": importance,
                                                   "importance_batches": 2}},
                             "train": {"batch_size": 8}})
     model, recs, plan = prune_model(tiny_model, tok, cfg, train_ds=ds, log_print=lambda s: None)
     assert S.nonzero_count(model) == plan["gradual"]["target_nonzero"] and len(recs) == 2
-    with pytest.raises(ValueError, match="importance='wanda' measures activations"):
-        prune_model(model, tok, config_from_dict({"prune": {"gradual": {"target_nonzero_ratio": 0.3, "importance": "wanda"}}}),
+    head = model.get_output_embeddings()
+    assert torch.equal(head.weight, model.get_input_embeddings().weight)  # still one tied tensor
+    with pytest.raises(ValueError, match=f"importance='{importance}' measures activations"):
+        prune_model(model, tok, config_from_dict({"prune": {"gradual": {"target_nonzero_ratio": 0.3,
+                                                                        "importance": importance}}}),
                     log_print=lambda s: None)
     with pytest.raises(ConfigError, match="importance='bogus'"):
         config_from_dict({"prune": {"gradual": {"target_nonzero_ratio": 0.3, "importance": "bogus"}}})
@@ -281,20 +285,3 @@ def test_obs_cuts_exactly_and_reconstructs_better_than_magnitude():
     assert err(new) < 0.5 * err(mag)
     same, kept2 = P.obs_prune_weight(w, h, before, 100, update=False)
     assert torch.equal(kept2, kept) and torch.equal(same[kept], w[kept])
-
-
-def test_gradual_with_obs_through_the_driver(tiny_model, calib):
-    from summprune.config import config_from_dict
-    from summprune.pipeline import prune_model
-
-    tok, ds = calib
-    cfg = config_from_dict({"prune": {"gradual": {"target_nonzero_ratio": 0.4, "steps": 2, "importance": "obs",
-                                                  "importance_batches": 2}},
-                            "train": {"batch_size": 8}})
-    model, recs, plan = prune_model(tiny_model, tok, cfg, train_ds=ds, log_print=lambda s: None)
-    assert S.nonzero_count(model) == plan["gradual"]["target_nonzero"] and len(recs) == 2
-    head = model.get_output_embeddings()
-    assert torch.equal(head.weight, model.get_input_embeddings().weight)  # still one tied tensor
-    with pytest.raises(ValueError, match="importance='obs' measures activations"):
-        prune_model(model, tok, config_from_dict({"prune": {"gradual": {"target_nonzero_ratio": 0.3, "importance": "obs"}}}),
-                    log_print=lambda s: None)
