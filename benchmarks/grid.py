@@ -72,6 +72,34 @@ class Records:
                 return r
         return None
 
+    def merge(self, path: str | Path, key: tuple[str, ...]) -> int:
+        """Append the records of another ``results.json`` (a part of the grid run by another
+        process with its own ``--out``); returns how many were new. Its settings must be these;
+        a record already here (same ``key`` fields) is skipped if it is the same measurement and
+        refused if it differs (two processes must not both have measured a cell)."""
+        path = Path(path)
+        if not path.is_file():
+            raise SystemExit(f"--merge: {path} does not exist")
+        other = json.loads(path.read_text())
+        if other.get("settings") != self.data["settings"]:
+            raise SystemExit(f"--merge: {path} was measured with other settings than {self.path}:\n"
+                             f"  {other.get('settings')}\n  {self.data['settings']}")
+        have = {tuple(r.get(k) for k in key): r for r in self.records}
+        new = 0
+        for r in other.get("records", []):
+            k = tuple(r.get(f) for f in key)
+            if k in have:
+                if have[k] != r:
+                    raise SystemExit(f"--merge: {path} and {self.path} hold different records for {dict(zip(key, k))}")
+                continue
+            have[k] = r
+            self.records.append(r)
+            new += 1
+        for k, v in other.items():  # e.g. "dense": the same proxy and rows give the same scores
+            self.data.setdefault(k, v)
+        self.save()
+        return new
+
     def add(self, rec: dict) -> None:
         self.records.append(rec)
         self.save()

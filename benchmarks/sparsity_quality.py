@@ -3,6 +3,7 @@
     python benchmarks/sparsity_quality.py            # the committed grid (see --help for its size)
     python benchmarks/sparsity_quality.py --targets 0.1 --methods gradual_kd gradual_kd_wanda --seeds 0 1 2
     python benchmarks/sparsity_quality.py --recovery-steps 200 800   # a recovery-budget axis
+    python benchmarks/sparsity_quality.py --merge runs/part2/results.json  # a part run with --out runs/part2
 
 Every method prunes a fresh copy of the committed proxy (``docs/results/proxy/``, made by
 ``benchmarks/proxy.py``: a 6+6-block T5 that reads its bill) to each honest ``nonzero_ratio``
@@ -33,7 +34,11 @@ that copy the bill's title.
 
 Outputs (``--out``, default ``docs/results/sparsity_quality/``): ``results.json`` (``{"records":
 [...]}``, one record per method, target, seed and recovery_steps, written after each, so a
-stopped run resumes where it stopped), ``table.md`` and ``pareto.png`` (means, min-max bars).
+stopped run resumes where it stopped), ``table.md`` and ``pareto.png`` (means, min-max bars), and
+with two or more budgets ``budget.png`` (% of each budget's control against recovery steps).
+On 2 cores the grid is hours: split it over one-thread processes, each with its own ``--out`` and
+``--work``, then ``--merge`` their results.json into one (same settings required; a cell measured
+twice with different results is refused).
 
 This is a proxy: a synthetic corpus and a 3M-parameter model. It ranks recipes; it does not
 predict t5-small's BillSum scores.
@@ -43,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import sys
 import time
 from pathlib import Path
@@ -157,6 +163,71 @@ def run_cell(method: str, target: float, seed: int, budget: int, dense, tok, tra
 # ----------------------------------------------------------------------------- output
 
 
+def pct_range(s: dict, ref: float) -> str:
+    """A cell's mean [min-max] as percentages of ``ref``."""
+    if not ref:
+        return "-"
+    return f"{100 * s['mean'] / ref:.1f}% [{100 * s['min'] / ref:.1f}-{100 * s['max'] / ref:.1f}]"
+
+
+def axis_rows(ks: dict, budgets: list[int], targets: list[float], methods: list[str]) -> list[tuple]:
+    """The (target, method) pairs measured at two or more budgets, each budget with its control:
+    the recovery-budget axis."""
+    have = [b for b in budgets if (CONTROL, 1.0, b) in ks]
+    return [(t, m) for t in targets for m in methods if sum((m, t, b) in ks for b in have) >= 2]
+
+
+def budget_axis_lines(ks: dict, budgets: list[int], targets: list[float], methods: list[str]) -> list[str]:
+    """The recovery-budget axis as a markdown table ([] with fewer than two budgets)."""
+    rows = axis_rows(ks, budgets, targets, methods)
+    if not rows:
+        return []
+    lines = ["### Recovery-budget axis", "",
+             "Each cell: % of the dense control trained with the same budget, mean [min-max] over seeds "
+             "(- : not measured).", "",
+             "| target | method | " + " | ".join(f"{b} steps" for b in budgets) + " |",
+             "|---|---|" + "---|" * len(budgets),
+             "| - | dense control, course score | " + " | ".join(G.fmt(ks.get((CONTROL, 1.0, b))) for b in budgets) + " |"]
+    for t, m in rows:
+        cells = [pct_range(ks[(m, t, b)], ks[(CONTROL, 1.0, b)]["mean"])
+                 if (m, t, b) in ks and (CONTROL, 1.0, b) in ks else "-" for b in budgets]
+        lines.append(f"| {t:.2f} | {METHOD_LABELS[m]} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def plot_budget_axis(plt, ks: dict, budgets: list[int], targets: list[float], methods: list[str], path: Path) -> bool:
+    """``budget.png``: % of the same budget's control against recovery steps, one panel per
+    target, min-max bars. False (nothing drawn) with fewer than two budgets."""
+    rows = axis_rows(ks, budgets, targets, methods)
+    if not rows:
+        return False
+    panels = sorted({t for t, _ in rows}, reverse=True)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels) + 3, 4.5), squeeze=False)
+    for ax, t in zip(axes[0], panels):
+        for m in [m for tt, m in rows if tt == t]:
+            pts = [(b, ks[(m, t, b)], ks[(CONTROL, 1.0, b)]["mean"]) for b in budgets
+                   if (m, t, b) in ks and ks.get((CONTROL, 1.0, b), {}).get("mean")]  # (0: an untrained tiny proxy)
+            y = [100 * s["mean"] / c for _, s, c in pts]
+            err = [[100 * (s["mean"] - s["min"]) / c for _, s, c in pts], [100 * (s["max"] - s["mean"]) / c for _, s, c in pts]]
+            ax.errorbar([b for b, _, _ in pts], y, yerr=err, marker="o", capsize=3, label=METHOD_LABELS[m])
+        ax.axhline(100, color="k", ls="--", lw=1, label="dense control, same budget")
+        ax.axhline(95, color="k", ls=":", lw=1, label="95% of control")
+        ax.set_xscale("log")
+        ax.minorticks_off()
+        ax.set_xticks(budgets)
+        ax.set_xticklabels([str(b) for b in budgets])
+        ax.set_ylim(0, 105)
+        ax.set_xlabel("recovery steps in all (log scale)")
+        ax.set_ylabel("% of the same budget's control (mean, min-max)")
+        ax.set_title(f"honest nonzero_ratio {t:g}")
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
 def cell_stats(records: list[dict], key: str = "kaggle_score") -> dict:
     """{(method, target, budget): stats over seeds}."""
     groups: dict = {}
@@ -202,6 +273,7 @@ def write_outputs(data: dict, out: Path, a) -> str:
                              f"{pct(s['mean'], c['mean']) if c else '-'} | {rl[(m, t, b)]['mean']:.4f} | "
                              f"{titles[(m, t, b)]['mean']:.0%} | {vs} | {vm} |")
         lines.append("")
+    lines += budget_axis_lines(ks, budgets, targets, methods)
     table = "\n".join(lines)
     (out / "table.md").write_text(table + "\n")
     try:
@@ -239,6 +311,7 @@ def write_outputs(data: dict, out: Path, a) -> str:
         fig.tight_layout()
         fig.savefig(out / "pareto.png", dpi=120)
         plt.close(fig)
+        plot_budget_axis(plt, ks, budgets, targets, methods, out / "budget.png")
     except ImportError:  # pragma: no cover
         G.log("matplotlib missing: no pareto.png")
     return table
@@ -272,6 +345,9 @@ def parse_args(argv):
     p.add_argument("--out", default=str(G.ROOT / "docs" / "results" / "sparsity_quality"))
     p.add_argument("--work", default=str(G.ROOT / "runs" / "sparsity_quality"), help="trainer scratch space")
     p.add_argument("--fresh", action="store_true", help="ignore results.json and redo every record")
+    p.add_argument("--merge", nargs="+", metavar="RESULTS_JSON", default=None,
+                   help="append these results.json files (parts of the grid run by other processes with their own "
+                        "--out and the same settings) to --out's, write its table and plot, and run nothing")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     return p.parse_args(argv)
 
@@ -289,17 +365,26 @@ def main(argv: list[str] | None = None) -> int:
                 "recovery_docs": a.recovery_docs, "steps": a.steps, "final_recovery_frac": a.final_recovery_frac,
                 "recover_lr": a.recover_lr, "batch_size": a.batch_size, "alpha": a.alpha,
                 "temperature": a.temperature, "levels": list(a.levels)}
+    if a.merge:
+        # never set a store aside for a merge: other settings are an error here
+        if (out / "results.json").is_file() and json.loads((out / "results.json").read_text()).get("settings") != settings:
+            raise SystemExit(f"--merge: {out / 'results.json'} was measured with other settings than these options give")
     store = G.Records(out / "results.json", settings, fresh=a.fresh)
     c = dense.config
     store.data["proxy"] = {"params": meta["params"], "steps": meta["steps"], "validity": {
         k: meta["validity"][k] for k in ("own_kaggle", "swapped_kaggle", "swapped_over_own", "title_rate", "act_rate")},
         "shape": f"{c.num_layers}+{c.num_decoder_layers} blocks, d_model {c.d_model}, {c.num_heads} heads, d_ff {c.d_ff}"}
+    for path in a.merge or []:
+        G.log(f"{path}: {store.merge(path, ('method', 'target', 'seed', 'recovery_steps'))} records added")
     if "dense" not in store.data:
         store.data["dense"] = {**G.score(dense, tok, rows, msl), "docs": len(rows)}
         store.save()
     d = store.data["dense"]
     G.log(f"dense proxy: kaggle {d['kaggle_score']:.4f} rougeLsum {d['rougeLsum']:.4f} title {d['title_rate']:.0%} "
           f"on {len(rows)} held-out bills")
+    if a.merge:
+        print(write_outputs(store.data, out, a))
+        return 0
     train_ds = G.P.to_dataset(data["train"][: a.recovery_docs], tok, msl)
     val_ds = G.P.to_dataset(data["val"], tok, msl)
     cache: dict = {}

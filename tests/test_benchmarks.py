@@ -107,6 +107,39 @@ def test_sparsity_quality_smallest(tmp_path, proxy_dir):
     assert len(json.loads((out / "results.json").read_text())["records"]) == 10
 
 
+def test_sparsity_quality_budget_axis_merges_parts(tmp_path, proxy_dir):
+    """A grid split over processes: each part has its own --out; --merge joins them (same settings
+    only, a cell measured twice with different results refused) and draws the budget axis."""
+    import sparsity_quality
+
+    base = ["--proxy", str(proxy_dir), "--targets", "0.5", "--methods", "oneshot", "--seeds", "0", "1",
+            "--eval-docs", "2", "--recovery-docs", "20", "--threads", "1", "--work", str(tmp_path / "w")]
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert sparsity_quality.main([*base, "--recovery-steps", "1", "--out", str(a)]) == 0
+    assert sparsity_quality.main([*base, "--recovery-steps", "2", "--out", str(b)]) == 0
+    assert not (a / "budget.png").exists()  # one budget: no axis
+    part_b = json.loads((b / "results.json").read_text())
+
+    other = tmp_path / "other.json"  # another setting (eval docs): refused, and a's store is kept
+    other.write_text(json.dumps({**part_b, "settings": {**part_b["settings"], "eval_docs": 3}}))
+    with pytest.raises(SystemExit, match="other settings"):
+        sparsity_quality.main([*base, "--out", str(a), "--merge", str(other)])
+    assert len(json.loads((a / "results.json").read_text())["records"]) == 4
+
+    assert sparsity_quality.main([*base, "--out", str(a), "--merge", str(b / "results.json")]) == 0
+    recs = json.loads((a / "results.json").read_text())["records"]
+    assert sorted((r["method"], r["recovery_steps"]) for r in recs) == sorted(
+        [(m, n) for m in ("dense_control", "oneshot") for n in (1, 2)] * 2)
+    assert (a / "budget.png").is_file() and "Recovery-budget axis" in (a / "table.md").read_text()
+    # merging again adds nothing; a different result for a cell already there is refused
+    assert sparsity_quality.main([*base, "--out", str(a), "--merge", str(b / "results.json")]) == 0
+    assert len(json.loads((a / "results.json").read_text())["records"]) == 8
+    part_b["records"][0]["kaggle_score"] += 0.5
+    other.write_text(json.dumps(part_b))
+    with pytest.raises(SystemExit, match="different records"):
+        sparsity_quality.main([*base, "--out", str(a), "--merge", str(other)])
+
+
 def test_structured_speed_smallest(tmp_path, proxy_dir, shared_dir):
     import structured_speed
 
