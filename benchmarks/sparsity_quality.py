@@ -163,11 +163,27 @@ def run_cell(method: str, target: float, seed: int, budget: int, dense, tok, tra
 # ----------------------------------------------------------------------------- output
 
 
+def method_color(m: str) -> str:
+    """One colour per method in every panel of every plot."""
+    return "k" if m == CONTROL else f"C{METHODS.index(m)}"
+
+
+def legend_of_all(axes) -> None:
+    """One legend, right of the last panel, naming what any panel draws (panels of a budget may
+    hold different methods)."""
+    seen: dict = {}
+    for ax in axes:
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(label, h)
+    axes[-1].legend(list(seen.values()), list(seen), fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+
+
 def pct_range(s: dict, ref: float) -> str:
     """A cell's mean [min-max] as percentages of ``ref``."""
     if not ref:
         return "-"
-    return f"{100 * s['mean'] / ref:.1f}% [{100 * s['min'] / ref:.1f}-{100 * s['max'] / ref:.1f}]"
+    seeds = "" if s["n"] >= 3 else f" ({s['n']} seed{'s' if s['n'] > 1 else ''})"  # a cell still running
+    return f"{100 * s['mean'] / ref:.1f}% [{100 * s['min'] / ref:.1f}-{100 * s['max'] / ref:.1f}]{seeds}"
 
 
 def axis_rows(ks: dict, budgets: list[int], targets: list[float], methods: list[str]) -> list[tuple]:
@@ -209,7 +225,8 @@ def plot_budget_axis(plt, ks: dict, budgets: list[int], targets: list[float], me
                    if (m, t, b) in ks and ks.get((CONTROL, 1.0, b), {}).get("mean")]  # (0: an untrained tiny proxy)
             y = [100 * s["mean"] / c for _, s, c in pts]
             err = [[100 * (s["mean"] - s["min"]) / c for _, s, c in pts], [100 * (s["max"] - s["mean"]) / c for _, s, c in pts]]
-            ax.errorbar([b for b, _, _ in pts], y, yerr=err, marker="o", capsize=3, label=METHOD_LABELS[m])
+            ax.errorbar([b for b, _, _ in pts], y, yerr=err, marker="o", capsize=3, label=METHOD_LABELS[m],
+                        color=method_color(m))
         ax.axhline(100, color="k", ls="--", lw=1, label="dense control, same budget")
         ax.axhline(95, color="k", ls=":", lw=1, label="95% of control")
         ax.set_xscale("log")
@@ -221,7 +238,7 @@ def plot_budget_axis(plt, ks: dict, budgets: list[int], targets: list[float], me
         ax.set_ylabel("% of the same budget's control (mean, min-max)")
         ax.set_title(f"honest nonzero_ratio {t:g}")
         ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    legend_of_all(axes[0])
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -291,7 +308,7 @@ def write_outputs(data: dict, out: Path, a) -> str:
                 x = [t * (1 + 0.025 * (i - len(methods) / 2)) for t, _ in pts]  # side by side
                 y = [s["mean"] for _, s in pts]
                 err = [[s["mean"] - s["min"] for _, s in pts], [s["max"] - s["mean"] for _, s in pts]]
-                ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=METHOD_LABELS[m])
+                ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=METHOD_LABELS[m], color=method_color(m))
             c = ks.get((CONTROL, 1.0, b))
             if c:
                 ax.axhspan(c["min"], c["max"], color="k", alpha=0.12)
@@ -301,13 +318,13 @@ def write_outputs(data: dict, out: Path, a) -> str:
             ax.minorticks_off()
             ax.set_xticks(targets)
             ax.set_xticklabels([f"{t:g}" for t in targets])
-            ax.invert_xaxis()
+            ax.set_xlim(max(targets) * 1.15, min(targets) / 1.15)  # the same axis in every panel, sparser to the right
             ax.set_ylim(bottom=0)
             ax.set_xlabel("honest nonzero_ratio (log scale, sparser to the right)")
             ax.set_ylabel("course score (mean, min-max over seeds)")
-            ax.set_title(f"{b} recovery steps, every method")
+            ax.set_title(f"{b} recovery steps")
             ax.grid(alpha=0.3)
-        axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        legend_of_all(axes[0])
         fig.tight_layout()
         fig.savefig(out / "pareto.png", dpi=120)
         plt.close(fig)
