@@ -47,15 +47,19 @@ def score(model, tok, rows: list[dict], max_source_length: int, batch_size: int 
 class Records:
     """``results.json`` as ``{"settings": ..., "records": [...], ...}``, written atomically after
     every record, so a stopped run resumes where it was. Records of other settings are not mixed
-    in: a run with other settings starts a new file (the old one is kept as ``.old.json``)."""
+    in: a run with other settings starts a new file (the old one is kept as ``.old.json``), or,
+    with ``strict`` (a merge, which must not start afresh), stops with an error."""
 
-    def __init__(self, path: Path, settings: dict, fresh: bool = False):
+    def __init__(self, path: Path, settings: dict, fresh: bool = False, strict: bool = False):
         self.path = path
         self.data: dict = {}
         if path.is_file() and not fresh:
             data = json.loads(path.read_text())
             if data.get("settings") == settings:
                 self.data = data
+            elif strict:
+                raise SystemExit(f"{path} was measured with other settings than these options give:\n"
+                                 f"  {data.get('settings')}\n  {settings}")
             else:
                 os.replace(path, path.with_suffix(".old.json"))
                 log(f"{path}: other settings; kept as {path.with_suffix('.old.json').name}, starting afresh")

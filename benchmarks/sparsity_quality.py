@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import sys
 import time
 from pathlib import Path
@@ -382,11 +381,7 @@ def main(argv: list[str] | None = None) -> int:
                 "recovery_docs": a.recovery_docs, "steps": a.steps, "final_recovery_frac": a.final_recovery_frac,
                 "recover_lr": a.recover_lr, "batch_size": a.batch_size, "alpha": a.alpha,
                 "temperature": a.temperature, "levels": list(a.levels)}
-    if a.merge:
-        # never set a store aside for a merge: other settings are an error here
-        if (out / "results.json").is_file() and json.loads((out / "results.json").read_text()).get("settings") != settings:
-            raise SystemExit(f"--merge: {out / 'results.json'} was measured with other settings than these options give")
-    store = G.Records(out / "results.json", settings, fresh=a.fresh)
+    store = G.Records(out / "results.json", settings, fresh=a.fresh, strict=bool(a.merge))
     c = dense.config
     store.data["proxy"] = {"params": meta["params"], "steps": meta["steps"], "validity": {
         k: meta["validity"][k] for k in ("own_kaggle", "swapped_kaggle", "swapped_over_own", "title_rate", "act_rate")},

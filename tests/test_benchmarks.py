@@ -124,6 +124,8 @@ def test_sparsity_quality_budget_axis_merges_parts(tmp_path, proxy_dir):
     other.write_text(json.dumps({**part_b, "settings": {**part_b["settings"], "eval_docs": 3}}))
     with pytest.raises(SystemExit, match="other settings"):
         sparsity_quality.main([*base, "--out", str(a), "--merge", str(other)])
+    with pytest.raises(SystemExit, match="other settings"):  # options that do not match a's store: a is not set aside
+        sparsity_quality.main([*base, "--eval-docs", "1", "--out", str(a), "--merge", str(b / "results.json")])
     assert len(json.loads((a / "results.json").read_text())["records"]) == 4
 
     assert sparsity_quality.main([*base, "--out", str(a), "--merge", str(b / "results.json")]) == 0
