@@ -38,7 +38,8 @@ stopped run resumes where it stopped), ``table.md`` and ``pareto.png`` (means, m
 with two or more budgets ``budget.png`` (% of each budget's control against recovery steps).
 On 2 cores the grid is hours: split it over one-thread processes, each with its own ``--out`` and
 ``--work``, then ``--merge`` their results.json into one (same settings required; a cell measured
-twice with different results is refused).
+twice with different results is refused, identical copies skipped). A part whose ``--out`` starts
+with a copy of the main results.json skips the controls (and cells) already measured there.
 
 This is a proxy: a synthetic corpus and a 3M-parameter model. It ranks recipes; it does not
 predict t5-small's BillSum scores.
