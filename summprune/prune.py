@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
+from .allocate import integerize
 from .modeling import group_modules, tied_parameter_modules
 
 
@@ -182,8 +183,6 @@ def obs_step(model: nn.Module, keep: dict[str, int], patterns: dict[str, str] | 
         n = sum(unpruned) - int(k)
         if n < 0:
             raise ValueError(f"group {g}: asked to keep {k} weights but only {sum(unpruned)} are unpruned")
-        from .allocate import integerize
-
         # per-module cuts in proportion to their unpruned weights, summing to n exactly
         cuts = integerize({j: n * u / max(1, sum(unpruned)) for j, u in enumerate(unpruned)}, n,
                           dict(enumerate(unpruned)))
