@@ -25,7 +25,7 @@ def _cmd_prune(a) -> int:
     cfg = load_config(a.config, overrides)
     if not Path(a.model).is_dir():
         raise FileNotFoundError(f"--model {a.model}: model directory not found")
-    info = prune_existing(a.model, cfg, a.output, train=not a.no_train)
+    info = prune_existing(a.model, cfg, a.output, train=not a.no_train, overwrite=a.overwrite)
     fin = info["final"]
     print(S.format_table(fin))
     print(f"wrote {a.output} (pruning.json: {len(info['stages'])} stages)")
@@ -34,8 +34,10 @@ def _cmd_prune(a) -> int:
 
 def _cmd_export(a) -> int:
     from .export import export_model
+    from .io.files import lock_output
 
-    export_model(a.model, a.output, format=a.format, dtype=a.dtype)
+    with lock_output(a.output):
+        export_model(a.model, a.output, format=a.format, dtype=a.dtype)
     print(f"wrote {a.output} ({a.format}, {a.dtype})")
     return 0
 
@@ -87,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--config", required=True, help="experiment TOML holding the recipe")
     q.add_argument("--output", required=True, help="directory to write the pruned model to")
     q.add_argument("--no-train", action="store_true", help="skip recovery fine-tuning (checks counts)")
+    q.add_argument("--overwrite", action="store_true",
+                   help="start again when <output>.trainer/ holds the checkpoints of another model or config; "
+                        "without it a killed prune of the same model and config continues after its last step")
     q.add_argument("overrides", nargs="*", help="key=value overrides")
     q.set_defaults(fn=_cmd_prune)
 

@@ -513,6 +513,8 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
             raise ConfigError(f"{path}: config file not found")
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except RecursionError:
+            raise ConfigError(f"{path}: invalid TOML: arrays or tables nested too deeply") from None
         except UnicodeDecodeError:
             raise ConfigError(f"{path}: not a UTF-8 text file; a config is a TOML file") from None
         except tomllib.TOMLDecodeError as e:
@@ -530,7 +532,10 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
             parts = key.split(".")
             # the message names the key, or a table on its path ("prune.stages[0]: recover_...")
             prefixes = [re.sub(r"\.(\d+)(?=\.|$)", r"[\1]", ".".join(parts[:i])) for i in range(len(parts), max(2, len(parts) - 3), -1)]
+            parent = indexed.rsplit(".", 1)[0] if "." in indexed else ""
             named = (f" {key}" in body or f" {indexed}" in body
+                     # "train: unknown key(s) ['batch_sise']" for the override train.batch_sise=3
+                     or (body.startswith(f"{parent}: unknown" if parent else "unknown top-level") and repr(parts[-1]) in body)
                      or any(body.startswith(pre) and body[len(pre):len(pre) + 1] in (":", ".", "[", "=")
                             for pre in [key, *prefixes]))
             if named:
@@ -570,6 +575,14 @@ def validate(cfg: ExperimentConfig, source: str = "<config>") -> None:
 
     if cfg.prune.tie_mode not in TIE_MODES:
         bad(f"prune.tie_mode={cfg.prune.tie_mode!r}: choose one of {list(TIE_MODES)}")
+    for g, pat in cfg.prune.groups.items():
+        try:
+            re.compile(pat)
+        except (re.error, TypeError) as e:
+            bad(f"prune.groups.{g}={pat!r}: not a regular expression ({e})")
+    for k in ("tiny_d_model", "tiny_layers", "tiny_heads", "tiny_d_ff", "tiny_vocab"):
+        if getattr(cfg.model, k) < 1:
+            bad(f"model.{k}={getattr(cfg.model, k)}: must be >= 1")
     for name, section in cfg.prune.methods.items():
         sec = SECTIONS[name]
         for i, item in enumerate(section if sec.many else [section]):

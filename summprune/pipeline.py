@@ -10,6 +10,7 @@ synchronises training, and only the main process evaluates and writes files.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -27,7 +28,7 @@ from . import sparsity as S
 from .config import ExperimentConfig, config_to_dict, save_config
 from .evaluation import evaluate
 from .io.files import atomic_write_json
-from .train import finetune
+from .train import check_train_config, finetune
 
 PRUNING_FORMAT = "summprune.pruning/1"
 
@@ -67,6 +68,17 @@ def build_model_and_tokenizer(cfg_model, train_texts: list[str] | None = None):
     model = load_model(cfg_model.name)
     tok = load_tokenizer(cfg_model.tokenizer or cfg_model.name)
     return model, tok
+
+
+def check_groups(model, cfg: ExperimentConfig) -> None:
+    """The recipe's layer groups against this model, before any data or folder is touched: a
+    pattern that matches nothing, or a module in two groups, names ``prune.groups``."""
+    from .modeling import group_modules
+
+    try:
+        group_modules(model, cfg.prune.groups)
+    except ValueError as e:
+        raise ValueError(f"prune.groups: {e}") from None
 
 
 def append_jsonl(path: str | Path, record: dict) -> None:
@@ -282,17 +294,18 @@ def run(cfg: ExperimentConfig, *, overwrite: bool = False, log_print: Callable[[
     refused unless ``overwrite`` (which keeps a fine-tuned model whose fingerprint still matches).
     The run folder is locked while it runs: a second ``run`` of the same name is refused, naming
     the pid of the first (a lock left by a killed run is taken over)."""
-    from .io.files import check_output, lock_file
+    from .io.files import check_output, lock_file, lock_output
 
     # Everything that can fail at the start fails before the run folder is touched and before
     # any training: the output path (checked again at export), the data, the model.
     check_output(cfg.output_dir)
+    check_train_config(cfg.train)
     state = PartialState()
     if not state.is_main_process:
         return _run(cfg, state, log_print, overwrite)
     runs = Path(cfg.runs_dir)
     runs.mkdir(parents=True, exist_ok=True)
-    with lock_file(runs / f".{cfg.name}.lock", f"run folder {runs / cfg.name}"):
+    with lock_file(runs / f".{cfg.name}.lock", f"run folder {runs / cfg.name}"), lock_output(cfg.output_dir):
         return _run(cfg, state, log_print, overwrite)
 
 
@@ -311,6 +324,7 @@ def _run(cfg: ExperimentConfig, state, log_print: Callable[[str], None], overwri
     # The on-the-fly tokenizer (tiny model) sees inputs exactly as the model will, prefix included.
     model, tok = build_model_and_tokenizer(
         cfg.model, [cfg.data.prefix + t for t in train_raw["text"]] + list(train_raw["summary"]))
+    check_groups(model, cfg)
     if main:
         if overwrite and run_dir.is_dir():
             clear_run_folder(run_dir)
@@ -436,12 +450,19 @@ def run_folder_matches(run_dir: Path, cfg: ExperimentConfig, overwrite: bool) ->
     """True if ``run_dir`` holds a run of this very config (to be continued); False if there is
     none (or ``overwrite``); ValueError naming the keys that differ otherwise."""
     saved = run_dir / "config.json"
-    if overwrite or not saved.is_file():
+    old = None
+    if saved.is_file():
+        try:
+            old = json.loads(saved.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            old = None
+    if run_dir.is_dir() and any(run_dir.iterdir()) and not _is_run_config(old):
+        # never adopt (nor, with --overwrite, empty) a folder that is not a run folder: it may be
+        # someone's data, or a model directory, that happens to sit at runs_dir/name
+        raise FileExistsError(f"{run_dir}: exists and is not a run folder (no config.json of a run in it); "
+                              "move it away or choose another name= / runs_dir=")
+    if overwrite or old is None:
         return False
-    try:
-        old = json.loads(saved.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        old = None
     new = json.loads(json.dumps(config_to_dict(cfg)))
     if old == new:
         return True
@@ -449,6 +470,11 @@ def run_folder_matches(run_dir: Path, cfg: ExperimentConfig, overwrite: bool) ->
     raise ValueError(f"{run_dir} holds a run of another config (differs in: {', '.join(diff[:8])}"
                      f"{' ...' if len(diff) > 8 else ''}); add --overwrite to start it again (a fine-tuned model "
                      "with the same data/model/train settings is kept and reused), or choose another name=")
+
+
+def _is_run_config(obj) -> bool:
+    """A run folder's ``config.json`` (a resolved ExperimentConfig), not a model's config.json."""
+    return isinstance(obj, dict) and {"name", "data", "model", "train", "prune", "eval"} <= set(obj)
 
 
 def _diff_keys(a, b, prefix: str = "") -> list[str]:
@@ -469,29 +495,113 @@ def clear_run_folder(run_dir: Path) -> None:
         shutil.rmtree(p) if p.is_dir() else p.unlink()
 
 
+#: ``<output>.trainer/prune.json``: what a ``prune`` was asked to do; a start that finds the same
+#: request there continues the work it holds, another request is refused (or, with ``overwrite``,
+#: replaces it).
+PRUNE_REQUEST = "prune.json"
+#: What a prune work folder may hold: a folder with anything else is someone else's, never adopted.
+PRUNE_WORK_FILES = {PRUNE_REQUEST, "metrics.jsonl", "steps", "trainer"}
+
+
+def prune_work_dir(output: str | Path) -> Path:
+    """Where ``prune`` keeps its step checkpoints, Trainer files and ``metrics.jsonl``: a sibling
+    ``<output>.trainer/`` (beside the output, so a finished output directory holds the model only)."""
+    out = Path(output).expanduser()
+    return out.with_name(out.name + ".trainer")
+
+
+def _prune_request(model_dir: str | Path, cfg: ExperimentConfig, train: bool) -> dict:
+    p = Path(str(model_dir)).expanduser()
+    model = str(p.resolve()) if p.exists() else str(model_dir)
+    return json.loads(json.dumps({"model": model, "train": train, "config": config_to_dict(cfg)}))
+
+
+def check_prune_work(work_dir: Path, request: dict, overwrite: bool) -> bool:
+    """True if ``work_dir`` holds ``request`` (to be continued), False if it is absent or to be
+    started again; raises, touching nothing, where it must not be used: a folder with another
+    request is refused naming the keys that differ, unless ``overwrite``; a folder that is not a
+    prune work folder (anything but :data:`PRUNE_WORK_FILES` in it) is never adopted nor emptied,
+    as it may be someone's data."""
+    if work_dir.is_symlink() or (work_dir.exists() and not work_dir.is_dir()):
+        raise FileExistsError(f"{work_dir}: exists and is not a directory (prune keeps its work there); "
+                              "move it away or choose another --output")
+    if not work_dir.is_dir():
+        return False
+    foreign = sorted(p.name for p in work_dir.iterdir() if p.name not in PRUNE_WORK_FILES)
+    if foreign:
+        raise FileExistsError(f"{work_dir}: exists and is not a prune work folder (it holds {foreign[:3]}); "
+                              "prune keeps its checkpoints there: move it away or choose another --output")
+    if overwrite:
+        return False
+    saved = work_dir / PRUNE_REQUEST
+    old = None
+    if saved.is_file():
+        try:
+            old = json.loads(saved.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            old = "(unreadable)"
+    if old == request:
+        return True
+    if old is not None:
+        diff = sorted(_diff_keys(old, request)) if isinstance(old, dict) else [f"(unreadable {PRUNE_REQUEST})"]
+        raise ValueError(f"{work_dir} holds the checkpoints of another prune (differs in: {', '.join(diff[:8])}"
+                         f"{' ...' if len(diff) > 8 else ''}); add --overwrite to start again, or choose another "
+                         "--output")
+    return False
+
+
+def open_prune_work(work_dir: Path, request: dict, resuming: bool) -> None:
+    """A new work folder for ``request`` (an old one of ours emptied first), or, ``resuming``, the
+    one there as it is: its metrics are appended to, never wiped."""
+    if resuming:
+        return
+    if work_dir.is_dir():
+        shutil.rmtree(work_dir)  # ours (checked): another request with --overwrite, or an unfinished start
+    work_dir.mkdir(parents=True)
+    (work_dir / "metrics.jsonl").write_text("", encoding="utf-8")
+    atomic_write_json(work_dir / PRUNE_REQUEST, request)  # last: a start killed before this begins anew
+
+
 def prune_existing(model_dir: str | Path, cfg: ExperimentConfig, output: str | Path, *, train: bool = True,
-                   log_print: Callable[[str], None] = print) -> dict:
+                   overwrite: bool = False, log_print: Callable[[str], None] = print) -> dict:
     """Apply ``cfg``'s recipe to a saved model (any format, a course directory included) and
     export it; returns the pruning info. The same driver as ``run`` (plans broadcast under
-    several processes; only the main process writes): ``<output>.trainer/`` gets the Trainer's
-    files and ``metrics.jsonl``.
+    several processes; only the main process writes).
 
-    With ``train=False`` no fine-tuning runs and no data is read: the counts can be checked on
-    any model of the right shape in seconds.
+    Resumable as ``run`` is: ``<output>.trainer/`` (:func:`prune_work_dir`) gets the request
+    (``prune.json``), the Trainer's files, ``metrics.jsonl`` (appended to) and the pruned state
+    after every completed step (``steps/``); the same command started again after a kill goes on
+    after the last completed step, another model/config/--no-train is refused naming what differs
+    (``overwrite`` starts again). The output is locked while it is made: a second ``prune`` or an
+    ``export`` to the same directory is refused, naming the first one's pid.
+
+    With ``train=False`` no fine-tuning runs, no data is read and no work folder is written: the
+    counts can be checked on any model of the right shape in seconds.
     """
     from .export import load_model
+    from .io.files import check_output, lock_output
     from .modeling import load_tokenizer
 
-    from .io.files import check_output
-
     check_output(output)  # before any pruning or training, not only at export
+    if train:
+        check_train_config(cfg.train)
     state = PartialState()
     main = state.is_main_process
-    out = Path(output)
-    work_dir = out.with_name(out.name + ".trainer")  # beside the output, also for "pruned/"
-    metrics_path = work_dir / "metrics.jsonl" if train else None
+    out = Path(output).expanduser()
+    with (lock_output(out) if main else contextlib.nullcontext()):
+        return _prune_existing(model_dir, cfg, out, train, overwrite, state, log_print, load_model, load_tokenizer)
+
+
+def _prune_existing(model_dir, cfg, out: Path, train: bool, overwrite: bool, state, log_print, load_model,
+                    load_tokenizer) -> dict:
+    main = state.is_main_process
+    work_dir = prune_work_dir(out)
+    request = _prune_request(model_dir, cfg, train)
+    # fails before any loading or training, touching nothing
+    resuming = check_prune_work(work_dir, request, overwrite) if train and main else False
     model = load_model(model_dir)
     tok = load_tokenizer(model_dir)
+    check_groups(model, cfg)
     head, emb = model.get_output_embeddings(), model.get_input_embeddings()
     if (cfg.export_format == "course" and getattr(model.config, "tie_word_embeddings", False)
             and head is not None and head.weight is not emb.weight):
@@ -501,13 +611,16 @@ def prune_existing(model_dir: str | Path, cfg: ExperimentConfig, output: str | P
     if torch.cuda.is_available():
         model.to(state.device)
     train_ds = val_ds = None
+    metrics_path = checkpoint_dir = None
     if train:
         train_raw, val_raw = load_train_val(cfg.data)
         train_ds, val_ds = (D.tokenize(x, tok, cfg.data.prefix, cfg.data.max_source_length, cfg.data.max_target_length)
                             for x in (train_raw, val_raw))
         if main:
-            work_dir.mkdir(parents=True, exist_ok=True)
-            metrics_path.write_text("", encoding="utf-8")
+            open_prune_work(work_dir, request, resuming)
+            if resuming:
+                log_print(f"[{cfg.name}] continuing the prune in {work_dir} (same model and config)")
+        metrics_path, checkpoint_dir = work_dir / "metrics.jsonl", work_dir / "steps"
         state.wait_for_everyone()
 
     def log(rec: dict) -> None:
@@ -516,10 +629,12 @@ def prune_existing(model_dir: str | Path, cfg: ExperimentConfig, output: str | P
 
     model, records, sections = prune_model(model, tok, cfg, train_ds=train_ds, val_ds=val_ds, state=state,
                                            work_dir=work_dir, metrics_path=metrics_path, log=log,
+                                           checkpoint_dir=checkpoint_dir,
                                            log_print=log_print if main else (lambda _msg: None))
     final = stage_record(model, cfg.prune.groups)
     info = pruning_info(cfg, records, final, sections)
     if main:
-        export(model.to("cpu"), tok, output, info, cfg.export_format, cfg.export_dtype, decoding=cfg.eval.decoding())
+        export(model.to("cpu"), tok, out, info, cfg.export_format, cfg.export_dtype, decoding=cfg.eval.decoding())
+        log({"event": "export", "model_dir": str(out)})
     state.wait_for_everyone()
     return info

@@ -61,8 +61,34 @@ def make_trainer(model, tokenizer, train_ds, cfg: TrainConfig, output_dir: str |
                  trainer_cls=Seq2SeqTrainer, trainer_kwargs: dict | None = None,
                  checkpoints: bool = False) -> Seq2SeqTrainer:
     """A Seq2SeqTrainer set up from ``cfg``; ``epochs``/``max_steps`` override it (recovery)."""
+    args = training_arguments(cfg, output_dir, epochs=epochs, max_steps=max_steps, checkpoints=checkpoints)
+    collator = DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100)
+    return trainer_cls(
+        model=model,
+        args=args,
+        train_dataset=train_ds,
+        data_collator=collator,
+        processing_class=tokenizer,
+        callbacks=[JsonlLogger(log_path, stage)],
+        **(trainer_kwargs or {}),
+    )
+
+
+def check_train_config(cfg: TrainConfig) -> None:
+    """Build the Trainer's arguments once, before any data, training or run folder: a value only
+    transformers can judge (``lr_scheduler``) fails at the start, naming the key, not after the
+    first evaluation. Writes nothing (the arguments create no directory)."""
+    try:
+        training_arguments(cfg, "unused-output-dir")
+    except ValueError as e:
+        key = "train.lr_scheduler" if "SchedulerType" in str(e) else "train"
+        raise ValueError(f"{key}: {e}") from None
+
+
+def training_arguments(cfg: TrainConfig, output_dir: str | Path, *, epochs: float | None = None,
+                       max_steps: int | None = None, checkpoints: bool = False) -> Seq2SeqTrainingArguments:
     steps = cfg.max_steps if max_steps is None else max_steps
-    args = Seq2SeqTrainingArguments(
+    return Seq2SeqTrainingArguments(
         output_dir=str(output_dir),
         learning_rate=cfg.learning_rate,
         weight_decay=cfg.weight_decay,
@@ -91,24 +117,31 @@ def make_trainer(model, tokenizer, train_ds, cfg: TrainConfig, output_dir: str |
         ddp_broadcast_buffers=False,
         **precision_flags(cfg.precision),
     )
-    collator = DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100)
-    return trainer_cls(
-        model=model,
-        args=args,
-        train_dataset=train_ds,
-        data_collator=collator,
-        processing_class=tokenizer,
-        callbacks=[JsonlLogger(log_path, stage)],
-        **(trainer_kwargs or {}),
-    )
+
+
+#: What a Trainer checkpoint needs to be resumed from; a kill during the save leaves some missing.
+CHECKPOINT_FILES = ("trainer_state.json", "optimizer.pt", "scheduler.pt")
 
 
 def last_checkpoint(output_dir: str | Path) -> str | None:
-    """The newest complete Trainer checkpoint in ``output_dir``, or None."""
-    from transformers.trainer_utils import get_last_checkpoint
+    """The newest complete Trainer checkpoint in ``output_dir``, or None. A ``checkpoint-N`` that
+    a kill during the Trainer's save left incomplete (no ``trainer_state.json``, optimizer or
+    scheduler state, or no weights) is removed: resuming from it fails, and every later start
+    would pick it again as the highest number."""
+    import re
+    import shutil
 
     d = Path(output_dir)
-    return get_last_checkpoint(str(d)) if d.is_dir() else None
+    if not d.is_dir():
+        return None
+    found = sorted((int(m.group(1)), p) for p in d.iterdir()
+                   if p.is_dir() and (m := re.fullmatch(r"checkpoint-(\d+)", p.name)))
+    for _, p in reversed(found):
+        complete = all((p / f).is_file() for f in CHECKPOINT_FILES) and any(p.glob("model*.safetensors"))
+        if complete:
+            return str(p)
+        shutil.rmtree(p, ignore_errors=True)
+    return None
 
 
 def finetune(model, tokenizer, train_ds, cfg: TrainConfig, output_dir: str | Path, *,

@@ -1,0 +1,104 @@
+"""`prune` is resumable as `run` is: kill -9 it at three points (the first step's recovery, the
+second step's recovery, the export), start the same command again each time; it continues after
+its last completed step and ends with the counts of an uninterrupted prune. Its work folder
+(`<output>.trainer/`) is adopted only when it is one, and only for the same request."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+ARGS = ["data.dataset=synthetic", "data.synthetic_docs=24", "data.val_size=4", "data.max_source_length=32",
+        "data.max_target_length=16", "train.batch_size=4", "prune.stages.0.repeat=2",
+        "prune.stages.0.recover_steps=2", "prune.stages.1.recover_steps=2", "export_format=compact"]
+
+
+def launch(model, out, fault: str | None, *extra: str):
+    env = {k: v for k, v in os.environ.items() if k != "SUMMPRUNE_FAULT"}
+    env.update(OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    if fault:
+        env["SUMMPRUNE_FAULT"] = fault
+    cmd = [sys.executable, "-m", "summprune", "prune", "--model", str(model), "--config",
+           str(ROOT / "configs" / "seed.toml"), "--output", str(out), *ARGS, *extra]
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+def counts(path):
+    info = json.loads((path / "pruning.json").read_text())
+    return [(s["stage"], s["method"], s["nonzero"], round(s["mask_ratio"], 10)) for s in info["stages"]]
+
+
+@pytest.mark.slow
+def test_prune_killed_at_three_points_resumes_to_the_uninterrupted_counts(tmp_path, tiny_dir):
+    ref = launch(tiny_dir, tmp_path / "ref", None)
+    assert ref.returncode == 0, ref.stderr[-2000:]
+    out, work = tmp_path / "out", tmp_path / "out.trainer"
+    killed = -signal.SIGKILL
+
+    r = launch(tiny_dir, out, "recover-1:1")  # in the first step's recovery: nothing completed yet
+    assert r.returncode == killed, r.stderr[-2000:]
+    assert (work / "prune.json").is_file() and not (work / "steps" / "latest").exists()
+
+    r = launch(tiny_dir, out, "recover-2:1")  # starts again; killed in the second step's recovery
+    assert r.returncode == killed, r.stderr[-2000:]
+    assert "continuing the prune" in r.stdout
+    assert json.loads((work / "steps" / "latest" / "step.json").read_text())["step"] == 1
+
+    r = launch(tiny_dir, out, "export")  # goes on after step 1; killed with the export written, not in place
+    assert r.returncode == killed, r.stderr[-2000:]
+    assert "resuming after step 1" in r.stdout
+    assert not out.exists()
+
+    r = launch(tiny_dir, out, None)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "resuming after step 3" in r.stdout  # every step was done: it only exported again
+    assert counts(out) == counts(tmp_path / "ref")
+    assert not list(tmp_path.glob("out.tmp-*")) and not list(tmp_path.glob(".out.lock"))
+    logs = [json.loads(x) for x in (work / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    assert [r["stage"] for r in logs if r["event"] == "stage"] == [1, 2, 3]  # appended, each step once
+    assert [r["event"] for r in logs].count("export") == 1
+
+
+def test_prune_refuses_another_request_and_a_foreign_work_folder(tmp_path, tiny_dir, capsys):
+    from summprune.__main__ import main as cli
+
+    def prune(out, *extra):
+        return cli(["prune", "--model", str(tiny_dir), "--config", str(ROOT / "configs" / "seed.toml"),
+                    "--output", str(out), *ARGS, "prune.stages.0.repeat=1", *extra])
+
+    foreign = tmp_path / "a.trainer"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    assert prune(tmp_path / "a") == 2
+    assert "not a prune work folder" in capsys.readouterr().err
+    assert (foreign / "notes.txt").read_text() == "mine" and not (tmp_path / "a").exists()
+
+    assert prune(tmp_path / "b") == 0
+    capsys.readouterr()
+    assert prune(tmp_path / "b", "prune.stages.1.recover_steps=1") == 2
+    err = capsys.readouterr().err
+    assert "another prune" in err and "config.prune.stages" in err and "--overwrite" in err
+    assert prune(tmp_path / "b", "prune.stages.1.recover_steps=1", "--overwrite") == 0
+    req = json.loads((tmp_path / "b.trainer" / "prune.json").read_text())
+    assert req["config"]["prune"]["stages"][1]["recover_steps"] == 1
+
+
+def test_a_second_writer_of_one_output_is_refused(tmp_path, tiny_dir, capsys):
+    """A lock held by a live process (here: this one's parent, faked by the lock's pid) refuses
+    a prune and an export to the same directory before any work."""
+    from summprune.__main__ import main as cli
+
+    (tmp_path / ".o.lock").write_text(f"{os.getppid()}\n")
+    rc = cli(["prune", "--model", str(tiny_dir), "--config", str(ROOT / "configs" / "seed.toml"),
+              "--output", str(tmp_path / "o"), "--no-train"])
+    assert rc == 2 and "being written by process" in capsys.readouterr().err
+    rc = cli(["export", "--model", str(tiny_dir), "--output", str(tmp_path / "o")])
+    assert rc == 2 and "being written by process" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
