@@ -73,6 +73,10 @@ def check_decoding(decoding: dict, where: str = "decoding") -> dict:
     return d
 
 
+#: Cap on batch sizes and accumulation (see ``validate``).
+MAX_BATCH = 1_000_000
+
+
 class ConfigError(ValueError):
     """A config file or override is invalid; the message names the file and key."""
 
@@ -616,6 +620,12 @@ def validate(cfg: ExperimentConfig, source: str = "<config>") -> None:
         bad("train.warmup_ratio must be in [0, 1) and train.weight_decay >= 0")
     if cfg.train.batch_size < 1 or cfg.train.grad_accum < 1:
         bad("train.batch_size and train.grad_accum must be >= 1")
+    # beyond this no batch fits in memory, and past sys.maxsize the Trainer's sampler fails only
+    # after the first evaluation: refuse it at the start
+    for k, v in (("train.batch_size", cfg.train.batch_size), ("train.grad_accum", cfg.train.grad_accum),
+                 ("train.eval_batch_size", cfg.train.eval_batch_size), ("eval.batch_size", cfg.eval.batch_size)):
+        if v > MAX_BATCH:
+            bad(f"{k}={v}: must be <= {MAX_BATCH:,}")
     if cfg.train.precision not in ("auto", "fp32", "bf16", "fp16"):
         bad(f"train.precision={cfg.train.precision!r}: choose auto, fp32, bf16 or fp16")
     if cfg.export_format not in EXPORT_FORMATS:

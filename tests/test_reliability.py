@@ -62,6 +62,7 @@ def test_incomplete_trainer_checkpoints_are_skipped_and_removed(tmp_path, tiny_m
 @pytest.mark.parametrize("override,needle", [
     ("train.lr_scheduler=bogus", "train.lr_scheduler: bogus is not a valid SchedulerType"),
     ("model.tiny_heads=0", "model.tiny_heads=0: must be >= 1"),
+    ("train.batch_size=100000000000000000000", "train.batch_size=100000000000000000000: must be <= 1,000,000"),
     ("prune.groups.enc_ffn=([", "prune.groups.enc_ffn='([': not a regular expression"),
     ("prune.groups.enc_ffn=nothing_matches_this", "prune.groups: group(s) ['enc_ffn'] match no nn.Linear"),
 ])
