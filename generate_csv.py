@@ -16,6 +16,7 @@ command resumes where it stopped; with different arguments it starts over. The C
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -249,6 +250,22 @@ def run(args) -> int:
         raise UsageError(f"--output {output} is a directory; give a file name")
     if not output.parent.is_dir():
         raise UsageError(f"--output: directory {output.parent} does not exist")
+    # access() also answers EROFS (a read-only file system), where root's writes fail too
+    if not os.access(output.parent, os.W_OK | os.X_OK):
+        raise UsageError(f"--output {output}: directory {output.parent} is not writable")
+    from summprune.data import resolve_local
+    from summprune.io.files import check_not_input
+
+    try:
+        local = resolve_local(args.data, args.split)
+    except DataError as e:
+        raise UsageError(f"--data: {e}") from None
+    # The CSV and its sidecars must not replace the bills or a file of the model.
+    for written in (output, *_sidecars(output)):
+        try:
+            check_not_input(written, {"--data": local, "--model": model_dir}, what="--output")
+        except ValueError as e:
+            raise UsageError(str(e)) from None
     try:
         ds = load_split(args.data, args.split, columns=("text",))
     except DataError as e:
@@ -262,11 +279,29 @@ def run(args) -> int:
     inputs, in_source = resolve_inputs(args, model_dir)
     from summprune.io.files import LockedError, lock_file
 
-    try:
-        with lock_file(output.with_name(output.name + ".lock"), f"--output {output}"):
-            return _generate(args, output, model_dir, texts, decoding, dec_source, inputs, in_source, device)
-    except LockedError as e:
-        raise UsageError(str(e)) from None
+    lock = output.with_name(output.name + ".lock")
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(lock_file(lock, f"--output {output}"))
+        except LockedError as e:
+            raise UsageError(str(e)) from None
+        except OSError as e:  # a full disk, a read-only folder: the lock is the first file written
+            raise UsageError(f"--output {output}: cannot write its lock {lock} ({e.strerror or e})") from None
+        return _generate(args, output, model_dir, texts, decoding, dec_source, inputs, in_source, device)
+
+
+def _sidecars(output: Path) -> tuple[Path, Path, Path]:
+    """The files written beside ``output``: its lock, the finished rows and their arguments."""
+    return (output.with_name(output.name + ".lock"), output.with_name(output.name + ".partial.jsonl"),
+            output.with_name(output.name + ".partial.meta.json"))
+
+
+def _input_label(key: str, value, source: str, model_dir: Path) -> str:
+    """``--prefix 'x'``, or the value and where it came from (pruning.json, the default)."""
+    if source == "option":
+        return f"--{key.replace('_', '-')} {value!r}"
+    origin = model_dir / source if source != "default" else "the default"
+    return f"{key} {value!r} (from {origin}; override it with --{key.replace('_', '-')})"
 
 
 def _generate(args, output: Path, model_dir: Path, texts: list[str], decoding: dict, dec_source: dict,
@@ -323,6 +358,17 @@ def _generate(args, output: Path, model_dir: Path, texts: list[str], decoding: d
 
         try:
             tokenizer = load_tokenizer(model_dir)
+        except (OSError, ValueError, RuntimeError) as e:
+            raise UsageError(f"cannot load the model in {model_dir}: {e}") from None
+        from summprune.data import DataError, check_prefix_fits
+
+        try:  # before the model is loaded (or converted for ctranslate2)
+            check_prefix_fits(tokenizer, inputs["prefix"], inputs["max_source_length"],
+                              *(_input_label(k, inputs[k], in_source[k], model_dir)
+                                for k in ("prefix", "max_source_length")))
+        except DataError as e:
+            raise UsageError(str(e)) from None
+        try:
             if args.engine == "ctranslate2":
                 from summprune.ct2 import Ct2Model
 
@@ -345,11 +391,16 @@ def _generate(args, output: Path, model_dir: Path, texts: list[str], decoding: d
         try:
             with partial.open("a", encoding="utf-8") as f:
                 def save(ids: list[int], summaries: list[str]) -> None:
-                    for i, s in zip(ids, summaries):
-                        done[i] = gen.clean_prediction(s)
-                        f.write(json.dumps({"id": i, "prediction": done[i]}) + "\n")
-                    f.flush()
-                    os.fsync(f.fileno())
+                    try:
+                        for i, s in zip(ids, summaries):
+                            f.write(json.dumps({"id": i, "prediction": gen.clean_prediction(s)}) + "\n")
+                        f.flush()
+                        os.fsync(f.fileno())
+                    except OSError as e:  # a full disk: the rows saved before this batch stay resumable
+                        raise UsageError(f"--output {output}: cannot save progress to {partial} "
+                                         f"({e.strerror or e}); {len(done)} of {n} summaries are saved there: "
+                                         "free space and run the same command again to resume") from None
+                    done.update((i, gen.clean_prediction(s)) for i, s in zip(ids, summaries))
 
                 gen.generate_summaries(model, tokenizer, texts, prefix=meta["prefix"],
                                        max_source_length=meta["max_source_length"], **decoding,

@@ -12,8 +12,9 @@ the model it was cut from, from its pruning.json).
 It also says whether the submission meets the course's constraints (JSON key ``course``): the
 ratio as the course's grader computes it, which only a course directory (``model_state_dict.pth``,
 ``export_format = "course"``) gives, at most 0.3; and the course metric above its baseline 0.1134.
-A bad CSV (no ID/Predict columns, duplicate, non-integer, missing or extra IDs, not UTF-8) is
-an error naming the rows: exit status 2 and nothing written.
+A bad CSV (no ID/Predict columns, duplicate, non-integer, missing or extra IDs, not UTF-8, an
+unterminated quote) is an error naming the rows: exit status 2 and nothing written. So is a --json
+that would replace an input (the predictions, the references, a file of the model).
 """
 
 from __future__ import annotations
@@ -148,6 +149,24 @@ def _load_references(dataset: str, split: str) -> list[str]:
     return list(ds["summary"])
 
 
+def _check_json_replaces_no_input(json_path: Path, predictions: Path, references: str, split: str,
+                                  model: Path | None) -> None:
+    """UsageError if writing the scores would replace the predictions, the references or a file of
+    the model (e.g. ``--json submission.csv``, ``--json MODEL/config.json``)."""
+    from summprune.data import DataError, resolve_local
+    from summprune.io.files import check_not_input
+
+    try:
+        refs = resolve_local(references, split)
+    except DataError:
+        refs = None  # reported when the references are read
+    try:
+        check_not_input(json_path, {"--predictions": predictions, "--references": refs, "--model": model},
+                        what="--json")
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
 def course_verdict(scores: dict, model_dir: Path | None, source: str) -> tuple[dict, list[str]]:
     """Whether the submission meets the course's two constraints, as a JSON table and lines:
     the ratio its grader computes (<= 0.3; only a course directory can be read by it) and the
@@ -195,6 +214,8 @@ def _run(a: argparse.Namespace) -> int:
         json_path = None if a.json.lower() == "none" else Path(a.json)
     if json_path is not None and not json_path.parent.is_dir():
         raise UsageError(f"--json {json_path}: directory {json_path.parent} does not exist")
+    if json_path is not None:
+        _check_json_replaces_no_input(json_path, pred_path, a.references, a.split, model)
 
     # Cheap checks first: the CSV's own structure, then the references, then the model.
     try:
@@ -225,6 +246,9 @@ def _run(a: argparse.Namespace) -> int:
     ref_name = f"{a.references}[{a.split}]" if a.references == "billsum" else a.references
     print(f"{pred_path} vs {ref_name}" + (f", model {model}" if ratios else ""))
     print(format_table(scores, {"mask_ratio": source} if ratios else {}))
+    if model is None:
+        why = "--model none" if a.model is not None else f"there is no {DEFAULT_MODEL}/ here"
+        print(f"mask_ratio, nonzero_ratio: not computed, they need the model: pass --model DIR ({why})")
     verdict, lines = course_verdict(scores, model if ratios else None, source)
     if lines:
         print("\n".join(lines))

@@ -56,18 +56,23 @@ def _cmd_report(a) -> int:
 
 
 def _cmd_random(a) -> int:
-    from .io.files import check_output
-    from .modeling import load_tokenizer, random_model_from_config
+    from .io.files import atomic_dir, check_output
+    from .io.hf import TokenizerFiles, meta_model, tokenizer_files
+    from .modeling import random_model_from_config
 
-    if not (Path(a.config_dir) / "config.json").is_file():
+    src = Path(a.config_dir)
+    if not (src / "config.json").is_file():
         raise FileNotFoundError(f"--config-dir {a.config_dir}: no config.json there")
-    check_output(a.output)
-    model = random_model_from_config(a.config_dir, seed=a.seed)
-    model.save_pretrained(a.output)
-    try:
-        load_tokenizer(a.config_dir).save_pretrained(a.output)
-    except (OSError, ValueError):
-        pass  # a config-only directory: the model is still usable for counting
+    out = check_output(a.output)
+    meta_model(src)  # config.json's sizes checked before the model is allocated
+    files = tokenizer_files(src)  # none: a config-only directory, the model still serves for counting
+    tokenizer = TokenizerFiles(files) if files else None  # refuses a broken or symlinked-out file
+    model = random_model_from_config(src, seed=a.seed)
+    # atomically, and with a normal file's mode (safetensors alone writes 0600)
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(tmp)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(tmp))
     print(f"wrote a randomly initialised model of {a.config_dir}'s shape to {a.output}")
     return 0
 

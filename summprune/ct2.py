@@ -3,10 +3,12 @@
 ``Ct2Model.from_dir(model_dir)`` converts a model directory once with
 ``ctranslate2.converters.TransformersConverter`` and caches the result under
 ``$SUMMPRUNE_CACHE`` (default ``~/.cache/summprune``)``/ctranslate2/<key>``, the key being the
-sha256 of the model's own files (config and weights) and the ctranslate2 version, so a re-export
-converts again and an unchanged model never does. Every format converts: the model is loaded with
-``summprune.load_model`` (compact and course directories included, checks and all) and saved as a
-plain ``save_pretrained`` directory first; structurally pruned (smaller) T5s convert like any T5.
+sha256 of every file the conversion reads (config, weights, generation config and tokenizer) and
+the ctranslate2 version, so a re-export or a changed vocabulary converts again and an unchanged
+model never does. The temp folder of a conversion that was killed is removed by the next one.
+Every format converts: the model is loaded with ``summprune.load_model`` (compact and course
+directories included, checks and all) and saved as a plain ``save_pretrained`` directory first;
+structurally pruned (smaller) T5s convert like any T5.
 
 :func:`summprune.generate.generate_summaries` takes a ``Ct2Model`` where it takes a torch model:
 batching, progress, resume callbacks and decoding are shared. The decoding options map to
@@ -30,7 +32,7 @@ from typing import Any
 #: generate_csv.py's --dtype per device: CTranslate2 compute types.
 COMPUTE_TYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "int8": "int8"}
 DEVICE_DTYPES = {"cpu": ("fp32", "int8"), "cuda": ("fp32", "fp16", "bf16", "int8")}
-#: The files that define a model (what the cache key hashes).
+#: The files that define a model (the cache key hashes them, and the others of conversion_files).
 _MODEL_FILES = ("config.json", "model.safetensors", "model.safetensors.index.json", "compact.json",
                 "compact.safetensors", "model_state_dict.pth")
 
@@ -55,18 +57,40 @@ def cache_root() -> Path:
     return Path(os.environ.get("SUMMPRUNE_CACHE", Path.home() / ".cache" / "summprune")).expanduser() / "ctranslate2"
 
 
+def conversion_files(model_dir: str | Path) -> list[str]:
+    """The names of every file of ``model_dir`` a conversion reads: the model's files, its
+    generation_config.json and checksums, and the tokenizer files (copied into the conversion,
+    whose vocabulary comes from them). A tokenizer file that is a symlink leaving the folder is a
+    ValueError: the conversion would copy whatever it points at into the cache."""
+    from .io.hf import CHECKSUMS, TOKENIZER_FILES, file_inside, tokenizer_files
+
+    d = Path(model_dir)
+    for f in tokenizer_files(d):
+        file_inside(d, f.name, "the tokenizer files the ctranslate2 conversion copies")
+    shards = sorted(p.name for p in d.glob("model-*.safetensors"))
+    names = [*_MODEL_FILES, *shards, "generation_config.json", CHECKSUMS, *TOKENIZER_FILES]
+    return [n for n in names if (d / n).is_file()]
+
+
 def model_key(model_dir: str | Path) -> str:
-    """sha256 of the model's defining files (names and bytes) and the ctranslate2 version."""
+    """sha256 of every file a conversion reads (names and bytes, see :func:`conversion_files`)
+    and the ctranslate2 version: a changed vocabulary or decoding config converts again."""
     from .io.files import sha256_file
 
     d = Path(model_dir)
     h = hashlib.sha256(f"ctranslate2 {import_ctranslate2().__version__}\n".encode())
-    shards = sorted(p.name for p in d.glob("model-*.safetensors"))
-    for name in [*_MODEL_FILES, *shards]:
-        f = d / name
-        if f.is_file():
-            h.update(f"{name}\0{sha256_file(f)}\n".encode())
+    for name in conversion_files(d):
+        h.update(f"{name}\0{sha256_file(d / name)}\n".encode())
     return h.hexdigest()[:24]
+
+
+def _remove_stale_conversions(root: Path) -> None:
+    """Remove the temp folders (hundreds of MB each) of conversions whose process was killed:
+    ``<key>.tmp-<pid>-<hex>`` with that pid no longer alive, as an export cleans its own."""
+    from .io.files import _remove_stale_siblings
+
+    for key in {p.name.split(".tmp-")[0] for p in root.glob("*.tmp-*")}:
+        _remove_stale_siblings(root / key)
 
 
 def convert(model_dir: str | Path, log=None) -> Path:
@@ -76,17 +100,20 @@ def convert(model_dir: str | Path, log=None) -> Path:
     key = model_key(model_dir)
     root = cache_root()
     out = root / key
+    if root.is_dir():
+        _remove_stale_conversions(root)
     if (out / "model.bin").is_file():
         return out
     from .export import TOKENIZER_FILES, load_model
 
     root.mkdir(parents=True, exist_ok=True)
-    tmp = root / f"{key}.tmp-{secrets.token_hex(4)}"
+    # the pid in the name tells a later conversion whether this one is still running
+    tmp = root / f"{key}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
     try:
         hf = tmp / "hf"
         model = load_model(model_dir)  # every format, checked; pruning permanent
         model.save_pretrained(str(hf))
-        for f in TOKENIZER_FILES:
+        for f in TOKENIZER_FILES:  # checked by model_key: no symlink leaves the model folder
             if (Path(model_dir) / f).is_file():
                 shutil.copy2(Path(model_dir) / f, hf / f)
         del model

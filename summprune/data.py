@@ -51,12 +51,12 @@ def _read_table(path: Path) -> list[dict]:
             if not isinstance(r, dict):
                 raise DataError(f"{path}: row {i} is not a JSON object")
         return rows
+    if suffix == ".csv":
+        return _read_csv(path)
     import pandas as pd
 
     try:
-        if suffix == ".csv":
-            df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
-        elif suffix == ".parquet":
+        if suffix == ".parquet":
             df = pd.read_parquet(path)
         else:
             raise DataError(f"{path}: unsupported file type {suffix!r}; use one of {list(SUFFIXES)}")
@@ -65,6 +65,38 @@ def _read_table(path: Path) -> list[dict]:
             raise
         raise DataError(f"{path}: cannot read: {e}") from None
     return df.to_dict(orient="records")
+
+
+def _read_csv(path: Path) -> list[dict]:
+    """A CSV's rows as ``{column: str}`` (empty fields stay ""), parsed by the package's one CSV
+    parser. A row with another number of fields than the header is an error naming its line:
+    pandas took one extra field on the first row as an index column and shifted every field."""
+    from .io.files import CsvError, csv_rows
+
+    try:
+        # utf-8-sig: a byte-order mark (Excel) is not part of the first column's name
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 ({e})") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read: {e.strerror or e}") from None
+    try:
+        rows = list(csv_rows(text, path))
+    except CsvError as e:
+        raise DataError(str(e)) from None
+    if not rows:
+        return []
+    header = rows[0][1]
+    dups = sorted({h for h in header if header.count(h) > 1})
+    if dups:
+        raise DataError(f"{path}: the header (line 1) repeats column(s) {dups}")
+    ragged = [(line, len(r)) for line, r in rows[1:] if len(r) != len(header)]
+    if ragged:
+        shown = ", ".join(f"line {line} has {n} field{'' if n == 1 else 's'}" for line, n in ragged[:10])
+        more = f" ({len(ragged)} rows in all)" if len(ragged) > 10 else ""
+        raise DataError(f"{path}: {shown}{more}, but the header (line 1) has {len(header)}: every row needs one "
+                        "field per column (quote a field that holds a comma)")
+    return [dict(zip(header, r)) for _, r in rows[1:]]
 
 
 def validate_rows(rows: list[dict], source: str, columns: tuple[str, ...], allow_empty: tuple[str, ...] = ()) -> None:
@@ -151,8 +183,10 @@ def _from_hub(name: str, split: str) -> datasets.Dataset:
 
 def train_val_split(ds: datasets.Dataset, val_size: int, seed: int = 42) -> tuple[datasets.Dataset, datasets.Dataset]:
     """Carve a fixed-seed validation set out of train (BillSum has no validation split)."""
-    if val_size >= len(ds):
-        raise DataError(f"data.val_size={val_size} must be smaller than the {len(ds)} rows of the training split")
+    if val_size < 1 or val_size >= len(ds):
+        hint = f"; lower data.val_size (e.g. data.val_size={max(1, len(ds) // 10)})" if len(ds) > 1 else ""
+        raise DataError(f"data.val_size={val_size} must be smaller than the {len(ds)} rows of the training split "
+                        f"and at least 1{hint}")
     parts = ds.train_test_split(test_size=val_size, seed=seed, shuffle=True)
     return parts["train"], parts["test"]
 
@@ -169,7 +203,28 @@ def tokenize_fn(tokenizer, prefix: str, max_source_length: int, max_target_lengt
     return fn
 
 
+def prefix_tokens(tokenizer, prefix: str) -> int:
+    """Tokens ``prefix`` takes in every input: its own plus the special tokens the tokenizer adds
+    (T5: the end-of-sequence token), which truncation keeps too."""
+    return len(tokenizer(prefix, add_special_tokens=False)["input_ids"]) + tokenizer.num_special_tokens_to_add()
+
+
+def check_prefix_fits(tokenizer, prefix: str, max_source_length: int, prefix_label: str | None = None,
+                      length_label: str | None = None) -> None:
+    """DataError unless ``prefix`` leaves room for the document within ``max_source_length``
+    tokens (truncation would otherwise cut every document away, silently). The labels name
+    where the two values came from (default: the config keys)."""
+    n = prefix_tokens(tokenizer, prefix)
+    if n >= max_source_length:
+        prefix_label = prefix_label or f"data.prefix={prefix!r}"
+        length_label = length_label or f"data.max_source_length={max_source_length}"
+        raise DataError(f"{prefix_label} takes {n} tokens (end-of-sequence token included), which leaves no room "
+                        f"for the document within {length_label} input tokens: shorten the prefix or allow more "
+                        "input tokens")
+
+
 def tokenize(ds: datasets.Dataset, tokenizer, prefix: str, max_source_length: int,
              max_target_length: int) -> datasets.Dataset:
+    check_prefix_fits(tokenizer, prefix, max_source_length)
     return ds.map(tokenize_fn(tokenizer, prefix, max_source_length, max_target_length), batched=True,
                   remove_columns=ds.column_names, desc="tokenize")

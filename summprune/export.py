@@ -32,28 +32,18 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import GenerationConfig, T5ForConditionalGeneration
+from transformers import T5ForConditionalGeneration
 
 from .io.compact import COMPACT_WEIGHTS, DTYPES, FORMAT, MANIFEST, VERSION, dtype_name, encode_model, load_compact
 from .io.course import STATE_FILE as COURSE_STATE  # course format; the one pickle read (weights_only=True)
 from .io.files import PICKLE_SUFFIXES, atomic_dir, check_output, dir_size, read_json, write_json
 from .io import hf
-from .io.hf import (CHECKSUMS, PRUNING, TOKENIZER_FILES, WEIGHTS, TokenizerFiles, save_tokenizer, validate_hf_dir,
-                    verify_checksums, write_hf)
+from .io.hf import (CHECKSUMS, PRUNING, TOKENIZER_FILES, WEIGHTS, TokenizerFiles, check_finite, enable_cache,
+                    load_generation_config, save_tokenizer, tokenizer_files, validate_hf_dir, verify_checksums, write_hf)
 from .prune import permanent_copy
 
 #: Export formats: see the module docstring.
 FORMATS = ("hf", "compact", "course")
-
-
-def check_finite(model: nn.Module) -> None:
-    """ValueError naming the tensors that hold NaN or inf: such a model (a diverged training) is
-    never exported."""
-    bad = [n for n, t in model.state_dict().items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
-    if bad:
-        raise ValueError(f"the model's weights are not all finite (NaN/inf in {len(bad)} tensor(s): "
-                         f"{', '.join(bad[:4])}{' ...' if len(bad) > 4 else ''}); training diverged, e.g. a too "
-                         "large learning rate; nothing was written")
 
 
 def save_hf(model: nn.Module, out_dir: str | Path, tokenizer: Any = None,
@@ -133,6 +123,7 @@ def save_compact(model: nn.Module, out_dir: str | Path, tokenizer: Any = None,
         gen = getattr(model, "generation_config", None)
         if gen is not None:
             gen.save_pretrained(str(tmp))
+        enable_cache(tmp)
         save_tokenizer(tokenizer, tmp)
         hf.write_pruning(pruning_info, tmp)
         write_json(tmp / MANIFEST, manifest)
@@ -152,6 +143,11 @@ def load_model(path: str | Path, device: str | torch.device | None = None) -> T5
     holding ``weight_orig``/``weight_mask``, is an error rather than random weights). Any other
     existing path, or a missing one that looks like a path, raises ``FileNotFoundError``;
     anything else is treated as a hub name.
+
+    For every format, config.json's sizes are capped and every tensor's shape and dtype checked
+    against the model built on the meta device before memory is allocated for it; files named by
+    a manifest must be regular files inside the directory; and a model whose weights are not all
+    finite (it would generate empty summaries) is refused, naming the file and the tensors.
     """
     from .modeling import _looks_like_path, load_pretrained
 
@@ -164,13 +160,14 @@ def load_model(path: str | Path, device: str | torch.device | None = None) -> T5
             from .io.course import load_course
 
             verify_checksums(p)
-            model, _ = load_course(p)
-            gen = p / "generation_config.json"
-            if gen.is_file():
-                model.generation_config = GenerationConfig.from_pretrained(str(p))
+            model, _ = load_course(p)  # its tensors checked finite as they are read
+            gen = load_generation_config(p)
+            if gen is not None:
+                model.generation_config = gen
         elif (p / "config.json").is_file():
-            validate_hf_dir(p)
+            files = validate_hf_dir(p)
             model = load_pretrained(str(p))
+            check_finite(model, files)
         else:
             raise FileNotFoundError(f"{p}: neither {MANIFEST} (compact format) nor config.json "
                                     "(save_pretrained format); is this a model directory?")
@@ -208,7 +205,7 @@ def export_model(model_dir_or_model: str | Path | nn.Module, out_dir: str | Path
         model = load_model(model_dir_or_model)
         if src.is_dir():
             if tokenizer is None:
-                files = [src / f for f in TOKENIZER_FILES if (src / f).is_file()]
+                files = tokenizer_files(src)
                 if files:
                     tokenizer = TokenizerFiles(files)
             if pruning_info is None and (src / PRUNING).is_file():
@@ -222,6 +219,6 @@ def export_model(model_dir_or_model: str | Path | nn.Module, out_dir: str | Path
     return save_compact(model, out_dir, tokenizer=tokenizer, pruning_info=pruning_info, dtype=dtype)
 
 
-__all__ = ["save_hf", "save_compact", "save_course", "load_model", "export_model", "dir_size", "FORMATS",
+__all__ = ["check_finite", "save_hf", "save_compact", "save_course", "load_model", "export_model", "dir_size", "FORMATS",
            "FORMAT", "VERSION", "MANIFEST", "COMPACT_WEIGHTS", "WEIGHTS", "CHECKSUMS", "PRUNING", "COURSE_STATE",
            "DTYPES", "PICKLE_SUFFIXES", "TOKENIZER_FILES"]

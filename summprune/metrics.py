@@ -19,9 +19,7 @@ None, NaN and empty predictions score as empty text everywhere.
 
 from __future__ import annotations
 
-import csv
 import functools
-import io
 import math
 import re
 import types
@@ -284,9 +282,10 @@ def read_predictions(path: str | Path) -> Predictions:
     """Read a course submission: header ``ID,Predict`` (other columns are ignored), any quoting.
 
     Raises PredictionsError naming the lines (1-based, header = line 1) for: a file that is not
-    UTF-8, no ID or Predict column, rows with more fields than the header, non-integer IDs and
-    duplicate IDs (all problems at once). A row whose Predict is empty, blank or missing (a
-    short row, what pandas reads as NaN) is kept as empty text and listed in ``empty_lines``.
+    UTF-8, a stray or unterminated quote (the line its row starts on), no ID or Predict column,
+    rows with more fields than the header, non-integer IDs and duplicate IDs (all problems at
+    once). A row whose Predict is empty, blank or missing (a short row, what pandas reads as NaN)
+    is kept as empty text and listed in ``empty_lines``.
     Rows are matched to references by ID (:meth:`Predictions.aligned`), never by position.
     """
     path = Path(path)
@@ -302,11 +301,14 @@ def read_predictions(path: str | Path) -> Predictions:
         line = raw[:e.start].count(b"\n") + 1
         raise PredictionsError(f"{path}: not UTF-8: line {line} has byte {raw[e.start:e.start + 1]!r} "
                                f"(offset {e.start}); save the file as UTF-8") from None
-    reader = csv.reader(io.StringIO(text, newline=""))
+    from .io.files import CsvError, csv_rows
+
     try:
-        header = next(reader, None)
-        if header is None:
+        rows = csv_rows(text, path)
+        first = next(rows, None)
+        if first is None:
             raise PredictionsError(f"{path}: empty file; expected the header ID,Predict")
+        header = first[1]
         names = [h.strip() for h in header]
         missing = [c for c in ("ID", "Predict") if c not in names]
         if missing:
@@ -316,11 +318,7 @@ def read_predictions(path: str | Path) -> Predictions:
         by_id: dict[int, str] = {}
         lines_of: dict[int, list[int]] = {}
         too_long, bad_ids, empty = [], [], []
-        line = reader.line_num + 1
-        for row in reader:
-            row_line, line = line, reader.line_num + 1  # a quoted field may span several lines
-            if not row:
-                continue  # a blank line
+        for row_line, row in rows:  # the line a row starts on: a quoted field may span several
             if len(row) > len(header):
                 too_long.append(row_line)
                 continue
@@ -334,8 +332,8 @@ def read_predictions(path: str | Path) -> Predictions:
                 empty.append(row_line)
             lines_of.setdefault(doc, []).append(row_line)
             by_id[doc] = pred
-    except csv.Error as e:
-        raise PredictionsError(f"{path}: line {reader.line_num}: malformed CSV: {e}") from None
+    except CsvError as e:
+        raise PredictionsError(str(e)) from None
 
     problems = []
     if too_long:

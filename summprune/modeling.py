@@ -94,7 +94,42 @@ def load_tokenizer(name_or_dir: str | Path):
     name = str(name_or_dir)
     if _looks_like_path(name) and not Path(name).is_dir():
         raise FileNotFoundError(f"tokenizer directory not found: {name}")
-    return AutoTokenizer.from_pretrained(name)
+    try:
+        return AutoTokenizer.from_pretrained(name)
+    except Exception as e:  # tokenizers raises plain Exception for a corrupt tokenizer.json
+        if not Path(name).is_dir():
+            if isinstance(e, OSError):
+                raise OSError(_hub_hint("tokenizer", name, e)) from None
+            raise
+        # an OSError stays one (callers catch it as "cannot read"); a parse error becomes ValueError
+        kind = OSError if isinstance(e, OSError) else ValueError
+        raise kind(_corrupt_file_hint(Path(name), e, "the tokenizer")) from None
+
+
+#: The JSON files AutoTokenizer reads from a directory (config.json for the model type).
+_TOKENIZER_JSON = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                   "config.json")
+
+
+def _corrupt_file_hint(d: Path, e: Exception, what: str) -> str:
+    """Name the JSON file of ``d`` that does not parse (truncated, say); else ``d`` and the error."""
+    import json
+
+    for f in _TOKENIZER_JSON:
+        p = d / f
+        if p.is_file():
+            try:
+                json.loads(p.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as bad:
+                return f"{p}: not valid JSON ({bad}); the file is truncated or corrupt"
+    return f"{d}: cannot load {what} ({type(e).__name__}: {e})"
+
+
+def _hub_hint(what: str, name: str, e: Exception) -> str:
+    msg = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+    return (f"{name!r}: cannot load the {what} from the Hugging Face hub ({msg}); offline, pass a local "
+            f"model directory (a save_pretrained folder with config.json and the tokenizer files), e.g. "
+            f"model.name=/data/t5-small")
 
 
 def load_pretrained(name_or_dir: str | Path) -> T5ForConditionalGeneration:
@@ -107,7 +142,11 @@ def load_pretrained(name_or_dir: str | Path) -> T5ForConditionalGeneration:
             raise FileNotFoundError(f"model directory not found: {name}")
         if not (p / "config.json").is_file():
             raise FileNotFoundError(f"{name}: no config.json; is this a model directory?")
-    return T5ForConditionalGeneration.from_pretrained(name)
+        return T5ForConditionalGeneration.from_pretrained(name)
+    try:
+        return T5ForConditionalGeneration.from_pretrained(name)
+    except OSError as e:  # offline, or no such repository: the way out is a local directory
+        raise OSError(_hub_hint("model", name, e)) from None
 
 
 def _looks_like_path(name: str) -> bool:

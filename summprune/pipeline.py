@@ -414,6 +414,7 @@ def _run(cfg: ExperimentConfig, state, log_print: Callable[[str], None], overwri
     info = pruning_info(cfg, records, final, sections)
     summary = {}
     if main:
+        log_print(f"[{cfg.name}] exporting to {cfg.output_dir} ({cfg.export_format})")
         out = export(model.to("cpu"), tok, cfg.output_dir, info, cfg.export_format, cfg.export_dtype,
                      decoding=cfg.eval.decoding())
         summary = {
@@ -599,6 +600,8 @@ def _prune_existing(model_dir, cfg, out: Path, train: bool, overwrite: bool, sta
     request = _prune_request(model_dir, cfg, train)
     # fails before any loading or training, touching nothing
     resuming = check_prune_work(work_dir, request, overwrite) if train and main else False
+    if main:
+        log_print(f"[{cfg.name}] loading {model_dir}")
     model = load_model(model_dir)
     tok = load_tokenizer(model_dir)
     check_groups(model, cfg)
@@ -634,6 +637,7 @@ def _prune_existing(model_dir, cfg, out: Path, train: bool, overwrite: bool, sta
     final = stage_record(model, cfg.prune.groups)
     info = pruning_info(cfg, records, final, sections)
     if main:
+        log_print(f"[{cfg.name}] exporting to {out} ({cfg.export_format})")
         export(model.to("cpu"), tok, out, info, cfg.export_format, cfg.export_dtype, decoding=cfg.eval.decoding())
         log({"event": "export", "model_dir": str(out)})
     state.wait_for_everyone()

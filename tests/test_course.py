@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import pickle
+import re
 from pathlib import Path
 
 import pytest
@@ -246,3 +247,109 @@ def test_a_course_mode_submission_is_not_pruned_further_into_the_course_format(t
     with pytest.raises(ValueError, match="lm_head is a tensor of its own"):
         prune_existing(src, load_config(ROOT / "configs" / "seed.toml"), tmp_path / "again", train=False)
     assert not (tmp_path / "again").exists()
+
+
+# ------------------------------------------------------------------------------ issue 22 (fuzz)
+
+
+def _damaged(tmp_path, edit, model=None):
+    out = save_course(model if model is not None else pruned("tied"), tmp_path / "m")
+    pth = out / STATE_FILE
+    sd = torch.load(pth, weights_only=True)
+    edit(sd)
+    torch.save(sd, pth)
+    (out / "checksums.json").unlink()  # it catches any change; removed to reach the other checks
+    return out, pth
+
+
+@pytest.mark.parametrize("kind", ["sparse", "quantized", "integer"])
+def test_sparse_quantized_or_integer_tensors_are_refused_by_key(tmp_path, kind):
+    key = "encoder.block.0.layer.0.SelfAttention.q.weight_orig"
+
+    def edit(sd):
+        v = sd[key]
+        if kind == "sparse":
+            sd[key] = v.to_sparse()
+        elif kind == "quantized":
+            sd[key] = torch.quantize_per_tensor(v, 0.01, 0, torch.qint8)
+        else:
+            sd[key] = v.round().to(torch.int64)
+
+    out, pth = _damaged(tmp_path, edit)
+    match = {"sparse": "is a torch.sparse_coo tensor", "quantized": "has dtype torch.qint8",
+             "integer": "has dtype torch.int64"}[kind]
+    with pytest.raises(ValueError, match=re.escape(f"{pth}: tensor {key!r} {match}")):
+        load_model(out)
+
+
+def test_an_expanded_tensor_is_refused_before_it_is_used(tmp_path):
+    """torch.save keeps a stride-0 view as its one stored element: a 15 MB file expanded to a
+    16 GB tensor. Here a [100, 64] mask stored as 4 bytes."""
+    key = "lm_head.weight_mask"
+
+    def edit(sd):
+        sd[key] = torch.ones(1).expand(*sd[key].shape)
+
+    out, pth = _damaged(tmp_path, edit)
+    assert torch.load(pth, weights_only=True)[key].untyped_storage().nbytes() == 4
+    with pytest.raises(ValueError, match=re.escape(f"{pth}: tensor {key!r}") + r" of shape \[100, 64\] is a view of "
+                                         r"a storage of only 4 bytes"):
+        load_model(out)
+
+
+def test_one_storage_under_many_names_is_refused(tmp_path):
+    """Every [32, 32] weight and mask one view of the same data: small on disk, each name a copy in
+    memory."""
+    m = build_tiny_model(vocab_size=100, d_model=32, d_ff=32)
+    prepare_model(m, "tied")
+
+    def edit(sd):
+        orig = sd["encoder.block.0.layer.0.SelfAttention.q.weight_orig"]
+        mask = torch.ones_like(orig)
+        for k, v in list(sd.items()):
+            if v.shape == orig.shape and k.endswith("weight_orig"):
+                sd[k] = orig
+            elif v.shape == orig.shape and k.endswith("weight_mask"):
+                sd[k] = mask
+
+    out, pth = _damaged(tmp_path, edit, model=m.eval())
+    with pytest.raises(ValueError, match=re.escape(str(pth)) + r": its tensors take .* bytes but the file stores only"):
+        load_model(out)
+
+
+def test_a_huge_vocab_is_refused_before_allocating(tmp_path, monkeypatch):
+    """vocab_size=5e7 allocated 12.8 GB (the model built for real) before any check."""
+    import summprune.io.course as course_io
+
+    out = save_course(pruned("tied"), tmp_path / "m")
+    cfg = json.loads((out / "config.json").read_text())
+    cfg["vocab_size"] = 50_000_000
+    (out / "config.json").write_text(json.dumps(cfg))
+
+    def no_real_model(*a, **kw):
+        raise AssertionError("a model was built for real")
+
+    monkeypatch.setattr("transformers.T5ForConditionalGeneration.__init__", no_real_model)
+    monkeypatch.setattr(course_io, "read_state_file", no_real_model)  # and the file is not even read
+    with pytest.raises(ValueError, match=re.escape(str(out / "config.json")) + r": vocab_size=50,000,000 exceeds"):
+        load_model(out)
+
+
+def test_the_grader_model_is_built_on_the_meta_device_and_checked_first(tmp_path, monkeypatch):
+    """A [100, 32] tensor where config.json implies another shape: refused before any memory is
+    allocated for the model (the old loader built it for real first)."""
+    from summprune.io import course as course_io
+
+    out, pth = _damaged(tmp_path, lambda sd: sd.update({"lm_head.weight_mask": torch.ones(100, 31)}))
+    real = []
+    orig_init = torch.nn.Linear.__init__
+
+    def spy(self, *a, **kw):
+        orig_init(self, *a, **kw)
+        if not self.weight.is_meta:
+            real.append(self)
+
+    monkeypatch.setattr(torch.nn.Linear, "__init__", spy)
+    with pytest.raises(ValueError, match=re.escape(f"{pth}: tensor 'lm_head.weight_mask' has shape [100, 31]")):
+        course_io.grader_model(out)
+    assert real == []

@@ -155,3 +155,55 @@ def test_inputs_longer_than_1024_tokens_are_read_whole(setup):
     t = gen.generate_summaries(setup["model"], setup["tok"], long_texts, **kw)
     c = gen.generate_summaries(ct2.Ct2Model.from_dir(setup["dir"], setup["tok"], threads=1), setup["tok"], long_texts, **kw)
     assert t == c
+
+
+# ---- issue 22 (fuzz): the conversion cache -----------------------------------------------------
+
+def test_key_covers_the_tokenizer_files(setup, tmp_path):
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(setup["dir"], other)
+    tok = json.loads((other / "tokenizer.json").read_text())
+    vocab = tok["model"]["vocab"]
+    a, b = list(vocab)[3:5] if isinstance(vocab, dict) else (3, 4)
+    vocab[a], vocab[b] = vocab[b], vocab[a]  # two tokens swap ids: a changed vocabulary, same weights
+    (other / "tokenizer.json").write_text(json.dumps(tok))
+    assert ct2.model_key(other) != ct2.model_key(setup["dir"])
+
+
+def test_stale_conversion_temp_folders_are_removed(setup, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # its pid is no longer alive: a conversion killed mid-way
+    root = tmp_path / "cache" / "ctranslate2"
+    stale = root / f"0123456789abcdef01234567.tmp-{dead.pid}-deadbeef"
+    live = root / f"0123456789abcdef01234567.tmp-{os.getpid()}-cafecafe"  # a conversion running now
+    for d in (stale, live):
+        (d / "hf").mkdir(parents=True)
+        (d / "hf" / "model.safetensors").write_bytes(b"x" * 100)
+    ct2.convert(setup["dir"])
+    assert not stale.exists() and live.exists()
+    assert not [p for p in root.glob("*.tmp-*") if p != live]
+
+
+def test_a_tokenizer_symlink_leaving_the_model_folder_is_refused(setup, tmp_path):
+    import shutil
+
+    d = tmp_path / "linked"
+    shutil.copytree(setup["dir"], d)
+    outside = tmp_path / "elsewhere.json"
+    shutil.move(d / "tokenizer.json", outside)
+    (d / "tokenizer.json").symlink_to(outside)
+    with pytest.raises(ValueError, match=r"linked/tokenizer.json: a symlink to .*elsewhere.json"):
+        ct2.convert(d)
+    root = tmp_path / "cache" / "ctranslate2"
+    assert not root.exists() or not list(root.iterdir())  # refused before anything was written
+    # a link that stays inside the model folder is fine
+    shutil.move(outside, d / "real_tokenizer.json")
+    (d / "tokenizer.json").unlink()
+    (d / "tokenizer.json").symlink_to("real_tokenizer.json")
+    assert (ct2.convert(d) / "model.bin").is_file()

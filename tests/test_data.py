@@ -90,3 +90,61 @@ def test_real_billsum_rows_tokenize_with_real_tokenizer(shared_dir):
     assert all(len(x) <= 128 for x in enc["labels"])
     assert all(x[-1] == tok.eos_token_id for x in enc["input_ids"])
     assert tok.decode(enc["input_ids"][0][:3]).startswith("summarize:")
+
+
+# ---- issue 22 (fuzz) ---------------------------------------------------------------------------
+
+def test_ragged_csv_rows_are_refused_naming_the_line(tmp_path):
+    p = tmp_path / "d.csv"
+    # one unquoted comma too many on the first row: pandas made "Bill 0" an index column and
+    # shifted every field of every row (text <- summary)
+    p.write_text("text,summary\nBill 0, amended,Amends.\nBill 1,Repeals.\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"d.csv: line 2 has 3 fields, but the header \(line 1\) has 2"):
+        load_split(str(p), "test")
+    p.write_text("text,summary\nBill 0,Amends.\nBill 1\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"d.csv: line 3 has 1 field, but"):
+        load_split(str(p), "test")
+
+
+def test_csv_quoting_and_an_unterminated_quote(tmp_path):
+    p = tmp_path / "d.csv"
+    p.write_text('\ufefftext,summary\n"A, quoted\nbill",""\n\nplain,s\n', encoding="utf-8")
+    ds = load_split(str(p), "test", allow_empty=("summary",))
+    assert ds["text"] == ["A, quoted\nbill", "plain"] and ds["summary"] == ["", "s"]
+    p.write_text('text,summary\nBill 0,"never closed\nBill 1,s\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"d.csv: malformed CSV: the row starting on line 2"):
+        load_split(str(p), "test")
+
+
+def test_val_size_too_large_says_to_lower_it(tmp_path):
+    ds = load_split(str(write(tmp_path, "d.jsonl", ROWS)), "train")
+    with pytest.raises(DataError, match=r"data.val_size=200 .* 10 rows.*lower data.val_size \(e.g. data.val_size=1\)"):
+        train_val_split(ds, 200)
+
+
+def test_prefix_that_fills_the_input_is_refused(tmp_path):
+    from summprune.tokenizer import train_tokenizer
+
+    tok = train_tokenizer([r["text"] for r in ROWS], vocab_size=60)
+    ds = load_split(str(write(tmp_path, "d.jsonl", ROWS)), "train")
+    with pytest.raises(DataError, match=r"data.prefix='summarize the bill: ' takes \d+ tokens.*no room for the "
+                                        r"document within data.max_source_length=4"):
+        tokenize(ds, tok, "summarize the bill: ", 4, 16)
+    assert len(tokenize(ds, tok, "s: ", 64, 16)) == 10
+
+
+def test_offline_hub_model_error_hints_a_local_path(monkeypatch):
+    from transformers import AutoTokenizer, T5ForConditionalGeneration
+
+    from summprune import modeling
+
+    def offline(*a, **kw):
+        raise OSError("We couldn't connect to 'https://huggingface.co' to load the files, and couldn't find "
+                      "them in the cached files.\nCheck your internet connection")
+
+    monkeypatch.setattr(T5ForConditionalGeneration, "from_pretrained", offline)
+    monkeypatch.setattr(AutoTokenizer, "from_pretrained", offline)
+    for load in (modeling.load_pretrained, modeling.load_tokenizer):
+        with pytest.raises(OSError, match=r"'t5-small': cannot load the .* from the Hugging Face hub \(We couldn't "
+                                          r"connect.*\); offline, pass a local model directory"):
+            load("t5-small")

@@ -368,3 +368,226 @@ def test_exported_files_get_a_normal_files_mode(tmp_path, tied, fmt):
         os.umask(old)
     modes = {p.name: oct(p.stat().st_mode & 0o777) for p in out.iterdir()}
     assert set(modes.values()) == {"0o644"}, modes
+
+
+# ------------------------------------------------------------------------------ issue 22 (fuzz)
+
+
+def _unchecked(monkeypatch):
+    """Let an export write a model the exporters refuse (to build a damaged model directory)."""
+    monkeypatch.setattr(export, "check_finite", lambda model, source=None: None)
+
+
+@pytest.mark.parametrize("fmt", ["hf", "compact"])
+def test_load_refuses_non_finite_weights(tmp_path, monkeypatch, fmt):
+    """A NaN/inf model loaded and generated empty summaries with exit 0 (the course format and
+    every export already refused it)."""
+    m = build_tiny_model(vocab_size=100).eval()
+    with torch.no_grad():
+        m.encoder.block[0].layer[1].DenseReluDense.wi.weight[0, 0] = float("inf")
+    _unchecked(monkeypatch)
+    out = export_model(m, tmp_path / fmt, format=fmt)
+    monkeypatch.undo()
+    name = "model.safetensors" if fmt == "hf" else "compact.safetensors"
+    with pytest.raises(ValueError, match=re.escape(str(out / name)) + r": .*not all finite.*DenseReluDense\.wi"):
+        load_model(out)
+
+
+def _secret(tmp_path: Path) -> Path:
+    s = tmp_path / "secret.txt"
+    s.write_text("private key")
+    return s
+
+
+def test_a_tokenizer_file_that_links_out_of_the_folder_is_not_copied(tmp_path, tied):
+    src = save_hf(tied, tmp_path / "src")
+    (src / "tokenizer_config.json").symlink_to(_secret(tmp_path))
+    with pytest.raises(ValueError, match=r"tokenizer_config\.json: a symlink to .*secret\.txt, outside"):
+        export_model(src, tmp_path / "dst", format="compact")
+    with pytest.raises(ValueError, match=r"tokenizer_config\.json: a symlink to .*outside"):
+        save_hf(tied, tmp_path / "dst", tokenizer=src)  # a tokenizer directory given by path
+    assert not (tmp_path / "dst").exists()
+    # a dangling link is refused too, not skipped
+    (src / "tokenizer_config.json").unlink()
+    (src / "tokenizer.json").symlink_to(tmp_path / "gone.json")
+    with pytest.raises(ValueError, match=r"tokenizer\.json: a symlink to .*gone\.json, which does not exist"):
+        export_model(src, tmp_path / "dst", format="compact")
+
+
+def test_manifests_cannot_name_files_outside_the_folder(tmp_path, tied):
+    """checksums.json and the safetensors index named ``../x``, absolute paths or symlinks out:
+    the files were hashed (the digests printed) and weights loaded from outside."""
+    out = save_hf(tied, tmp_path / "hf")
+    secret = _secret(tmp_path)
+    sums = json.loads((out / "checksums.json").read_text())
+    (out / "link.safetensors").symlink_to(secret)
+    for name, match in [("../secret.txt", "not a file name inside"), (str(secret), "not a file name inside"),
+                        ("link.safetensors", r"link\.safetensors: a symlink to .*secret\.txt, outside")]:
+        bad = {**sums, "files": {**sums["files"], name: export.hf.sha256_file(secret)}}  # the right digest
+        (out / "checksums.json").write_text(json.dumps(bad))
+        with pytest.raises(ValueError, match=match):
+            load_model(out)
+    (out / "checksums.json").unlink()
+    other = save_hf(tied, tmp_path / "other")
+    for name in ("../other/model.safetensors", str(other / "model.safetensors")):
+        (out / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"shared.weight": name}}))
+        with pytest.raises(ValueError, match=r"model\.safetensors\.index\.json: .*not a file name inside"):
+            load_model(out)
+    (out / "model.safetensors.index.json").write_text("[]")
+    with pytest.raises(ValueError, match=r"index\.json: malformed"):
+        load_model(out)
+
+
+def test_compact_weights_file_cannot_be_a_symlink_out(tmp_path, tied):
+    d = save_compact(tied, tmp_path / "c")
+    outside = tmp_path / "elsewhere.safetensors"
+    (d / "compact.safetensors").rename(outside)
+    (d / "compact.safetensors").symlink_to(outside)
+    with pytest.raises(ValueError, match=r"compact\.safetensors: a symlink to .*elsewhere\.safetensors, outside"):
+        load_model(d)
+
+
+def _edit_config(d: Path, **changes) -> None:
+    cfg = json.loads((d / "config.json").read_text())
+    cfg.update(changes)
+    (d / "config.json").write_text(json.dumps(cfg))
+
+
+@pytest.mark.parametrize("fmt", ["hf", "compact", "course"])
+@pytest.mark.parametrize("key,value,match", [
+    ("num_layers", 1_000_000, "num_layers=1,000,000 exceeds this package's limit of 128"),  # hung before
+    ("vocab_size", 2_000_000, "vocab_size=2,000,000 exceeds"),
+    ("vocab_size", -1, "vocab_size=-1 is not a positive whole number"),  # a RuntimeError traceback before
+    ("d_ff", 0, "d_ff=0 is not a positive whole number"),
+    ("num_heads", 2.5, r".*'num_heads'[\s\S]*2\.5"),  # transformers' own type check, named
+])
+def test_config_sizes_are_checked_before_anything_is_built(tmp_path, tied, fmt, key, value, match):
+    out = export_model(tied, tmp_path / fmt, format=fmt)
+    _edit_config(out, **{key: value})
+    with pytest.raises(ValueError, match=re.escape(str(out / "config.json")) + ": " + match):
+        load_model(out)
+
+
+def test_the_parameter_count_is_capped(tmp_path, tied):
+    out = save_hf(tied, tmp_path / "hf")
+    _edit_config(out, d_model=65_536, d_ff=1_048_576, num_layers=24, num_decoder_layers=24, vocab_size=32_128)
+    with pytest.raises(ValueError, match=r"config\.json: describes a model of .* parameters, more than"):
+        load_model(out)
+
+
+def test_compact_tensor_of_the_wrong_dtype_is_refused(tmp_path, tied):
+    """A float weight stored as integers passed every check and then raised a raw RuntimeError
+    (an integer Parameter) in load_state_dict."""
+    from safetensors.torch import load_file
+
+    from summprune.io.compact import _sha256_tensors
+
+    d = save_compact(tied, tmp_path / "c")
+    name = "encoder.final_layer_norm.weight"
+    sd = load_file(str(d / "compact.safetensors"))
+    sd[name] = torch.ones_like(sd[name], dtype=torch.int32)
+    save_file(sd, str(d / "compact.safetensors"))
+    _edit_manifest(d, lambda m: _entry(m, name).update(dtype="int32", stored_dtype="int32",
+                                                       sha256=_sha256_tensors(sd[name])))
+    with pytest.raises(ValueError, match=rf"compact\.json: tensor '{name}' is stored as int32"):
+        load_model(d)
+
+
+def test_hf_tensor_of_the_wrong_dtype_is_refused(tmp_path, tied):
+    from safetensors.torch import load_file
+
+    out = save_hf(tied, tmp_path / "hf")
+    (out / "checksums.json").unlink()
+    sd = load_file(str(out / "model.safetensors"))
+    sd["encoder.final_layer_norm.weight"] = torch.ones_like(sd["encoder.final_layer_norm.weight"], dtype=torch.int32)
+    save_file(sd, str(out / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(ValueError, match=r"model\.safetensors: tensor 'encoder\.final_layer_norm\.weight' is stored as I32"):
+        load_model(out)
+
+
+@pytest.mark.parametrize("fmt", ["hf", "compact", "course"])
+def test_a_generation_config_that_is_not_an_object_is_an_error(tmp_path, tied, fmt):
+    out = export_model(tied, tmp_path / fmt, format=fmt)
+    (out / "generation_config.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match=r"generation_config\.json: not a JSON object \(a list\)"):
+        load_model(out)
+
+
+def test_a_tokenizer_json_of_the_wrong_schema_is_refused_by_name(tmp_path, tied):
+    src = save_hf(tied, tmp_path / "src")
+    (src / "tokenizer.json").write_text(json.dumps({"version": "1.0", "model": {"type": "Nope"}}))
+    with pytest.raises(ValueError, match=r"tokenizer\.json: not a tokenizer the tokenizers library can read"):
+        export_model(src, tmp_path / "dst", format="hf")
+    (src / "tokenizer.json").write_text("[]")
+    with pytest.raises(ValueError, match=r"tokenizer\.json: not a JSON object"):
+        export_model(src, tmp_path / "dst", format="hf")
+    assert not (tmp_path / "dst").exists()
+
+
+@pytest.mark.parametrize("fmt", ["hf", "compact", "course"])
+def test_disk_full_names_the_output_and_leaves_nothing(tmp_path, tied, monkeypatch, fmt):
+    import errno
+
+    def full(info, d):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(hf_io, "write_pruning", full)
+    out = tmp_path / "out"
+    with pytest.raises(OSError, match=re.escape(str(out)) + r": cannot be written \(No space left on device\); "
+                                      "nothing was written") as e:
+        export_model(tied, out, format=fmt, pruning_info={})
+    assert e.value.errno == errno.ENOSPC
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_disk_full_in_safetensors_names_the_output(tmp_path, tied, monkeypatch):
+    """safetensors reports ENOSPC as a SafetensorError (not an OSError): a raw traceback before."""
+    import safetensors.torch
+
+    def full(*a, **kw):
+        raise safetensors.SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    out = save_hf(tied, tmp_path / "out")  # an existing copy: kept
+    before = sorted((p.name, p.read_bytes()) for p in out.iterdir())
+    monkeypatch.setattr(safetensors.torch, "save_file", full)
+    with pytest.raises(OSError, match=re.escape(str(out)) + r": cannot be written .*the previous copy is unchanged"):
+        save_compact(tied, out)
+    assert sorted((p.name, p.read_bytes()) for p in out.iterdir()) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+@pytest.mark.parametrize("fmt", ["hf", "compact", "course"])
+def test_export_turns_the_cache_back_on(tmp_path, tied, fmt):
+    """The Trainer turns use_cache off on the model; the export saved it so, and plain
+    transformers then generated 3.5x slower."""
+    m = build_tiny_model(vocab_size=100).eval()
+    m.config.use_cache = False
+    m.generation_config.use_cache = False
+    out = export_model(m, tmp_path / fmt, format=fmt)
+    assert json.loads((out / "config.json").read_text())["use_cache"] is True
+    assert json.loads((out / "generation_config.json").read_text())["use_cache"] is True
+    got = load_model(out)
+    assert got.config.use_cache is True and got.generation_config.use_cache is True
+    assert m.config.use_cache is False and m.generation_config.use_cache is False  # the caller's model as it was
+
+
+def test_a_hub_cache_snapshot_with_links_into_its_blobs_exports(tmp_path, tied):
+    """A Hugging Face cache snapshot keeps its files as symlinks to ``../../blobs/<sha>``: given as
+    a path it is still a model folder (links into its own repository's blobs are not "outside")."""
+    src = save_hf(tied, tmp_path / "src")
+    repo = tmp_path / "models--org--name"
+    snap, blobs = repo / "snapshots" / "abc123", repo / "blobs"
+    snap.mkdir(parents=True)
+    blobs.mkdir()
+    for f in src.iterdir():
+        (blobs / f"sha-{f.name}").write_bytes(f.read_bytes())
+        (snap / f.name).symlink_to(Path("..") / ".." / "blobs" / f"sha-{f.name}")
+    (blobs / "sha-tokenizer_config.json").write_text("{}")
+    (snap / "tokenizer_config.json").symlink_to(Path("..") / ".." / "blobs" / "sha-tokenizer_config.json")
+    out = export_model(snap, tmp_path / "dst", format="compact")
+    assert (out / "tokenizer_config.json").read_text() == "{}" and not (out / "tokenizer_config.json").is_symlink()
+    # a link from the snapshot to anywhere else is still refused
+    (snap / "tokenizer_config.json").unlink()
+    (snap / "tokenizer_config.json").symlink_to(_secret(tmp_path))
+    with pytest.raises(ValueError, match=r"tokenizer_config\.json: a symlink to .*secret\.txt, outside"):
+        export_model(snap, tmp_path / "dst2", format="compact")

@@ -312,3 +312,74 @@ def test_a_kill_between_the_two_renames_of_a_swap_keeps_the_previous_copy(tmp_pa
             raise RuntimeError("boom")
     assert (tmp_path / "m" / "v").read_text() == "1"  # the previous copy is back in place
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+
+
+# ------------------------------------------------------------------------------ issue 22 (fuzz)
+
+
+def test_random_model_writes_atomically_with_a_normal_files_mode(tmp_path, tiny_dir, monkeypatch, capsys):
+    """random-model wrote 0600 files (safetensors' mkstemp) straight into the output."""
+    import errno
+    import os
+
+    from summprune.io import hf
+
+    old = os.umask(0o022)
+    try:
+        assert cli(["random-model", "--config-dir", str(tiny_dir), "--output", str(tmp_path / "r")]) == 0
+    finally:
+        os.umask(old)
+    modes = {p.name: oct(p.stat().st_mode & 0o777) for p in (tmp_path / "r").iterdir()}
+    assert "model.safetensors" in modes and "tokenizer.json" in modes and set(modes.values()) == {"0o644"}, modes
+
+    def full(self, d):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(hf.TokenizerFiles, "save_pretrained", full)
+    assert cli(["random-model", "--config-dir", str(tiny_dir), "--output", str(tmp_path / "r2")]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'r2'}: cannot be written (No space left on device)" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r", "tiny"]  # nothing half-written
+
+
+def test_random_model_checks_the_config_and_the_tokenizer_first(tmp_path, tiny_dir, capsys):
+    import shutil
+
+    src = tmp_path / "src"
+    shutil.copytree(tiny_dir, src)
+    cfg = json.loads((src / "config.json").read_text())
+    (src / "config.json").write_text(json.dumps({**cfg, "num_layers": 1_000_000}))  # hung before
+    assert cli(["random-model", "--config-dir", str(src), "--output", str(tmp_path / "r")]) == 2
+    assert f"{src / 'config.json'}: num_layers=1,000,000 exceeds" in capsys.readouterr().err
+    (src / "config.json").write_text(json.dumps(cfg))
+    (src / "tokenizer.json").write_text(json.dumps({"version": "1.0", "model": {"type": "Nope"}}))
+    assert cli(["random-model", "--config-dir", str(src), "--output", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert f"{src / 'tokenizer.json'}: not a tokenizer" in err and "Traceback" not in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_report_refuses_a_non_finite_model(tmp_path, tiny_model, capsys):
+    """An hf model with NaN weights loaded and generated empty summaries, exit 0."""
+    with torch.no_grad():
+        tiny_model.decoder.block[1].layer[0].SelfAttention.v.weight[1, 2] = float("nan")
+    tiny_model.save_pretrained(tmp_path / "nan")
+    assert cli(["report", "--model", str(tmp_path / "nan")]) == 2
+    err = capsys.readouterr().err
+    assert "model.safetensors: the weights are not all finite" in err and "SelfAttention.v" in err
+
+
+def test_export_on_a_full_disk_is_a_message_naming_the_output(tmp_path, tiny_dir, monkeypatch, capsys):
+    import errno
+
+    from summprune.io import hf
+
+    def full(info, d):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(hf, "write_pruning", full)
+    out = tmp_path / "out"
+    assert cli(["export", "--model", str(tiny_dir), "--output", str(out), "--format", "hf"]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {out}: cannot be written (No space left on device)" in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny"]

@@ -394,3 +394,121 @@ def test_resume_with_the_output_inside_the_model_dir(data, tmp_path, model_dir, 
     counted["interrupt_after"] = None
     assert run(d, data, out) == 0
     assert f"resuming: 3 of {N_DOCS} done" in capsys.readouterr().err
+
+
+# ---- issue 22 (fuzz): data loss, silent wrong output, tracebacks --------------------------------
+
+def _model_copy(model_dir, tmp_path) -> Path:
+    import shutil
+
+    d = tmp_path / "m"
+    shutil.copytree(model_dir, d)
+    return d
+
+
+def _snapshot(d: Path) -> dict[str, bytes]:
+    return {str(f.relative_to(d)): f.read_bytes() for f in sorted(d.rglob("*")) if f.is_file()}
+
+
+def test_output_that_is_the_data_or_a_model_file_is_refused(model_dir, data, tmp_path, capsys, monkeypatch):
+    d = _model_copy(model_dir, tmp_path)
+    model_files = _snapshot(d)
+    bills = data.read_bytes()
+    (tmp_path / "link.csv").symlink_to(data)
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "sub")
+    base = ["--model", str(d), "--data", str(data), "--device", "cpu", "--no-progress"]
+    for out in (str(data), "../test.jsonl", str(tmp_path / "link.csv")):
+        _fails(capsys, tmp_path, base + ["--output", out], f"--output {out}", "--data", str(data))
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "generation_config.json"):
+        _fails(capsys, tmp_path, base + ["--output", str(d / name)], f"--output {d / name}",
+               "model directory", str(d))
+    assert data.read_bytes() == bills and _snapshot(d) == model_files
+
+
+def test_ragged_csv_data_is_refused_not_shifted(model_dir, tmp_path, capsys):
+    bad = tmp_path / "bills.csv"
+    # one unquoted comma too many on the first row: pandas made the first field an index column
+    bad.write_text("text\nA bill, with a comma\n", encoding="utf-8")  # pandas read text=" with a comma"
+    _fails(capsys, tmp_path, ["--model", str(model_dir), "--data", str(bad), "--device", "cpu"],
+           str(bad), "line 2", "2 fields", "header")
+
+
+def test_prefix_that_fills_the_input_is_refused(model_dir, data, tmp_path, capsys, counted):
+    base = ["--model", str(model_dir), "--data", str(data), "--device", "cpu", "--no-progress"]
+    long_prefix = "summarize this bill please: " * 3
+    _fails(capsys, tmp_path, base + ["--prefix", long_prefix, "--max-source-length", "8"],
+           "--prefix", "--max-source-length 8", "no room for the document")
+    d = _model_copy(model_dir, tmp_path)
+    (d / "pruning.json").write_text(json.dumps({"data": {"prefix": long_prefix, "max_source_length": 8}}))
+    _fails(capsys, tmp_path, ["--model", str(d)] + base[2:], "pruning.json", "max_source_length 8")
+    assert counted["calls"] == []
+
+
+def test_read_only_output_folder_is_a_message(model_dir, data, tmp_path, capsys, monkeypatch):
+    import os
+
+    real = os.access
+    # we run as root, where chmod does not stop writes: the folder's own check is what is tested
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if Path(p) == tmp_path and mode & os.W_OK
+                        else real(p, mode, **kw))
+    _fails(capsys, tmp_path, ["--model", str(model_dir), "--data", str(data), "--output", str(tmp_path / "s.csv"),
+                              "--device", "cpu"], "--output", str(tmp_path), "not writable")
+
+
+def test_a_lock_that_cannot_be_written_is_a_message(model_dir, data, tmp_path, capsys, monkeypatch):
+    import errno
+
+    real = Path.write_text
+
+    def full(self, *a, **kw):
+        if self.name.startswith(".s.csv.lock."):
+            raise OSError(errno.ENOSPC, "No space left on device", str(self))
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(Path, "write_text", full)
+    _fails(capsys, tmp_path, ["--model", str(model_dir), "--data", str(data), "--output", str(tmp_path / "s.csv"),
+                              "--device", "cpu"], "--output", "s.csv.lock", "No space left on device")
+
+
+def _fsync_fails_for(monkeypatch, pred):
+    """os.fsync raises ENOSPC for the files whose name ``pred`` accepts (a disk that fills up)."""
+    import errno
+    import os
+
+    real = os.fsync
+
+    def fsync(fd):
+        name = os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))
+        if pred(name):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+
+
+def test_disk_full_while_saving_progress_is_a_message(model_dir, data, tmp_path, capsys, monkeypatch):
+    _fsync_fails_for(monkeypatch, lambda name: name == "s.csv.partial.jsonl")
+    assert run(model_dir, data, tmp_path / "s.csv") == 2
+    err = capsys.readouterr().err
+    assert "generate_csv.py: error:" in err and "No space left on device" in err
+    assert str(tmp_path / "s.csv.partial.jsonl") in err
+    assert not (tmp_path / "s.csv").exists() and not list(tmp_path.glob(".*tmp")) and not list(tmp_path.glob("*.lock"))
+
+
+def test_disk_full_while_writing_the_csv_leaves_no_half_file(model_dir, data, tmp_path, capsys, monkeypatch):
+    _fsync_fails_for(monkeypatch, lambda name: name.startswith(".s.csv.") and name.endswith(".tmp")
+                     and ".partial" not in name)
+    assert run(model_dir, data, tmp_path / "s.csv") == 2
+    err = capsys.readouterr().err
+    assert "--output" in err and str(tmp_path / "s.csv") in err and "No space left on device" in err
+    assert not (tmp_path / "s.csv").exists() and not list(tmp_path.glob(".*tmp"))
+    assert (tmp_path / "s.csv.partial.jsonl").is_file()  # the summaries are kept for the re-run
+
+
+def test_truncated_tokenizer_json_names_the_file(model_dir, data, tmp_path, capsys):
+    d = _model_copy(model_dir, tmp_path)
+    tok = d / "tokenizer.json"
+    tok.write_bytes(tok.read_bytes()[:100])
+    _fails(capsys, tmp_path, ["--model", str(d), "--data", str(data), "--output", str(tmp_path / "s.csv"),
+                              "--device", "cpu", "--no-progress"], str(tok), "truncated or corrupt")

@@ -165,3 +165,11 @@ def test_read_predictions_errors_name_lines(tmp_path):
         read_predictions(_write(tmp_path / "q.csv", "ID,Predict\n0,a\n2,b\n")).aligned(4)
     with pytest.raises(PredictionsError, match=r"not UTF-8: line 3"):
         read_predictions(_write(tmp_path / "r.csv", "ID,Predict\n0,a\n1,caf\xe9\n", "latin-1"))
+
+
+def test_read_predictions_unterminated_quote_names_the_line(tmp_path):
+    # issue 22: a lenient parser merged every later row into row 0's Predict ("missing IDs")
+    p = tmp_path / "p.csv"
+    p.write_text('ID,Predict\n0,fine\n1,"never closed\n2,c\n3,d\n', encoding="utf-8")
+    with pytest.raises(PredictionsError, match=r"p.csv: malformed CSV: the row starting on line 3"):
+        read_predictions(p)

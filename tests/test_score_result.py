@@ -222,3 +222,47 @@ def test_real_billsum_rows_first_sentence(tmp_path):
     assert out["n_docs"] == 20
     assert 0 < out["kaggle_score"] < 1
     assert 0 < out["rougeL"] <= out["rougeLsum"] < 1
+
+
+# ---- issue 22 (fuzz): data loss, silent wrong output ------------------------------------------
+
+def test_json_that_is_an_input_is_refused(tmp_path, refs, model_dir, capsys):
+    pred = perfect(tmp_path)
+    (tmp_path / "refs_link.jsonl").symlink_to(refs)
+    before = {p: p.read_bytes() for p in (pred, refs)}
+    model_before = {f.name: f.read_bytes() for f in model_dir.iterdir()}
+    for js, needles in ((pred, ["--predictions"]), ("submission.csv", ["--predictions"]),
+                        (refs, ["--references"]), (tmp_path / "refs_link.jsonl", ["--references"]),
+                        (model_dir / "config.json", ["model directory", str(model_dir)])):
+        assert run("--predictions", pred, "--references", refs, "--model", model_dir, "--json", js) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("score_result.py: error: ") and f"--json {js}" in err
+        for needle in needles:
+            assert needle in err, err
+    assert {p: p.read_bytes() for p in (pred, refs)} == before
+    assert {f.name: f.read_bytes() for f in model_dir.iterdir()} == model_before
+
+
+def test_ragged_reference_csv_is_refused_not_shifted(tmp_path, capsys):
+    refs = tmp_path / "refs.csv"
+    # one unquoted comma too many on the first row: pandas made the text an index column and
+    # scored every prediction against the wrong field
+    refs.write_text("text,summary\nBill text 0.,Amends the Act, and more.\nBill text 1.,Repeals it.\n",
+                    encoding="utf-8")
+    write_csv(tmp_path / "p.csv", [[0, "Amends the Act. and more."], [1, "Repeals it."]])
+    assert run("--predictions", tmp_path / "p.csv", "--references", refs, "--json", "none") == 2
+    err = capsys.readouterr().err
+    assert str(refs) in err and "line 2 has 3 fields" in err and "header" in err
+
+
+def test_unterminated_quote_is_a_malformed_csv_not_missing_ids(tmp_path, refs, capsys):
+    (tmp_path / "p.csv").write_text('"ID","Predict"\n"0","a\n"1","b"\n"2","c"\n"3","d"\n', encoding="utf-8")
+    assert run("--predictions", tmp_path / "p.csv", "--references", refs) == 2
+    err = capsys.readouterr().err
+    assert "malformed CSV" in err and "line 2" in err and "no prediction" not in err
+
+
+def test_without_a_model_a_line_says_the_ratios_need_one(tmp_path, refs, capsys):
+    assert run("--predictions", perfect(tmp_path), "--references", refs) == 0
+    out = capsys.readouterr().out
+    assert "mask_ratio" in out and "--model" in out

@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from transformers import GenerationConfig, T5ForConditionalGeneration
+from transformers import T5ForConditionalGeneration
 
 from .files import read_json
-from .hf import meta_model
+from .hf import check_finite, file_inside, load_generation_config, meta_model
 
 #: ``format`` field of ``compact.json``; ``version`` is bumped on incompatible changes.
 FORMAT = "summprune-compact"
@@ -32,6 +32,11 @@ _TORCH_DTYPE_NAMES = {
     torch.uint8: "uint8", torch.bool: "bool",
 }
 _DTYPE_BY_NAME = {v: k for k, v in _TORCH_DTYPE_NAMES.items()}
+#: safetensors' header names of the dtypes above
+_SAFETENSORS_DTYPES = {
+    "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64, "I64": torch.int64,
+    "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool,
+}
 
 _VALUES = "::values"
 _MASK = "::mask"
@@ -150,6 +155,10 @@ def _sha256_tensors(*ts: torch.Tensor) -> str:
 
 
 def load_compact(d: Path) -> T5ForConditionalGeneration:
+    """The compact model in ``d``. Everything is checked before memory is allocated for it: the
+    manifest against the model built from config.json on the meta device, then the shapes and
+    dtypes in the safetensors header against the manifest; only then are the tensors read and
+    decoded (their checksums and counts checked), and the result checked to be finite."""
     man_path = d / MANIFEST
     man = read_json(man_path)
     if not isinstance(man, dict) or man.get("format") != FORMAT:
@@ -163,27 +172,14 @@ def load_compact(d: Path) -> T5ForConditionalGeneration:
     # a plain file name in the model directory: never a path out of it
     if not isinstance(name, str) or not name or Path(name).name != name or name in (".", ".."):
         raise ValueError(f"{man_path}: weights_file {name!r} is not a file name in {d}")
-    weights = d / name
+    weights = file_inside(d, name, man_path)  # nor a symlink out of it
     names = [e["name"] for e in entries]
-    for f in (weights, d / "config.json"):
-        if not f.is_file():
-            raise FileNotFoundError(f"{f}: missing (needed by the compact model in {d})")
+    if not (d / "config.json").is_file():
+        raise FileNotFoundError(f"{d / 'config.json'}: missing (needed by the compact model in {d})")
 
-    from safetensors.torch import load_file
-
-    try:
-        stored = load_file(str(weights))
-    except Exception as e:  # SafetensorError, OSError: truncated or corrupt header
-        raise ValueError(f"{weights}: cannot be read as safetensors ({e}); the file is truncated or corrupt") from None
-    expected_keys = set()
-    for e in entries:
-        expected_keys |= {e["name"]} if e.get("storage") == "dense" else {e["name"] + _VALUES, e["name"] + _MASK}
-    extra = sorted(set(stored) - expected_keys)
-    if extra:
-        raise ValueError(f"{weights}: tensor(s) not described by {MANIFEST}: {extra[:5]}")
-
-    model = meta_model(d)
-    want = {k: list(v.shape) for k, v in model.state_dict().items()}
+    model = meta_model(d)  # config.json's sizes checked; shapes only, no memory
+    meta_sd = model.state_dict()
+    want = {k: list(v.shape) for k, v in meta_sd.items()}
 
     aliases = {a: c for c, al in tied.items() for a in al}
     unknown_canon = sorted(set(tied) - set(names))
@@ -195,16 +191,30 @@ def load_compact(d: Path) -> T5ForConditionalGeneration:
     if missing or unexpected:
         raise ValueError(f"{man_path}: does not match the model built from config.json: "
                          f"missing {missing[:5]}, unexpected {unexpected[:5]}")
-
-    sd: dict[str, torch.Tensor] = {}
     for e in entries:
         if list(e["shape"]) != want[e["name"]]:
             raise ValueError(f"{man_path}: tensor {e['name']!r} has shape {list(e['shape'])} but the "
                              f"model built from config.json expects {want[e['name']]}")
-        sd[e["name"]] = _decode(e, stored, weights)
+        stored_dt = _DTYPE_BY_NAME.get(e["stored_dtype"])
+        if stored_dt is not None and stored_dt.is_floating_point != meta_sd[e["name"]].is_floating_point():
+            raise ValueError(f"{man_path}: tensor {e['name']!r} is stored as {e['stored_dtype']} but the model "
+                             f"holds it as {meta_sd[e['name']].dtype}")
     for a, c in aliases.items():
         if want[a] != want[c]:
             raise ValueError(f"{man_path}: {a!r} is tied to {c!r} but their shapes differ")
+    _check_header(weights, entries)
+
+    from safetensors.torch import load_file
+
+    try:
+        stored = load_file(str(weights))
+    except Exception as e:  # SafetensorError, OSError: truncated or corrupt header
+        raise ValueError(f"{weights}: cannot be read as safetensors ({e}); the file is truncated or corrupt") from None
+
+    sd: dict[str, torch.Tensor] = {}
+    for e in entries:
+        sd[e["name"]] = _decode(e, stored, weights)
+    for a, c in aliases.items():
         sd[a] = sd[c]
     del stored
 
@@ -216,10 +226,46 @@ def load_compact(d: Path) -> T5ForConditionalGeneration:
                  if t.is_meta]
     if leftovers:  # non-persistent buffers are not in the state dict: recompute them on CPU
         raise ValueError(f"{d}: model tensors {leftovers[:5]} were not restored (not in the state dict)")
-    gen = d / "generation_config.json"
-    if gen.is_file():
-        model.generation_config = GenerationConfig.from_pretrained(str(d))
+    check_finite(model, weights)
+    gen = load_generation_config(d)
+    if gen is not None:
+        model.generation_config = gen
     return model
+
+
+def _check_header(weights: Path, entries: list[dict]) -> None:
+    """The safetensors header (read without the data) holds exactly the tensors ``entries``
+    describe, with the manifest's shapes and dtypes: the tensors read afterwards are no larger
+    than the model built from config.json (a bitmask tensor is decoded to its ``shape``)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            header = {k: (list(f.get_slice(k).get_shape()), f.get_slice(k).get_dtype()) for k in f.keys()}
+    except Exception as e:  # SafetensorError: truncated file or corrupt header
+        raise ValueError(f"{weights}: cannot be read as safetensors ({e}); the file is truncated or corrupt") from None
+    expected: dict[str, tuple[list[int], torch.dtype | None]] = {}
+    for e in entries:
+        shape = [int(x) for x in e["shape"]]
+        dt = _DTYPE_BY_NAME.get(e["stored_dtype"])
+        if e["storage"] == "dense":
+            expected[e["name"]] = (shape, dt)
+        else:
+            expected[e["name"] + _VALUES] = ([e["nnz"]], dt)
+            expected[e["name"] + _MASK] = ([math.ceil(math.prod(shape) / 8)], torch.uint8)
+    extra = sorted(set(header) - set(expected))
+    if extra:
+        raise ValueError(f"{weights}: tensor(s) not described by {MANIFEST}: {extra[:5]}")
+    for key, (shape, dt) in expected.items():
+        if key not in header:
+            raise ValueError(f"{weights}: tensor {key!r} listed in {MANIFEST} is missing from the file")
+        got_shape, got_dt = header[key]
+        where = f"{weights}: tensor {key!r}"
+        if got_shape != shape:
+            what = f"nnz={shape[0]}" if key.endswith(_VALUES) else f"shape {shape}"
+            raise ValueError(f"{where}: stored shape {got_shape} but {MANIFEST} says {what}")
+        if dt is not None and _SAFETENSORS_DTYPES.get(got_dt) != dt:
+            raise ValueError(f"{where}: stored dtype {got_dt} but {MANIFEST} says {_TORCH_DTYPE_NAMES[dt]}")
 
 
 def _check_manifest(man: dict, man_path: Path) -> tuple[list[dict], dict[str, list[str]]]:

@@ -152,24 +152,23 @@ def grader_model(d: str | Path) -> nn.Module:
     The grader calls ``from_pretrained`` first; every tensor it loads is then overwritten by the
     strict ``load_state_dict``, so building from the config gives the same model without reading
     (or trusting) the plain weights, and works for directories whose ``save_pretrained`` files
-    hold ``weight_orig`` keys (the course's own notebook). Errors name the file and the keys.
+    hold ``weight_orig`` keys (the course's own notebook). The model is built on the meta device
+    (config.json's sizes checked first) and every tensor of the file checked against it
+    (:func:`_check_tensors`) before any memory is allocated for the model. Errors name the file
+    and the keys.
     """
-    from transformers import T5Config, T5ForConditionalGeneration
+    from .hf import meta_model
 
     d = Path(d)
     path = d / STATE_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing; this is not a course submission directory")
-    sd = read_state_file(path)
-    try:
-        config = T5Config.from_pretrained(str(d))
-    except Exception as e:
-        raise ValueError(f"{d / 'config.json'}: cannot be read as a T5 config ({e})") from None
-    model = T5ForConditionalGeneration(config)
+    model = meta_model(d)
     for m in model.modules():
         if isinstance(m, nn.Linear):
             torch_prune.identity(m, "weight")
-    want = model.state_dict()
+    sd = read_state_file(path)
+    want = model.state_dict(keep_vars=True)
     missing = sorted(set(want) - set(sd))
     unexpected = sorted(set(sd) - set(want))
     if missing or unexpected:
@@ -179,15 +178,77 @@ def grader_model(d: str | Path) -> nn.Module:
         raise ValueError(f"{path}: does not match the grader's model built from config.json: missing "
                          f"{missing[:4]}{' ...' if len(missing) > 4 else ''}, unexpected "
                          f"{unexpected[:4]}{' ...' if len(unexpected) > 4 else ''}{hint}")
+    # Names that are one tensor in the grader's model (the tied embedding and lm_head.weight_orig):
+    # its strict load_state_dict copies each name into that tensor in turn, so the last one wins.
+    groups: dict[int, list[str]] = {}
+    for k, t in want.items():
+        groups.setdefault(id(t), []).append(k)
+    _check_tensors(path, sd, want, groups)
     for k, v in sd.items():
-        if tuple(v.shape) != tuple(want[k].shape):
-            raise ValueError(f"{path}: tensor {k!r} has shape {list(v.shape)}; config.json implies {list(want[k].shape)}")
-        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+        if not bool(torch.isfinite(v).all()):
             raise ValueError(f"{path}: tensor {k!r} holds non-finite values (NaN or inf)")
         if k.endswith("weight_mask") and not bool(((v == 0) | (v == 1)).all()):
             raise ValueError(f"{path}: {k!r} is not a 0/1 mask")
-    model.load_state_dict(sd, strict=True)
+    # What the grader's copy_ gives: fp32 tensors of the model's own (one copy per tied group).
+    new = {}
+    for names in groups.values():
+        value = sd[names[-1]].to(torch.float32, copy=True)
+        new.update({k: value for k in names})
+    del sd
+    model.load_state_dict(new, strict=True, assign=True)
+    for names in groups.values():  # assign=True gave each name a Parameter of its own: re-tie
+        first = _tensor_ref(model, names[0])
+        for k in names[1:]:
+            mod_name, _, attr = k.rpartition(".")
+            mod = model.get_submodule(mod_name)
+            (mod._parameters if attr in mod._parameters else mod._buffers)[attr] = first
+    for m in model.modules():
+        if isinstance(m, nn.Linear):  # what prune's forward pre-hook computes; it was a meta tensor
+            m.weight = m.weight_orig * m.weight_mask
+    left = [n for n, t in list(model.named_parameters(remove_duplicate=False)) + list(model.named_buffers())
+            if t.is_meta]
+    if left:  # a non-persistent buffer would not be in the state dict
+        raise ValueError(f"{d}: model tensors {left[:5]} were not restored from {path}")
     return model.eval()
+
+
+def _tensor_ref(model: nn.Module, name: str) -> torch.Tensor:
+    mod_name, _, attr = name.rpartition(".")
+    mod = model.get_submodule(mod_name)
+    return mod._parameters[attr] if attr in mod._parameters else mod._buffers[attr]
+
+
+#: How much larger than the data the file stores its tensors may be, counted by name (a tensor of
+#: a tied group once). A file of the grader's model stores each tensor once, so the two are
+#: equal; this slack only admits oddly shared storages (a tied lm_head under an untied config).
+_MAX_VIEW_RATIO = 2
+
+
+def _check_tensors(path: Path, sd: dict[str, torch.Tensor], want: dict[str, torch.Tensor],
+                   groups: dict[int, list[str]]) -> None:
+    """Every tensor of the file is a dense floating-point tensor of the shape the model built from
+    config.json expects, whose values the file holds in full. ``torch.load`` checks each storage
+    against the file, but not the views on it: a 15 MB file can hold a 16 GB stride-0 (expanded)
+    tensor, or one storage under every name, which any computation on them would allocate."""
+    logical = 0
+    for k, v in sd.items():
+        where = f"{path}: tensor {k!r}"
+        if v.layout != torch.strided:
+            raise ValueError(f"{where} is a {v.layout} tensor; the grader's model holds dense (strided) tensors")
+        if v.is_quantized or not v.is_floating_point():
+            raise ValueError(f"{where} has dtype {v.dtype}; the grader's model holds floating-point tensors")
+        if tuple(v.shape) != tuple(want[k].shape):
+            raise ValueError(f"{where} has shape {list(v.shape)}; config.json implies {list(want[k].shape)}")
+        if v.untyped_storage().nbytes() < v.numel() * v.element_size():
+            raise ValueError(f"{where} of shape {list(v.shape)} is a view of a storage of only "
+                             f"{v.untyped_storage().nbytes():,} bytes (an expanded tensor): the file does not hold its values")
+    for names in groups.values():
+        v = sd[names[-1]]
+        logical += v.numel() * v.element_size()
+    stored = sum({v.untyped_storage().data_ptr(): v.untyped_storage().nbytes() for v in sd.values()}.values())
+    if logical > _MAX_VIEW_RATIO * stored:
+        raise ValueError(f"{path}: its tensors take {logical:,} bytes but the file stores only {stored:,}: "
+                         "several names are views of the same data")
 
 
 @torch.no_grad()

@@ -84,17 +84,53 @@ def atomic_dir(out: Path, allow: tuple[str, ...] = (), fault: str | None = None)
     """Yield a fresh sibling temp dir; on success it replaces ``out``, on error it is removed.
     A pickle-format file in it is an error, except the names in ``allow`` (the course format's
     ``model_state_dict.pth``). ``fault`` names the fault-injection point (summprune.faults) reached
-    when the files are written, before the swap."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_siblings(out)
-    while True:
-        # the pid in the name tells a later export whether its writer is still alive
-        tmp = out.parent / f"{out.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
-        try:
-            tmp.mkdir()
-            break
-        except FileExistsError:
-            continue
+    when the files are written, before the swap. A write the file system refuses (no space, quota,
+    read-only) is re-raised as an OSError whose message names ``out``: the writers' own name the
+    temp dir at most, or nothing at all."""
+    import errno
+
+    def write_failure(e: BaseException) -> OSError | None:
+        # safetensors' SafetensorError reports ENOSPC as text, "I/O error: No space left on device
+        # (os error 28)"; torch.save's zip writer as a RuntimeError "[enforce fail at
+        # inline_container.cc:...] . unexpected pos 576 vs 534" (a short write).
+        if isinstance(e, OSError):
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS):
+                return None
+            code, reason = e.errno, os.strerror(e.errno)
+        elif isinstance(e, Exception):
+            codes = {os.strerror(c): c for c in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)}
+            m = re.search("|".join(map(re.escape, codes)), str(e))
+            if m:
+                code, reason = codes[m.group(0)], m.group(0)
+            elif re.search(r"unexpected pos \d+ vs \d+", str(e)):
+                code, reason = None, "a short write, e.g. the disk is full"
+            else:
+                return None
+        else:
+            return None
+        kept = "the previous copy is unchanged" if out.exists() else "nothing was written"
+        hint = (f"; free some space on the file system of {out.parent}"
+                if code in (errno.ENOSPC, errno.EDQUOT, None) else "")
+        err = OSError(f"{out}: cannot be written ({reason}); {kept}{hint}")
+        err.errno = code
+        return err
+
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_siblings(out)
+        while True:
+            # the pid in the name tells a later export whether its writer is still alive
+            tmp = out.parent / f"{out.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+            try:
+                tmp.mkdir()
+                break
+            except FileExistsError:
+                continue
+    except OSError as e:
+        failure = write_failure(e)
+        if failure is None:
+            raise
+        raise failure from e
     try:
         yield tmp
         pickles = [p.name for p in tmp.rglob("*") if p.suffix in PICKLE_SUFFIXES and p.name not in allow]
@@ -108,9 +144,12 @@ def atomic_dir(out: Path, allow: tuple[str, ...] = (), fault: str | None = None)
             if f.is_file():
                 os.chmod(f, mode)
         _swap_in(tmp, out)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        failure = write_failure(e)
+        if failure is None:
+            raise
+        raise failure from e
 
 
 def _remove_stale_siblings(out: Path) -> None:
@@ -251,3 +290,93 @@ def lock_file(path: str | Path, what: str) -> Iterator[Path]:
         with contextlib.suppress(OSError):
             if path.read_text() == me:
                 path.unlink()
+
+
+def lock_output(out: str | Path) -> contextlib.AbstractContextManager[Path]:
+    """:func:`lock_file` for a model output directory (``.<name>.lock`` beside it): two commands
+    writing one model directory (``prune``, ``export``, ``run``) would both "succeed", the second
+    silently replacing the first's model; the second is refused instead."""
+    out = Path(out).expanduser()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return lock_file(out.parent / f".{out.name}.lock", f"model directory {out}")
+
+
+# --------------------------------------------------------------------------------------------
+# Outputs that would replace an input (issue 22)
+# --------------------------------------------------------------------------------------------
+
+#: Suffixes of the files a model directory is made of, whatever their exact name (weight shards,
+#: sentencepiece models, pickle checkpoints).
+_MODEL_SUFFIXES = (".safetensors", ".safetensors.index.json", ".model", *PICKLE_SUFFIXES)
+
+
+def _model_file_names() -> set[str]:
+    from .compact import COMPACT_WEIGHTS, MANIFEST  # imported here: compact and hf import this module
+    from .hf import CHECKSUMS, PRUNING, TOKENIZER_FILES
+
+    return {"config.json", "generation_config.json", PRUNING, CHECKSUMS, MANIFEST, COMPACT_WEIGHTS,
+            *MODEL_WEIGHTS, *TOKENIZER_FILES}
+
+
+def check_not_input(out: str | Path, inputs: dict[str, str | Path | None], what: str = "output") -> None:
+    """ValueError if writing ``out`` (the option ``what``) would replace an input: one of
+    ``inputs`` (``{option: path}``, None entries skipped) that is the same file (after relative
+    paths, symlinks and hard links), or, for an input that is a model directory, one of the files
+    that make up the model (config, weights, tokenizer, generation_config.json, pruning.json...).
+    Another file inside a model directory (``MODEL/preds.csv``) is allowed: it replaces nothing
+    the model is made of."""
+    out_p = Path(out).expanduser()
+    target = out_p.resolve()
+    for name, path in inputs.items():
+        if path is None:
+            continue
+        p = Path(path).expanduser()
+        if p.is_dir():
+            if not _is_model_dir(p) or target.parent != p.resolve():
+                continue
+            if target.name in _model_file_names() or target.name.endswith(_MODEL_SUFFIXES):
+                raise ValueError(f"{what} {out}: lies inside the model directory {name} {path} and would replace "
+                                 f"its {target.name}; write it outside the model directory")
+            continue
+        same = target == p.resolve()
+        if not same and out_p.exists() and p.exists():
+            with contextlib.suppress(OSError):
+                same = os.path.samefile(out_p, p)  # a hard link
+        if same:
+            raise ValueError(f"{what} {out}: is the same file as {name} {path}; writing it would replace "
+                             f"that input: choose another file")
+
+
+# --------------------------------------------------------------------------------------------
+# CSV: one parser for every CSV the package reads (data files, references, submissions)
+# --------------------------------------------------------------------------------------------
+
+class CsvError(ValueError):
+    """A malformed CSV file: the message names the file and the line."""
+
+
+def csv_rows(text: str, source: str | Path) -> Iterator[tuple[int, list[str]]]:
+    """The rows of CSV ``text`` (any quoting) with the 1-based line each starts on; blank lines are
+    skipped. Parsed strictly: a stray or unterminated quote is a :class:`CsvError` naming
+    ``source`` and the line its row starts on, where a lenient parser would silently merge every
+    following row into one field. Callers check the field counts (see data._read_table)."""
+    import csv
+    import io
+    import sys
+
+    # The default limit (131072 characters a field) is below the longest bills; pandas has none.
+    if csv.field_size_limit() < sys.maxsize >> 1:
+        csv.field_size_limit(sys.maxsize >> 1)
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    start = 1
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            raise CsvError(f"{source}: malformed CSV: the row starting on line {start} has an unterminated or "
+                           f"stray quote ({e}, at line {reader.line_num})") from None
+        if row:
+            yield start, row
+        start = reader.line_num + 1

@@ -1,5 +1,11 @@
 """``save_pretrained`` directories: writing one (weights, tokenizer, pruning.json, checksums) and
-checking one before transformers loads it (checksums, key and shape coverage)."""
+checking one before transformers loads it (checksums, key and shape coverage).
+
+Also the checks every loader of this package shares (this is the lowest module that knows models,
+so ``compact``, ``course`` and ``summprune.export`` all use them): :func:`check_config` (config
+sizes, before anything is built), :func:`meta_model` (the architecture with no memory),
+:func:`check_finite`, :func:`file_inside` (a name a manifest lists stays inside the model
+directory) and :func:`load_generation_config`."""
 
 from __future__ import annotations
 
@@ -10,7 +16,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import T5Config, T5ForConditionalGeneration
+from transformers import GenerationConfig, T5Config, T5ForConditionalGeneration
 
 from .files import read_json, sha256_file, write_json
 
@@ -23,11 +29,26 @@ TOKENIZER_FILES = (
     "spiece.model", "sentencepiece.bpe.model", "vocab.json", "vocab.txt", "merges.txt",
     "chat_template.jinja", "chat_template.json",
 )
+#: Largest value of each size in config.json that a loader accepts; t5-11b is well inside (vocab
+#: 32128, d_model 1024, d_kv 128, d_ff 65536, 128 heads, 24 layers). A corrupt or hostile config
+#: is refused by name before anything is built: num_layers=1000000 hung the loader (building a
+#: million blocks takes that long even on the meta device), and a course folder with
+#: vocab_size=5e7 allocated 12.8 GB before any check.
+CONFIG_LIMITS = {
+    "vocab_size": 1_000_000, "d_model": 65_536, "d_kv": 65_536, "d_ff": 1_048_576, "num_heads": 1_024,
+    "num_layers": 128, "num_decoder_layers": 128, "relative_attention_num_buckets": 65_536,
+    "relative_attention_max_distance": 1_048_576,
+}
+#: Largest model (parameters, counted on the meta device) a loader builds: 80 GB in fp32.
+MAX_PARAMS = 20_000_000_000
+#: safetensors dtypes of floating-point tensors (a float parameter must be stored as one of these).
+FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")
 
 def write_hf(model: nn.Module, tmp: Path, tokenizer: Any, pruning_info: dict | None,
               extra_checksummed: tuple[str, ...] = ()) -> None:
     """save_pretrained + tokenizer + pruning.json + checksums.json into ``tmp``."""
     model.save_pretrained(str(tmp))
+    enable_cache(tmp)
     save_tokenizer(tokenizer, tmp)
     write_pruning(pruning_info, tmp)
     weight_files = sorted(p.name for p in tmp.iterdir()
@@ -47,22 +68,26 @@ def verify_checksums(d: Path) -> None:
         if not isinstance(files, dict):
             raise ValueError(f"{sums}: malformed (no 'files' table)")
         for fname, digest in files.items():
-            f = d / fname
-            if not f.is_file():
-                raise FileNotFoundError(f"{f}: missing (listed in {sums})")
+            f = file_inside(d, fname, sums)
             got = sha256_file(f)
             if got != digest:
                 raise ValueError(f"{f}: checksum mismatch (sha256 {got[:16]}... != {CHECKSUMS}'s "
                                  f"{str(digest)[:16]}...); the file is truncated or corrupt")
 
 
-def validate_hf_dir(d: Path) -> None:
-    """Checksums (if recorded) and key/shape coverage of a save_pretrained directory."""
+def validate_hf_dir(d: Path) -> dict[str, Path]:
+    """Checksums (if recorded), generation config, and key/shape/dtype coverage of a
+    save_pretrained directory, on the meta device (nothing is allocated). Returns tensor name ->
+    the file holding it, for :func:`check_finite` once transformers has loaded them."""
     verify_checksums(d)
+    load_generation_config(d)  # transformers would raise a TypeError on a list, say
     index = d / "model.safetensors.index.json"
     if index.is_file():
-        wm = read_json(index).get("weight_map", {})
-        shards = sorted({d / s for s in wm.values()})
+        info = read_json(index)
+        wm = info.get("weight_map") if isinstance(info, dict) else None
+        if not isinstance(wm, dict) or not wm:
+            raise ValueError(f"{index}: malformed (no 'weight_map' table of tensor name -> file)")
+        shards = sorted({file_inside(d, s, index) for s in wm.values()})
     elif (d / WEIGHTS).is_file():
         shards = [d / WEIGHTS]
     else:
@@ -74,13 +99,14 @@ def validate_hf_dir(d: Path) -> None:
     from safetensors import safe_open
 
     have: dict[str, list[int]] = {}
+    dtypes: dict[str, str] = {}
+    where: dict[str, Path] = {}
     for s in shards:
-        if not s.is_file():
-            raise FileNotFoundError(f"{s}: missing (listed in {index})")
         try:
             with safe_open(str(s), framework="pt") as f:
                 for k in f.keys():
-                    have[k] = list(f.get_slice(k).get_shape())
+                    sl = f.get_slice(k)
+                    have[k], dtypes[k], where[k] = list(sl.get_shape()), sl.get_dtype(), s
         except Exception as e:
             raise ValueError(f"{s}: cannot be read as safetensors ({e}); the file is truncated or corrupt") from None
     meta = meta_model(d)
@@ -99,27 +125,174 @@ def validate_hf_dir(d: Path) -> None:
     for k, shape in have.items():
         if k in sd and list(sd[k].shape) != shape:
             raise ValueError(f"{d}: tensor {k!r} has shape {shape} in the checkpoint but config.json implies {list(sd[k].shape)}")
+        if k in sd and sd[k].is_floating_point() and dtypes[k] not in FLOAT_DTYPES:
+            raise ValueError(f"{where[k]}: tensor {k!r} is stored as {dtypes[k]}, not floating point; "
+                             "the model's weights are float tensors")
+    return where
+
+
+def check_config(config: T5Config, path: Path) -> None:
+    """ValueError naming ``path`` (config.json) and the key if a size is not a positive whole
+    number or exceeds :data:`CONFIG_LIMITS`: checked before any model is built from ``config``."""
+    for key, cap in CONFIG_LIMITS.items():
+        v = getattr(config, key, None)
+        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+            raise ValueError(f"{path}: {key}={v!r} is not a positive whole number")
+        if v > cap:
+            raise ValueError(f"{path}: {key}={v:,} exceeds this package's limit of {cap:,}; "
+                             "the file is corrupt or not a T5 model this package handles")
 
 
 def meta_model(d: Path) -> T5ForConditionalGeneration:
-    """The architecture of ``d/config.json`` on the meta device (shapes only, no memory)."""
+    """The architecture of ``d/config.json`` on the meta device (shapes only, no memory), its
+    sizes checked first (:func:`check_config`) and its parameter count capped (:data:`MAX_PARAMS`)."""
+    path = d / "config.json"
     try:
         config = T5Config.from_pretrained(str(d))
     except Exception as e:
-        raise ValueError(f"{d / 'config.json'}: cannot be read as a T5 config ({e})") from None
-    with torch.device("meta"):
-        return T5ForConditionalGeneration(config)
+        raise ValueError(f"{path}: cannot be read as a T5 config ({e})") from None
+    check_config(config, path)
+    try:
+        with torch.device("meta"):
+            model = T5ForConditionalGeneration(config)
+    except Exception as e:  # an odd value the size checks do not cover, e.g. feed_forward_proj
+        raise ValueError(f"{path}: no T5 model can be built from it ({type(e).__name__}: {e})") from None
+    n = sum(p.numel() for p in model.parameters())
+    if n > MAX_PARAMS:
+        raise ValueError(f"{path}: describes a model of {n:,} parameters, more than this package's limit of "
+                         f"{MAX_PARAMS:,} (num_layers={config.num_layers}, d_model={config.d_model}, "
+                         f"d_ff={config.d_ff}, vocab_size={config.vocab_size})")
+    return model
+
+
+def check_finite(model: nn.Module, source: Path | dict[str, Path] | None = None) -> None:
+    """ValueError naming the tensors that hold NaN or inf.
+
+    Without ``source`` (an export) the message says nothing was written: such a model (a diverged
+    training) is never exported. When loading, ``source`` is the weights file, or a table of
+    tensor name -> file, named in the message: such a model generates empty summaries."""
+    seen: set[int] = set()
+    bad = []
+    for n, t in model.state_dict(keep_vars=True).items():
+        if id(t) in seen:  # a tied tensor: named once
+            continue
+        seen.add(id(t))
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            bad.append(n)
+    if not bad:
+        return
+    which = f"NaN/inf in {len(bad)} tensor(s): {', '.join(map(repr, bad[:4]))}{' ...' if len(bad) > 4 else ''}"
+    if source is None:
+        raise ValueError(f"the model's weights are not all finite ({which}); training diverged, e.g. a too "
+                         "large learning rate; nothing was written")
+    file = source.get(bad[0], next(iter(source.values()), "?")) if isinstance(source, dict) else source
+    raise ValueError(f"{file}: the weights are not all finite ({which}); such a model generates empty "
+                     "summaries: it comes from a diverged training, or the file is corrupt")
+
+
+def file_inside(d: Path, name: Any, listed_in: Path | str) -> Path:
+    """``d / name``, checked to be a regular file inside ``d``: ``name`` is a relative path without
+    ``..`` and, symlinks resolved, stays in ``d``. A manifest (``checksums.json``, an index,
+    ``compact.json``) or a tokenizer file must not make a loader hash, load or copy a file from
+    elsewhere. Missing: FileNotFoundError; anything else: ValueError naming the file."""
+    if not isinstance(name, str) or not name or "\x00" in name:
+        raise ValueError(f"{listed_in}: {name!r} is not a file name")
+    rel = Path(name)
+    if rel.is_absolute() or ".." in rel.parts:
+        raise ValueError(f"{listed_in}: {name!r} is not a file name inside {d}; "
+                         "refusing a file outside the model directory")
+    f = d / rel
+    if not f.exists():
+        if f.is_symlink():
+            raise ValueError(f"{f}: a symlink to {os.readlink(f)}, which does not exist (listed in {listed_in})")
+        raise FileNotFoundError(f"{f}: missing (listed in {listed_in})")
+    real = f.resolve()
+    if not any(real.is_relative_to(root) for root in _allowed_roots(d)):
+        raise ValueError(f"{f}: a symlink to {real}, outside {d} (listed in {listed_in}); refusing to read it")
+    if not real.is_file():  # a directory, FIFO or device
+        raise ValueError(f"{f}: not a regular file (listed in {listed_in})")
+    return f
+
+
+def _allowed_roots(d: Path) -> list[Path]:
+    """Where the files of model folder ``d`` may really live: in ``d``, and, for a Hugging Face
+    hub cache snapshot (``.../models--ORG--NAME/snapshots/<revision>``, whose files are symlinks
+    to ``../../blobs/<sha>``), in that repository's ``blobs`` folder."""
+    roots = [d.resolve()]
+    if d.parent.name == "snapshots":
+        roots.append(d.parent.parent.resolve() / "blobs")
+    return roots
+
+
+def load_generation_config(d: Path) -> GenerationConfig | None:
+    """``d/generation_config.json`` if present (None if not); ValueError naming it if it is not a
+    JSON object or transformers cannot read it (it raises TypeError on a list, for one)."""
+    path = d / "generation_config.json"
+    if not path.is_file():
+        return None
+    obj = read_json(path)
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path}: not a JSON object (a {type(obj).__name__}); expected a table of generation settings")
+    try:
+        return GenerationConfig.from_pretrained(str(d))
+    except Exception as e:
+        raise ValueError(f"{path}: cannot be read as a generation config ({type(e).__name__}: {e})") from None
+
+
+def enable_cache(d: Path) -> None:
+    """Set ``use_cache`` back to true in ``d``'s config.json and generation_config.json.
+
+    Training turns the key/value cache off on the model object (the Trainer does, for gradient
+    checkpointing), and ``save_pretrained`` writes what the object holds; an exported model is for
+    generation, where plain transformers honours the saved value and runs 3.5x slower without it.
+    Edits the written files, so the caller's model is left as it is."""
+    for name in ("config.json", "generation_config.json"):
+        f = d / name
+        if f.is_file():
+            obj = read_json(f)
+            if isinstance(obj, dict) and obj.get("use_cache") is False:
+                obj["use_cache"] = True
+                write_json(f, obj)
+
+
+def tokenizer_files(src: Path) -> list[Path]:
+    """The :data:`TOKENIZER_FILES` present in ``src`` (a symlink counts as present, so that one
+    pointing out of ``src`` is refused rather than skipped)."""
+    return [src / f for f in TOKENIZER_FILES if (src / f).is_file() or (src / f).is_symlink()]
 
 
 class TokenizerFiles:
-    """Tokenizer given as files to copy verbatim (export from a directory)."""
+    """Tokenizer given as files to copy verbatim (export from a directory).
+
+    Each file must be a regular file inside its directory (a symlink out would copy, say, a
+    private key into the export), and the JSON ones must be what a tokenizer reads, so that a
+    broken tokenizer is refused here, naming the file, not when the export is used. ValueError
+    (FileNotFoundError for a file that has gone)."""
 
     def __init__(self, files: list[Path]):
-        self.files = files
+        self.files = [file_inside(f.parent, f.name, f"the tokenizer of {f.parent}") for f in files]
+        for f in self.files:
+            if f.suffix == ".json":
+                _check_tokenizer_json(f)
 
     def save_pretrained(self, d: str) -> None:
         for f in self.files:
-            shutil.copy2(f, Path(d) / f.name)
+            # checked again: a file swapped for a symlink since __init__ is not followed
+            shutil.copyfile(file_inside(f.parent, f.name, f"the tokenizer of {f.parent}"), Path(d) / f.name)
+
+
+def _check_tokenizer_json(f: Path) -> None:
+    obj = read_json(f)
+    if not isinstance(obj, dict):
+        raise ValueError(f"{f}: not a JSON object (a {type(obj).__name__}); not a tokenizer file")
+    if f.name == "tokenizer.json":
+        from tokenizers import Tokenizer
+
+        try:
+            Tokenizer.from_file(str(f))
+        except Exception as e:  # tokenizers raises a bare Exception on a schema mismatch
+            raise ValueError(f"{f}: not a tokenizer the tokenizers library can read "
+                             f"({str(e).splitlines()[0][:200]})") from None
 
 
 def save_tokenizer(tokenizer: Any, d: Path) -> None:
@@ -128,14 +301,20 @@ def save_tokenizer(tokenizer: Any, d: Path) -> None:
     if isinstance(tokenizer, (str, os.PathLike)):
         src = Path(tokenizer).expanduser()
         if src.is_dir():
-            files = [src / f for f in TOKENIZER_FILES if (src / f).is_file()]
+            files = tokenizer_files(src)
             if not files:
                 raise FileNotFoundError(f"{src}: no tokenizer files ({', '.join(TOKENIZER_FILES[:5])}, ...)")
             tokenizer = TokenizerFiles(files)
         else:
-            from .modeling import load_tokenizer
+            from ..modeling import load_tokenizer
 
-            tokenizer = load_tokenizer(str(tokenizer))
+            try:
+                tokenizer = load_tokenizer(str(tokenizer))
+            except (OSError, ValueError):
+                raise
+            except Exception as e:  # tokenizers' bare Exception for a file of the wrong schema
+                raise ValueError(f"{tokenizer}: its tokenizer cannot be read ({type(e).__name__}: "
+                                 f"{str(e).splitlines()[0][:200]})") from None
     tokenizer.save_pretrained(str(d))
 
 
