@@ -3,7 +3,7 @@
     python generate_csv.py                                   # pruned_model/ on BillSum test
     python generate_csv.py --data ../shared/billsum/us_test_sample.jsonl --limit 5
     python generate_csv.py --dtype bf16                      # faster, may differ from fp32
-    python generate_csv.py --engine ctranslate2 --num-beams 4   # beam search, several times faster
+    python generate_csv.py --num-beams 4 --engine torch      # transformers' own beam search (slower on CPU)
 
 Output: header ``ID,Predict``, every field quoted, UTF-8, ``ID`` = 0-based row index of the
 data, commas in summaries replaced by periods and line breaks by spaces, rows in ID order.
@@ -77,10 +77,11 @@ def build_parser() -> ArgumentParser:
                    help="fp32 = exact; torch engine: bf16 (CPU/GPU), fp16 (GPU) and int8 (CPU) are faster "
                         "but may change some summaries; ctranslate2 engine: fp32 or int8 on CPU, fp32, fp16, "
                         "bf16 or int8 on GPU")
-    p.add_argument("--engine", default="torch", choices=ENGINES,
-                   help="torch: transformers' generate; ctranslate2: the model converted once (cached) and "
-                        "run by CTranslate2, several times faster with beams; greedy fp32 gives the same "
-                        "summaries")
+    p.add_argument("--engine", default="auto", choices=ENGINES,
+                   help="torch: transformers' generate (the exact reference); ctranslate2: the model converted "
+                        "once (cached) and run by CTranslate2, about 5x faster with beams on a CPU, the same "
+                        "summaries with greedy fp32, slightly different ones with beams; auto: ctranslate2 for "
+                        "beam search on a CPU where installed, torch otherwise (greedy, GPU)")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads for torch (default: torch's, one per core); on a machine shared "
                         "with other jobs, fewer threads than cores avoids stalls")
@@ -235,6 +236,14 @@ def run(args) -> int:
         raise UsageError(f"--threads must be >= 1 (got {args.threads})")
     try:
         device = gen.resolve_device(args.device)
+    except ValueError as e:
+        raise UsageError(f"--device {args.device} --dtype {args.dtype}: {e}") from None
+    model_dir = check_model_dir(args.model)
+    decoding, dec_source = resolve_decoding(args, model_dir)
+    args.engine, why = gen.choose_engine(args.engine, device.type, decoding["num_beams"], args.dtype)
+    if why != "asked for":
+        print(f"engine: {args.engine} ({why})", file=sys.stderr)
+    try:
         if args.engine == "ctranslate2":
             from summprune.ct2 import check_dtype as ct2_check_dtype
 
@@ -243,8 +252,6 @@ def run(args) -> int:
             device = gen.check_dtype(device, args.dtype)
     except ValueError as e:
         raise UsageError(f"--device {args.device} --dtype {args.dtype}: {e}") from None
-    model_dir = check_model_dir(args.model)
-    decoding, dec_source = resolve_decoding(args, model_dir)
     output = Path(args.output).expanduser()
     if output.is_dir():
         raise UsageError(f"--output {output} is a directory; give a file name")

@@ -457,7 +457,11 @@ def run_folder_matches(run_dir: Path, cfg: ExperimentConfig, overwrite: bool) ->
             old = json.loads(saved.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             old = None
-    if run_dir.is_dir() and any(run_dir.iterdir()) and not _is_run_config(old):
+    # the lock of the run's own output directory (taken before this check) may already sit here
+    out = Path(cfg.output_dir).expanduser()
+    own_lock = out.parent / f".{out.name}.lock"
+    entries = [p for p in run_dir.iterdir() if not _same_path(p, own_lock)] if run_dir.is_dir() else []
+    if entries and not _is_run_config(old):
         # never adopt (nor, with --overwrite, empty) a folder that is not a run folder: it may be
         # someone's data, or a model directory, that happens to sit at runs_dir/name
         raise FileExistsError(f"{run_dir}: exists and is not a run folder (no config.json of a run in it); "
@@ -471,6 +475,13 @@ def run_folder_matches(run_dir: Path, cfg: ExperimentConfig, overwrite: bool) ->
     raise ValueError(f"{run_dir} holds a run of another config (differs in: {', '.join(diff[:8])}"
                      f"{' ...' if len(diff) > 8 else ''}); add --overwrite to start it again (a fine-tuned model "
                      "with the same data/model/train settings is kept and reused), or choose another name=")
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
 
 
 def _is_run_config(obj) -> bool:

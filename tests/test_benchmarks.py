@@ -203,3 +203,25 @@ def test_generate_speed_smallest(tmp_path):
             "torch fp32 beams4"} <= set(runs)
     assert runs["ctranslate2 fp32, bs 2"]["identical_to_torch"] == 4
     assert any(k.startswith("ctranslate2 fp32 structured") for k in runs)
+
+
+def test_obs_step_smallest(tmp_path, shared_dir):
+    """One OBS step, before (float64, CPU, per module) and after (the defaults), on the tiny
+    shape with t5-small's tokenizer and the real bills: both sides timed and compared."""
+    import obs_step
+
+    if not (shared_dir / "billsum" / "us_test_sample.jsonl").is_file():
+        pytest.skip("../shared/billsum/us_test_sample.jsonl not present")
+    out = tmp_path / "obs"
+    assert obs_step.main(["--tiny", "--batches", "1", "--batch-size", "2", "--max-source-length", "32",
+                          "--config-dir", str(shared_dir / "t5-small"),
+                          "--data", str(shared_dir / "billsum" / "us_test_sample.jsonl"), "--threads", "1",
+                          "--out", str(out)]) == 0
+    res = json.loads((out / "results.json").read_text())
+    for side in ("before", "after"):
+        assert {"hessian_seconds", "solve_seconds", "total_seconds", "hessians", "solves", "modules"} <= set(res[side])
+    assert res["before"]["settings"]["hessian_dtype"] == "float64" and not res["before"]["settings"]["share_inputs"]
+    assert res["after"]["hessians"] < res["after"]["modules"] == res["before"]["hessians"]  # shared inputs found
+    assert res["agreement"]["identical_mask_entries"] > 0.999
+    page = (out / "README.md").read_text()
+    assert "before (float64, CPU, per module)" in page and "after (defaults)" in page

@@ -256,7 +256,7 @@ def test_decoding_options_reach_generate_and_the_meta(model_dir, data, tmp_path,
     out = tmp_path / "sub.csv"
     counted["interrupt_after"] = 3
     opts = ["--num-beams", "3", "--no-repeat-ngram-size", "2", "--repetition-penalty", "1.3",
-            "--length-penalty", "1.5", "--min-new-tokens", "4"]
+            "--length-penalty", "1.5", "--min-new-tokens", "4", "--engine", "torch"]  # compared with torch below
     assert run(model_dir, data, out, *opts) == 130
     want = {"max_length": 12, "num_beams": 3, "no_repeat_ngram_size": 2, "repetition_penalty": 1.3,
             "length_penalty": 1.5, "min_new_tokens": 4}
@@ -512,3 +512,20 @@ def test_truncated_tokenizer_json_names_the_file(model_dir, data, tmp_path, caps
     tok.write_bytes(tok.read_bytes()[:100])
     _fails(capsys, tmp_path, ["--model", str(d), "--data", str(data), "--output", str(tmp_path / "s.csv"),
                               "--device", "cpu", "--no-progress"], str(tok), "truncated or corrupt")
+
+
+def test_auto_engine_is_ctranslate2_for_beams_on_a_cpu_and_torch_for_greedy(model_dir, data, tmp_path, capsys):
+    pytest.importorskip("ctranslate2")
+    assert gen.choose_engine("auto", "cpu", 1, "fp32")[0] == "torch"  # greedy: the exact reference
+    assert gen.choose_engine("auto", "cpu", 4, "fp32")[0] == "ctranslate2"
+    assert gen.choose_engine("auto", "cpu", 4, "bf16")[0] == "torch"  # CTranslate2 has no bf16 on CPU
+    assert gen.choose_engine("auto", "cuda", 4, "fp32")[0] == "torch"
+    assert gen.choose_engine("torch", "cpu", 4, "fp32") == ("torch", "asked for")
+
+    assert run(model_dir, data, tmp_path / "g.csv") == 0
+    assert "engine: torch (greedy decoding" in capsys.readouterr().err
+    assert run(model_dir, data, tmp_path / "b.csv", "--num-beams", "3") == 0
+    assert "engine: ctranslate2 (beam search on a CPU" in capsys.readouterr().err
+    assert run(model_dir, data, tmp_path / "t.csv", "--num-beams", "3", "--engine", "torch") == 0
+    assert "engine:" not in capsys.readouterr().err  # asked for: nothing to explain
+    assert len(read_rows(tmp_path / "b.csv")) == len(read_rows(tmp_path / "t.csv")) == N_DOCS + 1

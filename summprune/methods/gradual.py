@@ -204,11 +204,13 @@ class Gradual(Method):
 
             batches = importance_batches(model, ctx.tokenizer, ctx.train_ds, self.config.importance_batches,
                                          ctx.train_cfg.batch_size)
+        progress = ctx.train_cfg.progress_bar  # the switch that quiets the Trainer's bars quiets these too
         if imp == "wanda":
             mods = [m for grp in step.payload for _, m in group_modules(model, self.patterns)[grp]]
-            scores = P.wanda_scores(model, mods, batches)
+            scores = P.wanda_scores(model, mods, batches, progress=progress)
         if imp == "obs":
-            pruned = P.obs_step(model, step.payload, self.patterns, self.tie_mode, batches)
+            pruned = P.obs_step(model, step.payload, self.patterns, self.tie_mode, batches, progress=progress,
+                                log=ctx.log_print)
         else:
             pruned = P.prune_to_counts(model, step.payload, self.patterns, self.tie_mode, scores=scores)
         return model, {"gradual_step": step.index, "pruned": pruned, "keep": dict(step.payload),
