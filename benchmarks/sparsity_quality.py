@@ -130,6 +130,19 @@ def run_cell(method: str, target: float, seed: int, budget: int, dense, tok, tra
              a, cache: dict, workdir: Path) -> dict:
     """One record: ``method`` to ``target`` with ``budget`` recovery steps, recovery seed ``seed``."""
     from summprune import sparsity as S
+
+    model, rec = prune_cell(method, target, seed, budget, dense, tok, train_ds, val_ds, a, cache, workdir)
+    rep = S.report(model)
+    res = G.score(model, tok, rows, msl)
+    return {"method": method, "target": target, "seed": seed, "recovery_steps": budget,
+            "recovery_steps_done": rec.pop("recovery_steps_done"), **res, "nonzero_ratio": round(rep["nonzero_ratio"], 6),
+            "mask_ratio": round(rep["mask_ratio"], 6), **rec}
+
+
+def prune_cell(method: str, target: float, seed: int, budget: int, dense, tok, train_ds, val_ds, a, cache: dict,
+               workdir: Path) -> tuple:
+    """``(model, info)``: a copy of ``dense`` pruned by ``method`` to ``target`` with ``budget``
+    recovery steps (recovery seed ``seed``), and what the record says of how it was made."""
     from summprune.config import ExperimentConfig, PruneConfig
     from summprune.pipeline import prune_model
 
@@ -152,12 +165,7 @@ def run_cell(method: str, target: float, seed: int, budget: int, dense, tok, tra
         extra = {"groups": {g: round(r["nonzero_ratio"], 4) for g, r in plan["groups"].items()},
                  "schedule": gcfg.schedule, "steps": gcfg.steps, "allocation": gcfg.allocation,
                  "importance": gcfg.importance}
-    prune_s = time.time() - t0
-    rep = S.report(model)
-    res = G.score(model, tok, rows, msl)
-    return {"method": method, "target": target, "seed": seed, "recovery_steps": budget,
-            "recovery_steps_done": steps_done, **res, "nonzero_ratio": round(rep["nonzero_ratio"], 6),
-            "mask_ratio": round(rep["mask_ratio"], 6), "prune_s": round(prune_s, 1), **extra}
+    return model, {"recovery_steps_done": steps_done, "prune_s": round(time.time() - t0, 1), **extra}
 
 
 # ----------------------------------------------------------------------------- output

@@ -106,8 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--format", choices=("compact", "hf", "course"), default="compact",
                    help="compact: non-zeros + bitmask (small); hf: save_pretrained; course: hf + "
                         "model_state_dict.pth, what the course's grader reads")
-    e.add_argument("--dtype", choices=("fp32", "fp16", "bf16"), default="fp32",
-                   help="value dtype of the compact format (fp32 is bit-exact)")
+    e.add_argument("--dtype", choices=("fp32", "fp16", "bf16", "int8"), default="fp32",
+                   help="value dtype of the compact format: fp32 is bit-exact; fp16/bf16 round every value; "
+                        "int8 stores each matrix row as int8 times a scale (zeros exact, the smallest file)")
     e.set_defaults(fn=_cmd_export)
 
     s = sub.add_parser("report", help="print mask_ratio / nonzero_ratio per group of a saved model")

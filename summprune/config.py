@@ -348,7 +348,8 @@ class ExperimentConfig:
         "'hf' (save_pretrained, plain weights), 'course' (hf + model_state_dict.pth with the "
         "masks, what the course's grader reads) or 'compact' (non-zeros + bitmask, small).",
         default="hf")
-    export_dtype: str = _help("Value dtype of the compact export: fp32 (exact), fp16, bf16.", default="fp32")
+    export_dtype: str = _help("Value dtype of the compact export: fp32 (exact), fp16, bf16, int8 (per-row "
+                              "symmetric, zeros exact; the smallest).", default="fp32")
     threads: int = _help("torch CPU threads for this run (0 = torch's default).", default=0)
     finetune: bool = _help("Fine-tune before pruning (False when starting from a fine-tuned model).", default=True)
     data: DataConfig = field(default_factory=DataConfig)
@@ -633,8 +634,11 @@ def validate(cfg: ExperimentConfig, source: str = "<config>") -> None:
     if cfg.export_format == "course" and cfg.prune.tie_mode == "untie":
         bad("export_format='course' with prune.tie_mode='untie': the course's loader ties lm_head to the "
             "embedding and cannot hold an lm_head of its own; use tie_mode 'tied' or 'course'")
-    if cfg.export_dtype not in ("fp32", "fp16", "bf16"):
-        bad(f"export_dtype={cfg.export_dtype!r}: choose fp32, fp16 or bf16")
+    if cfg.export_dtype not in ("fp32", "fp16", "bf16", "int8"):
+        bad(f"export_dtype={cfg.export_dtype!r}: choose fp32, fp16, bf16 or int8")
+    if cfg.export_dtype != "fp32" and cfg.export_format != "compact":
+        bad(f"export_dtype={cfg.export_dtype!r} applies to export_format='compact' only "
+            f"(the {cfg.export_format} format is saved in fp32)")
 
 
 def validate_recovery(rc: RecoveryConfig, where: str, bad) -> None:

@@ -7,8 +7,9 @@ sha256 of every file the conversion reads (config, weights, generation config an
 the ctranslate2 version, so a re-export or a changed vocabulary converts again and an unchanged
 model never does. The temp folder of a conversion that was killed is removed by the next one.
 Every format converts: the model is loaded with ``summprune.load_model`` (compact and course
-directories included, checks and all) and saved as a plain ``save_pretrained`` directory first;
-structurally pruned (smaller) T5s convert like any T5.
+directories included, checks and all; a compact int8 model dequantized) and handed to the
+converter in memory, with no dense copy written to disk first; structurally pruned (smaller) T5s
+convert like any T5.
 
 :func:`summprune.generate.generate_summaries` takes a ``Ct2Model`` where it takes a torch model:
 batching, progress, resume callbacks and decoding are shared. The decoding options map to
@@ -104,23 +105,30 @@ def convert(model_dir: str | Path, log=None) -> Path:
         _remove_stale_conversions(root)
     if (out / "model.bin").is_file():
         return out
-    from .export import TOKENIZER_FILES, load_model
+    from .export import load_model
+    from .modeling import load_tokenizer
 
     root.mkdir(parents=True, exist_ok=True)
     # the pid in the name tells a later conversion whether this one is still running
     tmp = root / f"{key}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
     try:
-        hf = tmp / "hf"
-        model = load_model(model_dir)  # every format, checked; pruning permanent
-        model.save_pretrained(str(hf))
-        for f in TOKENIZER_FILES:  # checked by model_key: no symlink leaves the model folder
-            if (Path(model_dir) / f).is_file():
-                shutil.copy2(Path(model_dir) / f, hf / f)
-        del model
+        model = load_model(model_dir)  # every format, checked; pruning permanent; compact int8 dequantized
+        tok = load_tokenizer(model_dir)
         if log:
             log(f"converting {model_dir} for ctranslate2 (once; cached in {out})")
-        ct2.converters.TransformersConverter(str(hf)).convert(str(tmp / "ct2"), force=True)
-        shutil.rmtree(hf)
+
+        class _Loaded(ct2.converters.TransformersConverter):
+            """The converter fed the model already in memory: no dense copy of it on disk first
+            (it reads only config.json from ``model_dir``, as every format has one)."""
+
+            def load_model(self, model_class, model_name_or_path, **kwargs):
+                return model
+
+            def load_tokenizer(self, tokenizer_class, model_name_or_path, **kwargs):
+                return tok
+
+        _Loaded(str(model_dir)).convert(str(tmp / "ct2"), force=True)
+        del model
         try:
             os.rename(tmp / "ct2", out)
         except OSError:  # another process converted it meanwhile

@@ -104,6 +104,12 @@ def save_compact(model: nn.Module, out_dir: str | Path, tokenizer: Any = None,
 
     * ``"fp32"``: bit-exact (every value reloads identically; a pruned weight held as ``-0.0``
       reloads as ``+0.0``, which compares equal).
+    * ``"int8"``: every weight matrix (2-D, at least 4,096 elements) as int8 times a float32
+      scale per row (symmetric: scale = the row's max |w| / 127); zeros stay exact and every
+      non-zero stays non-zero (one too small for the grid becomes +-1), so the sparsity pattern
+      and the honest ratio are the fp32 model's; each value is within one step of the original.
+      Layer norms and the relative-attention biases stay fp32. :func:`load_model` dequantizes to
+      fp32. Masks and int8 values are lzma-compressed where that saves at least 2%.
     * ``"fp16"`` / ``"bf16"``: every floating-point value (pruned matrices, embeddings, layer
       norms, relative-attention biases) is rounded to that dtype; :func:`load_model` returns an
       fp32 model holding the rounded values, so its outputs may differ slightly from the

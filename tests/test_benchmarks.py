@@ -225,3 +225,44 @@ def test_obs_step_smallest(tmp_path, shared_dir):
     assert res["agreement"]["identical_mask_entries"] > 0.999
     page = (out / "README.md").read_text()
     assert "before (float64, CPU, per module)" in page and "after (defaults)" in page
+
+
+def test_int8_quality_smallest(tmp_path, proxy_dir):
+    """fp16 and int8 exports of the same pruned proxy, each loaded back and scored; resumable."""
+    import int8_quality
+
+    out = tmp_path / "i8"
+    argv = ["--proxy", str(proxy_dir), "--out", str(out), "--work", str(tmp_path / "w"), "--targets", "0.5",
+            "--seeds", "0", "--recovery-steps", "2", "--steps", "2", "--eval-docs", "3", "--recovery-docs", "30",
+            "--threads", "1"]
+    assert int8_quality.main(argv) == 0
+    recs = json.loads((out / "results.json").read_text())["records"]
+    assert len(recs) == 1
+    r = recs[0]
+    assert r["fp16"]["nonzero_ratio"] == r["int8"]["nonzero_ratio"] == pytest.approx(0.5, abs=2e-3)
+    # (this proxy's matrices are below int8's 4,096-element minimum except the embedding: no size claim)
+    assert r["int8"]["bytes"] > 0 and r["fp16"]["bytes"] > 0 and 0 <= r["identical"] <= 1
+    assert "| 0.5 | 0 |" in (out / "README.md").read_text()
+    assert int8_quality.main(argv) == 0  # every record found: nothing pruned again
+    assert len(json.loads((out / "results.json").read_text())["records"]) == 1
+
+
+def test_checkpoint_size_smallest(tmp_path):
+    """Every format and dtype of a tiny model pruned by a recipe and to an honest target, each
+    reloaded and checked; the results page is written."""
+    import checkpoint_size
+
+    from summprune.modeling import build_tiny_model
+
+    cfg_dir = tmp_path / "cfg"
+    build_tiny_model(vocab_size=100).config.save_pretrained(str(cfg_dir))
+    out = tmp_path / "cs" / "results.json"
+    res = checkpoint_size.main(["--config-dir", str(cfg_dir), "--recipe", str(ROOT / "configs" / "smoke.toml"),
+                                "--targets", "0.3", "--threads", "1", "--json", str(out), "--tmp-dir", str(tmp_path)])
+    t = res["targets"]["0.3"]
+    assert t["sizes"]["compact-int8"]["check"].startswith("exact zeros, within")
+    assert t["sizes"]["compact-int8"]["bytes"] < t["sizes"]["compact-fp16"]["bytes"] < t["sizes"]["compact-fp32"]["bytes"]
+    assert {"fp16+mask", "int8+entropy-mask", "dense-int8"} <= set(t["limits"])
+    assert t["density"] == pytest.approx(0.3, abs=0.01)
+    page = (out.parent / "README.md").read_text()
+    assert "Honest non-zero ratio 0.3" in page and "compact-int8" in page

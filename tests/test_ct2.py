@@ -84,6 +84,26 @@ def test_every_format_converts_to_the_same_model(setup, tmp_path):
     assert outs["hf"] == outs["compact"] == outs["course"] == ref
 
 
+def test_a_compact_int8_model_converts_to_its_dequantized_weights(setup, tmp_path):
+    """The int8 compact model converts with no dense copy on disk; CTranslate2 fp32 gives the
+    torch tokens of the model load_model returns (the dequantized weights)."""
+    import copy
+
+    from summprune.export import export_model, load_model
+    from summprune.prune import apply_stage
+
+    m = copy.deepcopy(setup["model"])
+    apply_stage(m, {"enc_ffn": 0.5, "dec_ffn": 0.5, "lm_head": 0.3})
+    tok = setup["tok"]
+    d = export_model(m, tmp_path / "i8", format="compact", dtype="int8", tokenizer=tok)
+    kw = dict(max_length=16, max_source_length=64, progress=False)
+    ref = gen.generate_summaries(load_model(d), tok, setup["texts"], **kw)
+    got = gen.generate_summaries(ct2.Ct2Model.from_dir(d, tok, threads=1), tok, setup["texts"], **kw)
+    assert got == ref and len(set(ref.values())) > 3
+    tmp_dirs = [p for p in (tmp_path / "cache").rglob("*") if p.name == "hf"]
+    assert not tmp_dirs
+
+
 def test_converted_once_and_keyed_by_the_model_files(setup, tmp_path):
     import shutil
 

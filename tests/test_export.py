@@ -340,7 +340,7 @@ def test_refuses_to_replace_non_model_dir(tmp_path, tied):
 
 def test_bad_arguments(tmp_path, tied):
     with pytest.raises(ValueError, match="dtype"):
-        save_compact(tied, tmp_path / "x", dtype="int8")
+        save_compact(tied, tmp_path / "x", dtype="int4")
     with pytest.raises(ValueError, match="format"):
         export_model(tied, tmp_path / "x", format="onnx")
     assert not (tmp_path / "x").exists()
@@ -591,3 +591,168 @@ def test_a_hub_cache_snapshot_with_links_into_its_blobs_exports(tmp_path, tied):
     (snap / "tokenizer_config.json").symlink_to(_secret(tmp_path))
     with pytest.raises(ValueError, match=r"tokenizer_config\.json: a symlink to .*secret\.txt, outside"):
         export_model(snap, tmp_path / "dst2", format="compact")
+
+
+# ------------------------------------------------------------------------------ int8 (issue 25)
+
+
+def _int8_ok(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor]) -> None:
+    """The same zeros everywhere; quantized matrices within one step of their row, the rest exact."""
+    from summprune.io.compact import INT8_MIN_NUMEL
+
+    assert set(got) == set(want)
+    quantized = 0
+    for k, w in want.items():
+        g = got[k]
+        assert torch.equal(g == 0, w == 0), k
+        if w.dim() == 2 and w.numel() >= INT8_MIN_NUMEL:
+            step = w.abs().amax(dim=1, keepdim=True) / 127
+            assert bool(((g - w).abs() <= step * (1 + 1e-5) + 1e-12).all()), k
+            quantized += 1
+        else:
+            assert torch.equal(g, w), k  # layer norms, relative-attention biases: fp32
+    assert quantized > 10
+
+
+def test_int8_round_trip_keeps_every_zero_and_is_within_one_step(tmp_path, tied):
+    from summprune import sparsity
+
+    want = effective_state(tied)
+    out = save_compact(tied, tmp_path / "i8", dtype="int8")
+    got = load_model(out)
+    assert next(got.parameters()).dtype == torch.float32
+    _int8_ok(got.state_dict(), want)
+    assert got.lm_head.weight is got.shared.weight
+    assert sparsity.nonzero_ratio(got) == sparsity.nonzero_ratio(permanent_copy(tied))  # honest ratio unchanged
+    assert torch.allclose(logits(got), logits(tied), atol=0.05, rtol=0)
+    man = json.loads((out / "compact.json").read_text())
+    assert man["dtype"] == "int8" and man["version"] == export.VERSION and "quantization" in man
+    by = {e["name"]: e for e in man["tensors"]}
+    assert by["shared.weight"]["quant"]["scheme"] == "int8-symmetric-per-row"
+    assert "quant" not in by["encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"]
+    assert any("codecs" in e for e in man["tensors"])  # some blob was worth compressing
+    fp16 = export.dir_size(save_compact(tied, tmp_path / "f16", dtype="fp16"))
+    assert export.dir_size(out) < fp16
+    # a non-zero too small for its row's grid stays non-zero (+-1 step), a zero stays zero
+    from summprune.io.compact import quantize_rows
+
+    q, scale = quantize_rows(torch.tensor([[1.0, 0.001, 0.0, -0.002]]))
+    assert q.tolist() == [[127, 1, 0, -1]] and torch.allclose(scale, torch.tensor([1 / 127]))
+
+
+def test_int8_export_through_the_cli_and_the_config(tmp_path, tied):
+    from summprune.__main__ import main as cli
+    from summprune.config import ConfigError, ExperimentConfig, validate
+
+    src = save_hf(tied, tmp_path / "hf")
+    assert cli(["export", "--model", str(src), "--output", str(tmp_path / "c"), "--dtype", "int8"]) == 0
+    _int8_ok(load_model(tmp_path / "c").state_dict(), effective_state(tied))
+    validate(ExperimentConfig(export_format="compact", export_dtype="int8"))
+    with pytest.raises(ConfigError, match="export_dtype='int8' applies to export_format='compact'"):
+        validate(ExperimentConfig(export_format="course", export_dtype="int8"))
+
+
+def _stored(d: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(d / "compact.safetensors"))
+
+
+def _rewrite(d: Path, name: str, fn) -> None:
+    """Store tensor ``name`` of compact dir ``d`` raw (uncompressed) after ``fn(parts, entry)``
+    edits its raw parts, with a matching checksum: a file whose bytes are self-consistent but
+    whose content lies."""
+    from summprune.io import compact as C
+
+    man = json.loads((d / "compact.json").read_text())
+    e = _entry(man, name)
+    sd = _stored(d)
+    layout = C._stored_layout(e)
+    raw = {}
+    for key, (_, dt) in layout.items():
+        part = "mask" if key.endswith("::mask") else "values" if key.endswith("::values") else (
+            "scale" if key.endswith("::scale") else "dense")
+        t = sd.pop(key)
+        if part in e.get("codecs", {}):
+            count = e["nnz"] if part == "values" else -(-e["numel"] // 8)
+            t = C._unpack(t, "lzma", torch.int8 if part == "values" else torch.uint8, count, key)
+        raw[part] = t.clone()
+    fn(raw, e)
+    e.pop("codecs", None), e.pop("stored_bytes", None)
+    keys = {"values": name + "::values", "mask": name + "::mask", "dense": name, "scale": name + "::scale"}
+    order = [p for p in ("values", "mask", "dense", "scale") if p in raw]
+    for p in order:
+        sd[keys[p]] = raw[p].contiguous()
+    e["sha256"] = C._sha256_tensors(*(raw[p] for p in order))
+    save_file(sd, str(d / "compact.safetensors"))
+    (d / "compact.json").write_text(json.dumps(man))
+
+
+@pytest.fixture
+def int8_dir(tmp_path, tied):
+    return save_compact(tied, tmp_path / "i8", dtype="int8")
+
+
+def test_int8_corrupt_or_lying_files_are_refused(tmp_path, int8_dir):
+    import shutil
+
+    man = json.loads((int8_dir / "compact.json").read_text())
+    packed = next(e for e in man["tensors"] if "mask" in e.get("codecs", {}))
+    name = packed["name"]
+
+    def fresh(tag: str) -> Path:
+        d = tmp_path / tag
+        shutil.copytree(int8_dir, d)
+        return d
+
+    # a flipped byte in a compressed mask: the checksum says so before anything is decompressed
+    d = fresh("flip")
+    sd = _stored(d)
+    blob = sd[name + "::mask"].clone()
+    blob[len(blob) // 2] ^= 0xFF
+    sd[name + "::mask"] = blob
+    save_file(sd, str(d / "compact.safetensors"))
+    with pytest.raises(ValueError, match=rf"{re.escape(name)}.*checksum"):
+        load_model(d)
+    # the manifest's compressed size is not the file's
+    d = fresh("size")
+    _edit_manifest(d, lambda m: _entry(m, name)["stored_bytes"].update(mask=packed["stored_bytes"]["mask"] + 1))
+    with pytest.raises(ValueError, match=rf"{re.escape(name)}::mask.*stored shape"):
+        load_model(d)
+    # a compressed stream longer than the mask it claims to be (checksum made to match): not
+    # decompressed past the mask's size, refused
+    import lzma
+
+    from summprune.io import compact as C
+
+    d = fresh("bomb")
+    sd = _stored(d)
+    raw = C._unpack(sd[name + "::mask"], "lzma", torch.uint8, -(-packed["numel"] // 8), name)
+    big = torch.frombuffer(bytearray(lzma.compress(raw.numpy().tobytes() + bytes(10**6))), dtype=torch.uint8)
+    sd[name + "::mask"] = big
+    save_file(sd, str(d / "compact.safetensors"))
+
+    def lie(m):
+        e = _entry(m, name)
+        e["stored_bytes"]["mask"] = big.numel()
+        e["sha256"] = C._sha256_tensors(*(sd[k] for k in C._stored_layout(e)))
+    _edit_manifest(d, lie)
+    with pytest.raises(ValueError, match=rf"{re.escape(name)}.*does not hold"):
+        load_model(d)
+    # an int8 value of 0 where the mask says non-zero (the honest count would lie)
+    d = fresh("zero")
+    _rewrite(d, name, lambda raw, e: raw["values"].__setitem__(0, 0))
+    with pytest.raises(ValueError, match=rf"{re.escape(name)}.*stored int8 value\(s\) are 0"):
+        load_model(d)
+    # a scale that is not finite and positive
+    d = fresh("scale")
+    _rewrite(d, name, lambda raw, e: raw["scale"].__setitem__(0, -1.0))
+    with pytest.raises(ValueError, match=rf"{re.escape(name)}.*scales"):
+        load_model(d)
+    # an unknown quantization scheme
+    d = fresh("scheme")
+    _edit_manifest(d, lambda m: _entry(m, name)["quant"].update(scheme="int4-magic"))
+    with pytest.raises(ValueError, match=rf"{re.escape(name)}.*quantization"):
+        load_model(d)
+    # the untouched copy still loads
+    load_model(int8_dir)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import lzma
 import math
 from pathlib import Path
 from typing import Any
@@ -18,13 +19,28 @@ from .hf import check_finite, file_inside, load_generation_config, meta_model
 
 #: ``format`` field of ``compact.json``; ``version`` is bumped on incompatible changes.
 FORMAT = "summprune-compact"
-VERSION = 1
+VERSION = 2
+#: versions this code reads: 1 had no int8 values and no compressed blobs (its entries read the same)
+READ_VERSIONS = (1, 2)
 MANIFEST = "compact.json"
 # The compact weights get their own name so that plain ``from_pretrained`` on a compact
 # directory fails loudly instead of filling the model with random weights.
 COMPACT_WEIGHTS = "compact.safetensors"
 
 DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+#: int8: each output row of a weight matrix as int8 times one float32 scale (symmetric, per row);
+#: tensors that are not such matrices (layer norms, the relative-attention bias: a few thousand
+#: values in all) stay fp32.
+INT8 = "int8"
+VALUE_DTYPES = (*DTYPES, INT8)
+#: the quantization scheme named in the manifest
+INT8_SCHEME = "int8-symmetric-per-row"
+#: matrices smaller than this stay fp32 under int8 (the 32x8 relative-attention bias tables)
+INT8_MIN_NUMEL = 4096
+#: a blob is stored lzma-compressed (stdlib ``lzma``, xz container) only where that saves at least
+#: this share: masks at 30% density reach ~0.90 bits per weight (entropy 0.88), at 10% ~0.49
+#: (0.47); int8 values lose ~1 bit of their 8; float values barely compress and are not tried.
+LZMA_MIN_SAVING = 0.02
 _DTYPE_ALIASES = {"float32": "fp32", "float16": "fp16", "half": "fp16", "bfloat16": "bf16"}
 _TORCH_DTYPE_NAMES = {
     torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16", torch.float64: "float64",
@@ -40,16 +56,62 @@ _SAFETENSORS_DTYPES = {
 
 _VALUES = "::values"
 _MASK = "::mask"
+_SCALE = "::scale"
 
 
 def dtype_name(dtype: str) -> str:
     d = _DTYPE_ALIASES.get(str(dtype), str(dtype))
-    if d not in DTYPES:
-        raise ValueError(f"dtype={dtype!r}: choose one of {sorted(DTYPES)}")
+    if d not in VALUE_DTYPES:
+        raise ValueError(f"dtype={dtype!r}: choose one of {sorted(VALUE_DTYPES)}")
     return d
 
 
-def _encode(name: str, t: torch.Tensor, store_dtype: torch.dtype) -> tuple[dict, dict[str, torch.Tensor]]:
+def quantize_rows(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(q, scale)``: ``w`` (2-D) as int8 ``q`` times a float32 scale per row, ``w ~ q * scale[:,
+    None]``, symmetric (scale = max |w| of the row / 127). Zeros stay exact zeros, and a non-zero
+    too small for the grid becomes +-1 instead of 0, so the sparsity pattern (and the honest ratio)
+    is exactly ``w``'s; every value is within one step (``scale``) of ``w``, all but those within
+    half a step."""
+    w = w.detach().float()
+    amax = w.abs().amax(dim=1)
+    scale = torch.where(amax > 0, amax / 127, torch.ones_like(amax))
+    q = torch.round(w / scale[:, None]).clamp_(-127, 127)
+    tiny = (q == 0) & (w != 0)
+    q[tiny] = torch.sign(w[tiny])
+    return q.to(torch.int8), scale.contiguous()
+
+
+def _pack(raw: torch.Tensor) -> tuple[torch.Tensor, str]:
+    """``raw`` (uint8/int8, 1-D) as stored: lzma-compressed where that saves
+    :data:`LZMA_MIN_SAVING`, else as it is. Returns ``(stored, codec)``."""
+    data = raw.contiguous().view(torch.uint8).numpy().tobytes()
+    if len(data) >= 64:
+        packed = lzma.compress(data, preset=6)
+        if len(packed) <= (1 - LZMA_MIN_SAVING) * len(data):
+            return torch.frombuffer(bytearray(packed), dtype=torch.uint8), "lzma"
+    return raw.contiguous(), "raw"
+
+
+def _unpack(stored: torch.Tensor, codec: str, dtype: torch.dtype, count: int, where: str) -> torch.Tensor:
+    """The 1-D ``dtype`` tensor of ``count`` elements that ``stored`` holds under ``codec``; a
+    compressed blob is never decompressed past the size the manifest gives it."""
+    if codec == "raw":
+        return stored
+    if codec != "lzma":
+        raise ValueError(f"{where}: unknown codec {codec!r} in {MANIFEST}")
+    want = count * torch.empty((), dtype=dtype).element_size()
+    dec = lzma.LZMADecompressor()
+    try:
+        data = dec.decompress(stored.numpy().tobytes(), max_length=want)
+    except lzma.LZMAError as e:
+        raise ValueError(f"{where}: compressed data is corrupt ({e})") from None
+    if len(data) != want or not dec.eof or dec.unused_data:
+        raise ValueError(f"{where}: compressed data does not hold the {want} bytes {MANIFEST} says "
+                         f"(got {len(data)}{'' if dec.eof else ', stream not ended'}); the file is corrupt")
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8).view(dtype)
+
+
+def _encode(name: str, t: torch.Tensor, dt_name: str) -> tuple[dict, dict[str, torch.Tensor]]:
     shape = list(t.shape)
     numel = t.numel()
     entry: dict[str, Any] = {"name": name, "shape": shape, "dtype": _TORCH_DTYPE_NAMES.get(t.dtype, str(t.dtype)), "numel": numel}
@@ -61,7 +123,15 @@ def _encode(name: str, t: torch.Tensor, store_dtype: torch.dtype) -> tuple[dict,
     flat = t.reshape(-1)
     nz = flat != 0
     nnz = int(nz.sum())
-    cast = flat.to(store_dtype)
+    quant = dt_name == INT8 and t.dim() == 2 and numel >= INT8_MIN_NUMEL
+    scale = None
+    if quant:
+        q, scale = quantize_rows(t)
+        cast, store_dtype = q.reshape(-1), torch.int8
+        entry["quant"] = {"scheme": INT8_SCHEME, "scale_dtype": "float32"}
+    else:
+        store_dtype = DTYPES["fp32" if dt_name == INT8 else dt_name]
+        cast = flat.to(store_dtype)
     if store_dtype == torch.float16:
         bad = torch.isinf(cast) & torch.isfinite(flat)
         if bool(bad.any()):
@@ -72,15 +142,48 @@ def _encode(name: str, t: torch.Tensor, store_dtype: torch.dtype) -> tuple[dict,
     entry["stored_dtype"] = _TORCH_DTYPE_NAMES[store_dtype]
     entry["nnz"] = nnz
     if numel > 0 and nnz * itemsize + mask_bytes < numel * itemsize:
-        values = cast[nz].contiguous()
-        mask = torch.from_numpy(np.packbits(nz.numpy()))
         entry["storage"] = "bitmask"
-        entry["sha256"] = _sha256_tensors(values, mask)
-        return entry, {name + _VALUES: values, name + _MASK: mask}
-    stored = cast.reshape(shape).contiguous()
-    entry["storage"] = "dense"
-    entry["sha256"] = _sha256_tensors(stored)
-    return entry, {name: stored}
+        parts = {"values": cast[nz].contiguous(), "mask": torch.from_numpy(np.packbits(nz.numpy()))}
+    else:
+        entry["storage"] = "dense"
+        parts = {"dense": cast.contiguous()}
+    codecs, sizes, out = {}, {}, {}
+    for part, raw in parts.items():
+        # int8 values and masks are bytes an entropy coder shrinks; float bytes barely are
+        stored, codec = _pack(raw) if (part == "mask" or quant) else (raw, "raw")
+        if codec != "raw":
+            codecs[part], sizes[part] = codec, stored.numel()
+        elif part == "dense":
+            stored = stored.reshape(shape)
+        out[_PART_KEYS[part](name)] = stored
+    if codecs:
+        entry["codecs"], entry["stored_bytes"] = codecs, sizes
+    if scale is not None:
+        out[name + _SCALE] = scale
+    entry["sha256"] = _sha256_tensors(*out.values())
+    return entry, out
+
+
+#: the safetensors key of each stored part of a tensor
+_PART_KEYS = {"dense": lambda n: n, "values": lambda n: n + _VALUES, "mask": lambda n: n + _MASK}
+
+
+def _stored_layout(entry: dict) -> dict[str, tuple[list[int], torch.dtype | None]]:
+    """What the safetensors file holds for ``entry``: key -> (shape, dtype), in checksum order."""
+    name = entry["name"]
+    shape = [int(x) for x in entry["shape"]]
+    numel = math.prod(shape)
+    dt = _DTYPE_BY_NAME.get(entry["stored_dtype"])
+    codecs, sizes = entry.get("codecs") or {}, entry.get("stored_bytes") or {}
+    raw = ({"dense": (shape, dt)} if entry["storage"] == "dense"
+           else {"values": ([entry["nnz"]], dt), "mask": ([math.ceil(numel / 8)], torch.uint8)})
+    out = {}
+    for part, (shp, pdt) in raw.items():
+        key = _PART_KEYS[part](name)
+        out[key] = ([sizes[part]], torch.uint8) if part in codecs else (shp, pdt)
+    if entry.get("quant") is not None:
+        out[name + _SCALE] = ([shape[0] if shape else 0], torch.float32)
+    return out
 
 
 def _decode(entry: dict, stored: dict[str, torch.Tensor], file: Path) -> torch.Tensor:
@@ -96,29 +199,43 @@ def _decode(entry: dict, stored: dict[str, torch.Tensor], file: Path) -> torch.T
     want_dtype = _DTYPE_BY_NAME.get(entry.get("stored_dtype", ""))
     if want_dtype is None:
         raise ValueError(f"{where}: unknown stored_dtype {entry.get('stored_dtype')!r} in {MANIFEST}")
+    if kind not in ("dense", "bitmask"):
+        raise ValueError(f"{where}: unknown storage {kind!r} in {MANIFEST}")
+    quant = entry.get("quant")
+    if quant is not None and (quant != {"scheme": INT8_SCHEME, "scale_dtype": "float32"} or want_dtype != torch.int8
+                              or len(shape) != 2):
+        raise ValueError(f"{where}: quantization {quant!r} of a {entry.get('stored_dtype')} {shape} tensor is not "
+                         f"one this code reads ({INT8_SCHEME}, float32 scales, int8 values of a matrix)")
+    layout = _stored_layout(entry)
+    parts = {}
+    for key, (shp, dt) in layout.items():
+        t = _get(stored, key, file)
+        if list(t.shape) != shp or t.dtype != dt:
+            raise ValueError(f"{where}: {key!r} is {t.dtype} {list(t.shape)}, expected {dt} {shp}")
+        parts[key] = t
+    _check_sha(entry, where, *parts.values())
+    codecs = entry.get("codecs") or {}
+    scale = parts.get(name + _SCALE)
+    if scale is not None and not bool((torch.isfinite(scale) & (scale > 0)).all()):
+        raise ValueError(f"{where}: its scales are not all finite and positive")
     if kind == "dense":
-        t = _get(stored, name, file)
-        if list(t.shape) != shape:
-            raise ValueError(f"{where}: stored shape {list(t.shape)} != {MANIFEST} shape {shape}")
-        if t.dtype != want_dtype:
-            raise ValueError(f"{where}: stored dtype {t.dtype} != {MANIFEST} stored_dtype {want_dtype}")
-        _check_sha(entry, where, t)
+        t = parts[name]
+        if "dense" in codecs:
+            t = _unpack(t, codecs["dense"], want_dtype, numel, where).reshape(shape)
         got = int(torch.count_nonzero(t))
         if t.is_floating_point() and want_dtype == _DTYPE_BY_NAME.get(entry["dtype"]) and got != nnz:
             raise ValueError(f"{where}: {got} non-zeros but {MANIFEST} says nnz={nnz}")
+        if scale is not None:
+            if got != nnz:
+                raise ValueError(f"{where}: {got} non-zeros but {MANIFEST} says nnz={nnz}")
+            return t.float() * scale[:, None]
         return t.float() if t.is_floating_point() else t
-    if kind != "bitmask":
-        raise ValueError(f"{where}: unknown storage {kind!r} in {MANIFEST}")
-    values = _get(stored, name + _VALUES, file)
-    mask = _get(stored, name + _MASK, file)
-    if values.dtype != want_dtype or values.dim() != 1:
-        raise ValueError(f"{where}: values are {values.dtype} {list(values.shape)}, expected 1-D {want_dtype}")
-    if mask.dtype != torch.uint8 or list(mask.shape) != [math.ceil(numel / 8)]:
-        raise ValueError(f"{where}: mask is {mask.dtype} {list(mask.shape)}, expected uint8 "
-                         f"[{math.ceil(numel / 8)}] for shape {shape}")
-    if values.numel() != nnz:
-        raise ValueError(f"{where}: {values.numel()} stored values but {MANIFEST} says nnz={nnz}")
-    _check_sha(entry, where, values, mask)
+    values = parts[name + _VALUES]
+    mask = parts[name + _MASK]
+    if "values" in codecs:
+        values = _unpack(values, codecs["values"], want_dtype, nnz, where)
+    if "mask" in codecs:
+        mask = _unpack(mask, codecs["mask"], torch.uint8, math.ceil(numel / 8), where)
     bits = np.unpackbits(mask.numpy())
     if bits[numel:].any():
         raise ValueError(f"{where}: mask has bits set past the tensor's {numel} elements")
@@ -126,9 +243,12 @@ def _decode(entry: dict, stored: dict[str, torch.Tensor], file: Path) -> torch.T
     pop = int(bits.sum())
     if pop != nnz:
         raise ValueError(f"{where}: mask popcount {pop} != nnz {nnz} in {MANIFEST}")
+    if scale is not None and bool((values == 0).any()):
+        raise ValueError(f"{where}: {int((values == 0).sum())} stored int8 value(s) are 0 where the mask says non-zero")
     out = torch.zeros(numel, dtype=torch.float32)
     out[bits] = values.float()
-    return out.reshape(shape)
+    out = out.reshape(shape)
+    return out * scale[:, None] if scale is not None else out
 
 
 def _get(stored: dict[str, torch.Tensor], key: str, file: Path) -> torch.Tensor:
@@ -163,8 +283,9 @@ def load_compact(d: Path) -> T5ForConditionalGeneration:
     man = read_json(man_path)
     if not isinstance(man, dict) or man.get("format") != FORMAT:
         raise ValueError(f"{man_path}: not a {FORMAT} manifest (format={man.get('format') if isinstance(man, dict) else None!r})")
-    if man.get("version") != VERSION:
-        raise ValueError(f"{man_path}: format version {man.get('version')!r}; this code reads version {VERSION}")
+    if man.get("version") not in READ_VERSIONS:
+        raise ValueError(f"{man_path}: format version {man.get('version')!r}; this code reads versions "
+                         f"{', '.join(map(str, READ_VERSIONS))}")
     if man.get("model_class", "T5ForConditionalGeneration") != "T5ForConditionalGeneration":
         raise ValueError(f"{man_path}: model_class {man.get('model_class')!r}; load_model builds T5ForConditionalGeneration")
     entries, tied = _check_manifest(man, man_path)
@@ -196,7 +317,11 @@ def load_compact(d: Path) -> T5ForConditionalGeneration:
             raise ValueError(f"{man_path}: tensor {e['name']!r} has shape {list(e['shape'])} but the "
                              f"model built from config.json expects {want[e['name']]}")
         stored_dt = _DTYPE_BY_NAME.get(e["stored_dtype"])
-        if stored_dt is not None and stored_dt.is_floating_point != meta_sd[e["name"]].is_floating_point():
+        if e.get("quant") is not None:
+            if not meta_sd[e["name"]].is_floating_point():
+                raise ValueError(f"{man_path}: tensor {e['name']!r} is stored quantized but the model holds it as "
+                                 f"{meta_sd[e['name']].dtype}")
+        elif stored_dt is not None and stored_dt.is_floating_point != meta_sd[e["name"]].is_floating_point():
             raise ValueError(f"{man_path}: tensor {e['name']!r} is stored as {e['stored_dtype']} but the model "
                              f"holds it as {meta_sd[e['name']].dtype}")
     for a, c in aliases.items():
@@ -246,13 +371,7 @@ def _check_header(weights: Path, entries: list[dict]) -> None:
         raise ValueError(f"{weights}: cannot be read as safetensors ({e}); the file is truncated or corrupt") from None
     expected: dict[str, tuple[list[int], torch.dtype | None]] = {}
     for e in entries:
-        shape = [int(x) for x in e["shape"]]
-        dt = _DTYPE_BY_NAME.get(e["stored_dtype"])
-        if e["storage"] == "dense":
-            expected[e["name"]] = (shape, dt)
-        else:
-            expected[e["name"] + _VALUES] = ([e["nnz"]], dt)
-            expected[e["name"] + _MASK] = ([math.ceil(math.prod(shape) / 8)], torch.uint8)
+        expected.update(_stored_layout(e))
     extra = sorted(set(header) - set(expected))
     if extra:
         raise ValueError(f"{weights}: tensor(s) not described by {MANIFEST}: {extra[:5]}")
@@ -262,7 +381,7 @@ def _check_header(weights: Path, entries: list[dict]) -> None:
         got_shape, got_dt = header[key]
         where = f"{weights}: tensor {key!r}"
         if got_shape != shape:
-            what = f"nnz={shape[0]}" if key.endswith(_VALUES) else f"shape {shape}"
+            what = f"nnz={shape[0]}" if key.endswith(_VALUES) and got_dt != "U8" else f"shape {shape}"
             raise ValueError(f"{where}: stored shape {got_shape} but {MANIFEST} says {what}")
         if dt is not None and _SAFETENSORS_DTYPES.get(got_dt) != dt:
             raise ValueError(f"{where}: stored dtype {got_dt} but {MANIFEST} says {_TORCH_DTYPE_NAMES[dt]}")
@@ -293,6 +412,15 @@ def _check_manifest(man: dict, man_path: Path) -> tuple[list[dict], dict[str, li
             bad(f"tensor {n!r}: nnz {e.get('nnz')!r} is not a count")
         if not isinstance(e.get("sha256"), str) or not isinstance(e.get("stored_dtype"), str):
             bad(f"tensor {n!r}: sha256 / stored_dtype missing")
+        parts = ("dense",) if e["storage"] == "dense" else ("values", "mask")
+        codecs, sizes = e.get("codecs", {}), e.get("stored_bytes", {})
+        if (not isinstance(codecs, dict) or not isinstance(sizes, dict) or set(codecs) != set(sizes)
+                or not set(codecs) <= set(parts) or not all(c == "lzma" for c in codecs.values())
+                or not all(isinstance(x, int) and x >= 0 for x in sizes.values())):
+            bad(f"tensor {n!r}: codecs {codecs!r} / stored_bytes {sizes!r} are not lzma parts of a "
+                f"{e['storage']} tensor with their sizes")
+        if e.get("quant") is not None and not isinstance(e["quant"], dict):
+            bad(f"tensor {n!r}: quant {e['quant']!r} is not a table")
     tied = man.get("tied", {})
     if not isinstance(tied, dict) or not all(isinstance(v, list) and all(isinstance(a, str) for a in v)
                                               for v in tied.values()):
@@ -317,8 +445,7 @@ def _set_tensor(model: nn.Module, name: str, t: torch.Tensor) -> None:
 
 def encode_model(model: nn.Module, dt_name: str) -> tuple[dict[str, torch.Tensor], dict]:
     """What ``compact.safetensors`` stores for ``model`` (pruning already permanent) and its
-    ``compact.json`` manifest; ``dt_name`` is the value dtype (fp32, fp16, bf16)."""
-    store_dtype = DTYPES[dt_name]
+    ``compact.json`` manifest; ``dt_name`` is the value dtype (fp32, fp16, bf16, int8)."""
 
     tensors: dict[str, torch.Tensor] = {}
     entries: list[dict] = []
@@ -329,7 +456,7 @@ def encode_model(model: nn.Module, dt_name: str) -> tuple[dict[str, torch.Tensor
             tied.setdefault(canon_of[id(t)], []).append(name)
             continue
         canon_of[id(t)] = name
-        entry, stored = _encode(name, t.detach().cpu(), store_dtype)
+        entry, stored = _encode(name, t.detach().cpu(), dt_name)
         entries.append(entry)
         tensors.update(stored)
 
@@ -340,11 +467,17 @@ def encode_model(model: nn.Module, dt_name: str) -> tuple[dict[str, torch.Tensor
         "weights_file": COMPACT_WEIGHTS,
         "model_class": type(model).__name__,
         "mask_encoding": "numpy.packbits, big-endian bit order, row-major (C) element order",
-        "checksum": "sha256 of the stored bytes (dense: the tensor; bitmask: values then mask)",
+        "checksum": "sha256 of the stored bytes (dense: the tensor; bitmask: values then mask; then the "
+                    "scales of a quantized tensor)",
+        "codecs": "lzma: the part stored as one xz stream of its raw bytes (stored_bytes long)",
+
         "total_numel": sum(e["numel"] for e in entries),
         "total_nnz": sum(e["nnz"] for e in entries),
         "tensors": entries,
         "tied": tied,
     }
+    if dt_name == INT8:
+        manifest["quantization"] = (f"{INT8_SCHEME}: value = int8 * scale[row] (float32 scales in "
+                                    f"'<name>{_SCALE}'); zeros exact, every non-zero stored as a non-zero int8")
     return tensors, manifest
 
