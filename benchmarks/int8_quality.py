@@ -125,8 +125,8 @@ def write_page(data: dict, out: Path, a) -> str:
                 for r in rs if r["fp16"]["kaggle_score"]]
         c = G.stats(cost) if cost else None
         ident = G.stats([r["identical"] for r in rs])
-        lines.append(f"| {t} | {len(rs)} | {G.fmt(f)} | {G.fmt(i)} | "
-                     f"{G.fmt(c, 2) + '%' if c else '-'} | {G.fmt(ident, 2)} |")
+        cost_s = f"{c['mean']:+.2f}% [{c['min']:+.2f}% to {c['max']:+.2f}%]" if c else "-"
+        lines.append(f"| {t} | {len(rs)} | {G.fmt(f)} | {G.fmt(i)} | {cost_s} | {G.fmt(ident, 2)} |")
     lines += ["", "A positive cost is int8 scoring below fp16. Sizes are the model files of the small proxy; "
               "t5-small's are in `docs/results/checkpoint_size/`.", ""]
     text = "\n".join(lines)

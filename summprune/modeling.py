@@ -1,7 +1,8 @@
 """Models, tokenizers and the layer groups that pruning targets.
 
 Pruning targets are described as module-name patterns (llm-compressor style), so the same recipe
-applies to t5-small, the tiny test model and any T5 of another depth.
+applies to t5-small, the tiny test model and any model of another depth; each architecture family
+(``summprune.models``: T5, BART, Pegasus) gives its own patterns for the six group names.
 """
 
 from __future__ import annotations
@@ -11,24 +12,15 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
+from transformers import AutoTokenizer
 
-#: Default layer groups: regex on ``model.named_modules()`` names; only nn.Linear modules count.
-#: The T5 block layout is fixed: encoder layer.0 = self-attention, layer.1 = FFN; decoder
-#: layer.0 = self-attention, layer.1 = cross-attention, layer.2 = FFN. ``wi_0``/``wi_1`` cover
-#: gated-FFN T5 variants (t5-v1_1, flan-t5).
-GROUP_PATTERNS: dict[str, str] = {
-    "enc_self_attn": r"^encoder\.block\.\d+\.layer\.0\.SelfAttention\.(q|k|v|o)$",
-    "enc_ffn": r"^encoder\.block\.\d+\.layer\.1\.DenseReluDense\.(wi|wi_0|wi_1|wo)$",
-    "dec_self_attn": r"^decoder\.block\.\d+\.layer\.0\.SelfAttention\.(q|k|v|o)$",
-    "cross_attn": r"^decoder\.block\.\d+\.layer\.1\.EncDecAttention\.(q|k|v|o)$",
-    "dec_ffn": r"^decoder\.block\.\d+\.layer\.2\.DenseReluDense\.(wi|wi_0|wi_1|wo)$",
-    "lm_head": r"^lm_head$",
-}
+from .models import family_of
+from .models.t5 import GROUP_PATTERNS  # noqa: F401  (the T5 patterns, the default of a model-less caller)
 
 
-def group_patterns(overrides: dict[str, str] | None = None) -> dict[str, str]:
-    pats = dict(GROUP_PATTERNS)
+def group_patterns(overrides: dict[str, str] | None = None, model: nn.Module | None = None) -> dict[str, str]:
+    """The layer groups: ``model``'s family's patterns (T5's without a model), ``overrides`` on top."""
+    pats = dict(family_of(model).group_patterns if model is not None else GROUP_PATTERNS)
     pats.update(overrides or {})
     return pats
 
@@ -39,7 +31,7 @@ def group_modules(model: nn.Module, patterns: dict[str, str] | None = None) -> d
     Raises ValueError if a module would fall in two groups or a group matches nothing, because
     either means the recipe does not prune what it says.
     """
-    pats = group_patterns(patterns)
+    pats = group_patterns(patterns, model)
     compiled = {g: re.compile(p) for g, p in pats.items()}
     out: dict[str, list[tuple[str, nn.Linear]]] = {g: [] for g in compiled}
     for name, mod in model.named_modules():
@@ -57,36 +49,27 @@ def group_modules(model: nn.Module, patterns: dict[str, str] | None = None) -> d
     return out
 
 
-def tiny_config(vocab_size: int, d_model: int = 64, layers: int = 2, heads: int = 4, d_ff: int = 128) -> T5Config:
-    """A T5 of the t5-small layout (ReLU FFN, tied embedding, relative attention), only smaller."""
-    return T5Config(
-        vocab_size=vocab_size,
-        d_model=d_model,
-        d_kv=d_model // heads,
-        d_ff=d_ff,
-        num_layers=layers,
-        num_decoder_layers=layers,
-        num_heads=heads,
-        relative_attention_num_buckets=32,
-        relative_attention_max_distance=128,
-        dropout_rate=0.1,
-        feed_forward_proj="relu",
-        pad_token_id=0,
-        eos_token_id=1,
-        decoder_start_token_id=0,
-    )
+def tiny_config(vocab_size: int, d_model: int = 64, layers: int = 2, heads: int = 4, d_ff: int = 128,
+                family: str = "t5", **kw):
+    """A small model of ``family``'s layout (T5: t5-small's, ReLU FFN, tied embedding)."""
+    return family_of(family).tiny_config(vocab_size, d_model, layers, heads, d_ff, **kw)
 
 
 def build_tiny_model(vocab_size: int, d_model: int = 64, layers: int = 2, heads: int = 4,
-                     d_ff: int = 128, seed: int = 0) -> T5ForConditionalGeneration:
+                     d_ff: int = 128, seed: int = 0, family: str = "t5", **kw) -> nn.Module:
     torch.manual_seed(seed)
-    return T5ForConditionalGeneration(tiny_config(vocab_size, d_model, layers, heads, d_ff))
+    fam = family_of(family)
+    return fam.build(fam.tiny_config(vocab_size, d_model, layers, heads, d_ff, **kw))
 
 
-def random_model_from_config(config_dir: str | Path, seed: int = 0) -> T5ForConditionalGeneration:
-    """A randomly initialised model of the shape in ``config_dir/config.json`` (no weights needed)."""
+def random_model_from_config(config_dir: str | Path, seed: int = 0) -> nn.Module:
+    """A randomly initialised model of the shape in ``config_dir/config.json`` (no weights needed),
+    of whichever supported family it describes."""
+    from transformers import AutoConfig
+
+    fam = family_of(config_dir)
     torch.manual_seed(seed)
-    return T5ForConditionalGeneration(T5Config.from_pretrained(str(config_dir)))
+    return fam.build(AutoConfig.from_pretrained(str(config_dir)))
 
 
 def load_tokenizer(name_or_dir: str | Path):
@@ -132,7 +115,7 @@ def _hub_hint(what: str, name: str, e: Exception) -> str:
             f"model.name=/data/t5-small")
 
 
-def load_pretrained(name_or_dir: str | Path) -> T5ForConditionalGeneration:
+def load_pretrained(name_or_dir: str | Path) -> nn.Module:
     """A seq2seq model by hub name or a ``save_pretrained`` directory (see export.load_model for
     the compact format too)."""
     name = str(name_or_dir)
@@ -142,11 +125,28 @@ def load_pretrained(name_or_dir: str | Path) -> T5ForConditionalGeneration:
             raise FileNotFoundError(f"model directory not found: {name}")
         if not (p / "config.json").is_file():
             raise FileNotFoundError(f"{name}: no config.json; is this a model directory?")
-        return T5ForConditionalGeneration.from_pretrained(name)
+        fam = family_of(p)  # an unsupported model_type: one error listing the supported ones
+        return _loaded(fam, name)
     try:
-        return T5ForConditionalGeneration.from_pretrained(name)
+        from transformers import AutoConfig
+
+        fam = family_of(AutoConfig.from_pretrained(name))
     except OSError as e:  # offline, or no such repository: the way out is a local directory
         raise OSError(_hub_hint("model", name, e)) from None
+    return _loaded(fam, name)
+
+
+def _loaded(fam, name: str) -> nn.Module:
+    from transformers import AutoModelForSeq2SeqLM
+
+    try:
+        model = AutoModelForSeq2SeqLM.from_pretrained(name)
+    except OSError as e:
+        if Path(name).is_dir():
+            raise
+        raise OSError(_hub_hint("model", name, e)) from None
+    fam.after_load(model)
+    return model
 
 
 def _looks_like_path(name: str) -> bool:

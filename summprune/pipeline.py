@@ -75,10 +75,16 @@ def check_groups(model, cfg: ExperimentConfig) -> None:
     pattern that matches nothing, or a module in two groups, names ``prune.groups``."""
     from .modeling import group_modules
 
+    from .models import family_of
+
     try:
         group_modules(model, cfg.prune.groups)
     except ValueError as e:
         raise ValueError(f"prune.groups: {e}") from None
+    fam = family_of(model)
+    if "structured" in cfg.prune.methods and not fam.structured:
+        raise ValueError(f"[prune.structured]: structured pruning is not implemented for {fam.name} models "
+                         f"({type(model).__name__}); use [[prune.stages]] or [prune.gradual] for it")
 
 
 def append_jsonl(path: str | Path, record: dict) -> None:
@@ -129,9 +135,10 @@ def load_step(checkpoint_dir: str | Path, tie_mode: str) -> tuple[torch.nn.Modul
     masks (``prune.identity``, then the saved ``weight_orig``/``weight_mask``), ties restored."""
     from safetensors.torch import load_file
     from torch.nn.utils import prune as torch_prune
-    from transformers import T5Config, T5ForConditionalGeneration
+    from transformers import AutoConfig
 
     from .io.files import read_json
+    from .models import family_of
     from .prune import sync_tied_masks, untie_lm_head
 
     d = Path(checkpoint_dir) / "latest"
@@ -139,7 +146,10 @@ def load_step(checkpoint_dir: str | Path, tie_mode: str) -> tuple[torch.nn.Modul
         return None
     info = read_json(d / STEP_INFO)
     sd = load_file(str(d / STEP_STATE))
-    model = T5ForConditionalGeneration(T5Config.from_dict(info["config"]))
+    config = info["config"]
+    fam = family_of(config)
+    model = fam.build(AutoConfig.for_model(config.get("model_type") or "t5", **{
+        k: v for k, v in config.items() if k != "model_type"}))
     if info.get("untied_lm_head"):
         untie_lm_head(model)
     for name, mod in model.named_modules():

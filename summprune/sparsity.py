@@ -41,16 +41,20 @@ def _effective_tensors(model: nn.Module) -> dict[tuple, tuple[str, torch.Tensor]
 def dense_param_count(model: nn.Module) -> int:
     """Parameters of the dense architecture, each distinct tensor once.
 
-    If lm_head holds a tensor of its own while the config declares the output embedding tied
-    (t5-small; ``tie_mode`` 'untie' or 'course'), that copy is not part of the dense model and is
-    not counted, so all ratios share t5-small's 60,506,624 denominator.
+    If lm_head holds a tensor of its own while the architecture ties the output projection to the
+    embedding by nature (t5-small, BART, Pegasus; ``tie_mode`` 'untie' or 'course'), that copy is
+    not part of the dense model and is not counted, so all ratios share t5-small's 60,506,624
+    denominator. A model untied by nature (flan-T5, mT5) counts its lm_head: transformers 5
+    marks every T5 config tied, so the family says which it is (``Family.native_tied``).
     """
+    from .models import family_of
+
     seen: set[int] = set()
     total = 0
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     emb = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
     skip = None
-    if head is not None and emb is not None and getattr(model.config, "tie_word_embeddings", False):
+    if head is not None and emb is not None and family_of(model).native_tied(model.config):
         hw = head._parameters.get("weight_orig", head._parameters.get("weight"))
         ew = emb._parameters.get("weight_orig", emb._parameters.get("weight"))
         if hw is not ew:

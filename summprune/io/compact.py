@@ -6,14 +6,15 @@ from __future__ import annotations
 import hashlib
 import lzma
 import math
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
-from transformers import T5ForConditionalGeneration
 
+from ..models import family_of
 from .files import read_json
 from .hf import check_finite, file_inside, load_generation_config, meta_model
 
@@ -29,13 +30,13 @@ COMPACT_WEIGHTS = "compact.safetensors"
 
 DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 #: int8: each output row of a weight matrix as int8 times one float32 scale (symmetric, per row);
-#: tensors that are not such matrices (layer norms, the relative-attention bias: a few thousand
-#: values in all) stay fp32.
+#: other tensors (layer norms, biases, the family's exempt tables such as T5's relative-attention
+#: bias or Pegasus' sinusoidal positions) stay fp32.
 INT8 = "int8"
 VALUE_DTYPES = (*DTYPES, INT8)
 #: the quantization scheme named in the manifest
 INT8_SCHEME = "int8-symmetric-per-row"
-#: matrices smaller than this stay fp32 under int8 (the 32x8 relative-attention bias tables)
+#: weight matrices smaller than this stay fp32 under int8: a few kB, not worth a rounding
 INT8_MIN_NUMEL = 4096
 #: a blob is stored lzma-compressed (stdlib ``lzma``, xz container) only where that saves at least
 #: this share: masks at 30% density reach ~0.90 bits per weight (entropy 0.88), at 10% ~0.49
@@ -111,7 +112,7 @@ def _unpack(stored: torch.Tensor, codec: str, dtype: torch.dtype, count: int, wh
     return torch.frombuffer(bytearray(data), dtype=torch.uint8).view(dtype)
 
 
-def _encode(name: str, t: torch.Tensor, dt_name: str) -> tuple[dict, dict[str, torch.Tensor]]:
+def _encode(name: str, t: torch.Tensor, dt_name: str, exempt: tuple[str, ...] = ()) -> tuple[dict, dict[str, torch.Tensor]]:
     shape = list(t.shape)
     numel = t.numel()
     entry: dict[str, Any] = {"name": name, "shape": shape, "dtype": _TORCH_DTYPE_NAMES.get(t.dtype, str(t.dtype)), "numel": numel}
@@ -123,7 +124,10 @@ def _encode(name: str, t: torch.Tensor, dt_name: str) -> tuple[dict, dict[str, t
     flat = t.reshape(-1)
     nz = flat != 0
     nnz = int(nz.sum())
-    quant = dt_name == INT8 and t.dim() == 2 and numel >= INT8_MIN_NUMEL
+    # int8 for weight matrices only: biases (BART's final_logits_bias is 1 x vocab) and the
+    # family's exempt tables (positions, relative-attention biases) keep their values
+    quant = (dt_name == INT8 and t.dim() == 2 and numel >= INT8_MIN_NUMEL and name.endswith(".weight")
+             and not any(re.search(rx, name) for rx in exempt))
     scale = None
     if quant:
         q, scale = quantize_rows(t)
@@ -274,7 +278,7 @@ def _sha256_tensors(*ts: torch.Tensor) -> str:
     return h.hexdigest()
 
 
-def load_compact(d: Path) -> T5ForConditionalGeneration:
+def load_compact(d: Path) -> nn.Module:
     """The compact model in ``d``. Everything is checked before memory is allocated for it: the
     manifest against the model built from config.json on the meta device, then the shapes and
     dtypes in the safetensors header against the manifest; only then are the tensors read and
@@ -286,8 +290,10 @@ def load_compact(d: Path) -> T5ForConditionalGeneration:
     if man.get("version") not in READ_VERSIONS:
         raise ValueError(f"{man_path}: format version {man.get('version')!r}; this code reads versions "
                          f"{', '.join(map(str, READ_VERSIONS))}")
-    if man.get("model_class", "T5ForConditionalGeneration") != "T5ForConditionalGeneration":
-        raise ValueError(f"{man_path}: model_class {man.get('model_class')!r}; load_model builds T5ForConditionalGeneration")
+    if not isinstance(man.get("model_class", ""), str) or not str(man.get("model_class", "")).endswith(
+            "ForConditionalGeneration"):
+        raise ValueError(f"{man_path}: model_class {man.get('model_class')!r}; load_model builds the "
+                         "...ForConditionalGeneration model its config.json describes")
     entries, tied = _check_manifest(man, man_path)
     name = man.get("weights_file", COMPACT_WEIGHTS)
     # a plain file name in the model directory: never a path out of it
@@ -298,7 +304,10 @@ def load_compact(d: Path) -> T5ForConditionalGeneration:
     if not (d / "config.json").is_file():
         raise FileNotFoundError(f"{d / 'config.json'}: missing (needed by the compact model in {d})")
 
-    model = meta_model(d)  # config.json's sizes checked; shapes only, no memory
+    model = meta_model(d)  # config.json's family and sizes checked; shapes only, no memory
+    if man.get("model_class") and man["model_class"] != type(model).__name__:
+        raise ValueError(f"{man_path}: model_class {man['model_class']!r} but config.json describes a "
+                         f"{type(model).__name__}")
     meta_sd = model.state_dict()
     want = {k: list(v.shape) for k, v in meta_sd.items()}
 
@@ -352,6 +361,7 @@ def load_compact(d: Path) -> T5ForConditionalGeneration:
     if leftovers:  # non-persistent buffers are not in the state dict: recompute them on CPU
         raise ValueError(f"{d}: model tensors {leftovers[:5]} were not restored (not in the state dict)")
     check_finite(model, weights)
+    family_of(model).after_load(model)
     gen = load_generation_config(d)
     if gen is not None:
         model.generation_config = gen
@@ -451,12 +461,13 @@ def encode_model(model: nn.Module, dt_name: str) -> tuple[dict[str, torch.Tensor
     entries: list[dict] = []
     tied: dict[str, list[str]] = {}
     canon_of: dict[int, str] = {}
+    exempt = family_of(model).int8_exempt
     for name, t in model.state_dict(keep_vars=True).items():
         if id(t) in canon_of:
             tied.setdefault(canon_of[id(t)], []).append(name)
             continue
         canon_of[id(t)] = name
-        entry, stored = _encode(name, t.detach().cpu(), dt_name)
+        entry, stored = _encode(name, t.detach().cpu(), dt_name, exempt)
         entries.append(entry)
         tensors.update(stored)
 

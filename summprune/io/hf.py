@@ -16,7 +16,10 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import GenerationConfig, T5Config, T5ForConditionalGeneration
+from transformers import GenerationConfig
+
+from ..models import family_of
+from ..models.t5 import CONFIG_LIMITS  # noqa: F401  (T5's; each family has its own)
 
 from .files import read_json, sha256_file, write_json
 
@@ -29,16 +32,6 @@ TOKENIZER_FILES = (
     "spiece.model", "sentencepiece.bpe.model", "vocab.json", "vocab.txt", "merges.txt",
     "chat_template.jinja", "chat_template.json",
 )
-#: Largest value of each size in config.json that a loader accepts; t5-11b is well inside (vocab
-#: 32128, d_model 1024, d_kv 128, d_ff 65536, 128 heads, 24 layers). A corrupt or hostile config
-#: is refused by name before anything is built: num_layers=1000000 hung the loader (building a
-#: million blocks takes that long even on the meta device), and a course folder with
-#: vocab_size=5e7 allocated 12.8 GB before any check.
-CONFIG_LIMITS = {
-    "vocab_size": 1_000_000, "d_model": 65_536, "d_kv": 65_536, "d_ff": 1_048_576, "num_heads": 1_024,
-    "num_layers": 128, "num_decoder_layers": 128, "relative_attention_num_buckets": 65_536,
-    "relative_attention_max_distance": 1_048_576,
-}
 #: Largest model (parameters, counted on the meta device) a loader builds: 80 GB in fp32.
 MAX_PARAMS = 20_000_000_000
 #: safetensors dtypes of floating-point tensors (a float parameter must be stored as one of these).
@@ -131,37 +124,44 @@ def validate_hf_dir(d: Path) -> dict[str, Path]:
     return where
 
 
-def check_config(config: T5Config, path: Path) -> None:
+def check_config(config, path: Path) -> None:
     """ValueError naming ``path`` (config.json) and the key if a size is not a positive whole
-    number or exceeds :data:`CONFIG_LIMITS`: checked before any model is built from ``config``."""
-    for key, cap in CONFIG_LIMITS.items():
+    number or exceeds its family's limit (``Family.config_limits``; a corrupt or hostile config
+    is refused by name: num_layers=1000000 hung the loader, vocab_size=5e7 allocated 12.8 GB
+    before any check): checked before any model is built from ``config``."""
+    fam = family_of(config)
+    for key, cap in fam.config_limits.items():
         v = getattr(config, key, None)
         if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
             raise ValueError(f"{path}: {key}={v!r} is not a positive whole number")
         if v > cap:
             raise ValueError(f"{path}: {key}={v:,} exceeds this package's limit of {cap:,}; "
-                             "the file is corrupt or not a T5 model this package handles")
+                             f"the file is corrupt or not a {fam.name} model this package handles")
 
 
-def meta_model(d: Path) -> T5ForConditionalGeneration:
+def meta_model(d: Path) -> nn.Module:
     """The architecture of ``d/config.json`` on the meta device (shapes only, no memory), its
-    sizes checked first (:func:`check_config`) and its parameter count capped (:data:`MAX_PARAMS`)."""
+    family supported, its sizes checked first (:func:`check_config`) and its parameter count
+    capped (:data:`MAX_PARAMS`)."""
+    from transformers import AutoConfig
+
     path = d / "config.json"
+    fam = family_of(d)  # an unsupported model_type: one error listing the supported ones
     try:
-        config = T5Config.from_pretrained(str(d))
+        config = AutoConfig.from_pretrained(str(d))
     except Exception as e:
-        raise ValueError(f"{path}: cannot be read as a T5 config ({e})") from None
+        raise ValueError(f"{path}: cannot be read as a {fam.name} config ({e})") from None
     check_config(config, path)
     try:
         with torch.device("meta"):
-            model = T5ForConditionalGeneration(config)
+            model = fam.build(config)
     except Exception as e:  # an odd value the size checks do not cover, e.g. feed_forward_proj
-        raise ValueError(f"{path}: no T5 model can be built from it ({type(e).__name__}: {e})") from None
+        raise ValueError(f"{path}: no {fam.name} model can be built from it ({type(e).__name__}: {e})") from None
     n = sum(p.numel() for p in model.parameters())
     if n > MAX_PARAMS:
         raise ValueError(f"{path}: describes a model of {n:,} parameters, more than this package's limit of "
-                         f"{MAX_PARAMS:,} (num_layers={config.num_layers}, d_model={config.d_model}, "
-                         f"d_ff={config.d_ff}, vocab_size={config.vocab_size})")
+                         f"{MAX_PARAMS:,} ("
+                         + ", ".join(f"{k}={getattr(config, k, None)}" for k in fam.config_limits) + ")")
     return model
 
 

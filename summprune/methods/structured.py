@@ -58,6 +58,14 @@ _FFN = {"encoder": 1, "decoder": 2}
 
 
 def _check_t5(model: nn.Module) -> None:
+    from ..models import family_of, supported_model_types
+
+    fam = family_of(model)
+    if not fam.structured:
+        able = sorted(t for t in supported_model_types() if family_of(t).structured)
+        raise TypeError(f"structured pruning (heads, FFN neurons, blocks) is implemented for the model types "
+                        f"{', '.join(able)}, not {model.config.model_type!r} ({type(model).__name__}); use "
+                        "unstructured pruning (stages or gradual) for it")
     for stack in _STACKS:
         if not hasattr(getattr(model, stack, None), "block"):
             raise TypeError(f"structured pruning needs a T5-style encoder-decoder ({type(model).__name__} has no "

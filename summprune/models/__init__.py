@@ -1,0 +1,114 @@
+"""Model families: everything that differs between encoder-decoder architectures, in one place.
+
+The rest of the package asks :func:`family_of` (a model, a config, a ``model_type`` or a model
+directory) for what it needs -- the layer groups pruning targets, the sizes a config must keep,
+how to build a model from a config (shape only, no weights), whether the output projection is
+tied to the input embedding by nature, the default input prefix, which tensors int8 keeps in
+float -- and never names an architecture itself. One module per family registers it:
+
+    t5       T5 (t5-small's layout), T5 v1.1 / flan-T5 (gated FFN), mT5
+    bart     BART
+    pegasus  Pegasus
+
+A ``model_type`` no family claims is one error that lists the supported ones.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from torch import nn
+
+#: The six group names every family maps to module-name patterns (recipes use these names).
+GROUPS = ("enc_self_attn", "enc_ffn", "dec_self_attn", "cross_attn", "dec_ffn", "lm_head")
+
+
+@dataclass(frozen=True)
+class Family:
+    """What the package needs to know of one architecture family."""
+
+    name: str
+    #: ``config.model_type`` values this family handles
+    model_types: tuple[str, ...]
+    #: group -> regex on ``model.named_modules()`` names (only ``nn.Linear`` modules count)
+    group_patterns: dict[str, str]
+    #: config.json keys that are sizes, with the largest value a loader accepts (checked before
+    #: any model is built: a corrupt or hostile config is refused by name)
+    config_limits: dict[str, int]
+    #: the input prefix a model of this family was trained with by convention ("" for none)
+    default_prefix: str
+    #: ``config -> bool``: the output projection is the input embedding in the model as
+    #: published (a copy of its own is then not part of the dense model)
+    native_tied: Callable[[Any], bool]
+    #: ``config -> int | None``: the longest input the encoder can read (learned or sinusoidal
+    #: positions), None where positions are relative (any length)
+    max_source_positions: Callable[[Any], int | None]
+    #: ``(vocab_size, d_model, layers, heads, d_ff, pad_id, eos_id) -> config`` of a small model of
+    #: the family's layout (tests, the smoke run)
+    tiny_config: Callable[..., Any]
+    #: regexes of state-dict names that int8 keeps in float (non-weight tensors are never quantized)
+    int8_exempt: tuple[str, ...] = ()
+    #: structured pruning (heads, FFN neurons, blocks) is implemented for this family
+    structured: bool = False
+    #: ``model -> None``: fix-ups after loading (e.g. a frozen positional table made trainable)
+    after_load: Callable[[nn.Module], None] = field(default=lambda model: None)
+
+    def config_class(self, model_type: str):
+        from transformers import AutoConfig
+
+        return type(AutoConfig.for_model(model_type))
+
+    def build(self, config) -> nn.Module:
+        """A randomly initialised model of ``config`` (under ``torch.device('meta')``: shapes only)."""
+        from transformers import AutoModelForSeq2SeqLM
+
+        return AutoModelForSeq2SeqLM.from_config(config)
+
+
+_FAMILIES: dict[str, Family] = {}
+
+
+def register(family: Family) -> Family:
+    for t in family.model_types:
+        if t in _FAMILIES:
+            raise ValueError(f"model_type {t!r} is claimed by two families")
+        _FAMILIES[t] = family
+    return family
+
+
+def supported_model_types() -> list[str]:
+    return sorted(_FAMILIES)
+
+
+def family_of(x: Any) -> Family:
+    """The family of a model, a config, a config dict, a ``model_type`` string or a model
+    directory (its ``config.json``); ValueError listing the supported model types otherwise. A
+    config without ``model_type`` (an old T5 config.json) is T5's."""
+    if isinstance(x, Family):
+        return x
+    where = ""
+    if isinstance(x, nn.Module):
+        x = getattr(x, "config", None)
+    if isinstance(x, (str, Path)) and Path(x).is_dir():
+        where = f"{Path(x) / 'config.json'}: "
+        try:
+            x = json.loads((Path(x) / "config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            x = {}
+    if isinstance(x, dict):
+        mt = x.get("model_type") or "t5"
+    elif isinstance(x, str):
+        mt = x
+    else:
+        mt = getattr(x, "model_type", None) or "t5"
+    fam = _FAMILIES.get(str(mt))
+    if fam is None:
+        raise ValueError(f"{where}model_type {mt!r} is not supported; supported: {', '.join(supported_model_types())}")
+    return fam
+
+
+# the families register themselves (imported last: they use Family and register)
+from . import bart, t5  # noqa: E402,F401
