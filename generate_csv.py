@@ -158,11 +158,24 @@ def resolve_inputs(args, model_dir: Path) -> tuple[dict, dict]:
             out[k], source[k] = getattr(args, k), "option"
         elif isinstance(recorded.get(k), type(getattr(defaults, k))):
             out[k], source[k] = recorded[k], f"{info.name}"
+        elif k == "prefix":
+            out[k], source[k] = _family_prefix(model_dir, defaults.prefix), "default"
         else:
             out[k], source[k] = getattr(defaults, k), "default"
     if out["max_source_length"] < 1:
         raise UsageError(f"--max-source-length must be >= 1 (got {out['max_source_length']})")
     return out, source
+
+
+def _family_prefix(model_dir: Path, fallback: str) -> str:
+    """The prefix models of ``model_dir``'s family take by convention ("summarize: " for T5, none
+    for BART and Pegasus); ``fallback`` where the family cannot be told (checked again on loading)."""
+    from summprune.models import family_of
+
+    try:
+        return family_of(model_dir).default_prefix if model_dir.is_dir() else fallback
+    except ValueError:
+        return fallback
 
 
 def run_meta(args, model_dir: Path, n_docs: int, decoding: dict, inputs: dict) -> dict:

@@ -107,12 +107,18 @@ def convert(model_dir: str | Path, log=None) -> Path:
         return out
     from .export import load_model
     from .modeling import load_tokenizer
+    from .models import family_of
 
     root.mkdir(parents=True, exist_ok=True)
     # the pid in the name tells a later conversion whether this one is still running
     tmp = root / f"{key}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
     try:
         model = load_model(model_dir)  # every format, checked; pruning permanent; compact int8 dequantized
+        fam = family_of(model)
+        for k, v in fam.ct2_config.items():
+            if not hasattr(model.config, k):
+                setattr(model.config, k, v)
+        fam.ct2_prepare(model)
         tok = load_tokenizer(model_dir)
         if log:
             log(f"converting {model_dir} for ctranslate2 (once; cached in {out})")
@@ -143,11 +149,15 @@ class Ct2Model:
     """A converted model loaded by ``ctranslate2.Translator``; what generate_summaries runs for
     ``engine='ctranslate2'``."""
 
-    def __init__(self, translator: Any, tokenizer: Any, device: str, dtype: str):
+    def __init__(self, translator: Any, tokenizer: Any, device: str, dtype: str, forced_eos: bool = False):
         self.translator = translator
         self.tokenizer = tokenizer
         self.device = device
         self.dtype = dtype
+        # transformers makes the last token EOS when the model's generation config forces one
+        # (BART, Pegasus): one content token fewer than max_length - 1; CTranslate2 has no such
+        # rule, so it is given one decoding step fewer
+        self.forced_eos = forced_eos
 
     @classmethod
     def from_dir(cls, model_dir: str | Path, tokenizer: Any, *, device: str = "cpu", dtype: str = "fp32",
@@ -161,7 +171,15 @@ class Ct2Model:
         translator = ct2.Translator(str(path), device=kind, device_index=int(index or 0),
                                     compute_type=COMPUTE_TYPES[dtype], inter_threads=1,
                                     intra_threads=threads or torch.get_num_threads())
-        return cls(translator, tokenizer, device, dtype)
+        from .io.hf import load_generation_config
+
+        from .io.files import read_json
+
+        gen = load_generation_config(Path(model_dir))
+        cfg = read_json(Path(model_dir) / "config.json")
+        forced = (getattr(gen, "forced_eos_token_id", None) if gen is not None
+                  else (cfg.get("forced_eos_token_id") if isinstance(cfg, dict) else None)) is not None
+        return cls(translator, tokenizer, device, dtype, forced_eos=forced)
 
     def generate_ids(self, batch: list[list[int]], decoding: dict) -> list[list[int]]:
         """Token ids of each summary (start token and EOS not included) for ``batch`` of source
@@ -169,7 +187,8 @@ class Ct2Model:
         tok = self.tokenizer
         source = [tok.convert_ids_to_tokens(ids) for ids in batch]
         res = self.translator.translate_batch(
-            source, beam_size=decoding["num_beams"], max_decoding_length=decoding["max_length"] - 1,
+            source, beam_size=decoding["num_beams"],
+            max_decoding_length=decoding["max_length"] - (2 if self.forced_eos else 1),
             min_decoding_length=decoding["min_new_tokens"], no_repeat_ngram_size=decoding["no_repeat_ngram_size"],
             repetition_penalty=decoding["repetition_penalty"], length_penalty=decoding["length_penalty"],
             max_batch_size=len(batch), num_hypotheses=1, return_scores=False,

@@ -72,6 +72,7 @@ def validate_hf_dir(d: Path) -> dict[str, Path]:
     """Checksums (if recorded), generation config, and key/shape/dtype coverage of a
     save_pretrained directory, on the meta device (nothing is allocated). Returns tensor name ->
     the file holding it, for :func:`check_finite` once transformers has loaded them."""
+    family_of(d)  # an unsupported model_type: said first, before any file is read
     verify_checksums(d)
     load_generation_config(d)  # transformers would raise a TypeError on a list, say
     index = d / "model.safetensors.index.json"

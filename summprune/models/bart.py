@@ -29,7 +29,7 @@ CONFIG_LIMITS = {
 
 def _tiny(config_cls):
     def tiny_config(vocab_size: int, d_model: int = 64, layers: int = 2, heads: int = 4, d_ff: int = 128,
-                    pad_id: int = 0, eos_id: int = 1, max_positions: int = 1024):
+                    pad_id: int = 0, eos_id: int = 1, max_positions: int = 256):
         return config_cls(
             vocab_size=vocab_size, d_model=d_model, encoder_layers=layers, decoder_layers=layers,
             encoder_attention_heads=heads, decoder_attention_heads=heads, encoder_ffn_dim=d_ff,
@@ -64,6 +64,11 @@ _COMMON = dict(
     max_source_positions=lambda config: int(config.max_position_embeddings),
 )
 
-BART = register(Family(name="bart", model_types=("bart",), tiny_config=_tiny(_bart_config), **_COMMON))
+# BART normalises after each sub-layer (post-norm); CTranslate2 4.x reads that from a config key
+# transformers 5 dropped
+BART = register(Family(name="bart", model_types=("bart",), tiny_config=_tiny(_bart_config),
+                       ct2_config={"normalize_before": False}, **_COMMON))
+# Pegasus normalises before each sub-layer (pre-norm) and has no embedding layer norm
 PEGASUS = register(Family(name="pegasus", model_types=("pegasus",), tiny_config=_tiny(_pegasus_config),
-                          int8_exempt=(r"embed_positions\.weight$",), after_load=_freeze_sinusoids, **_COMMON))
+                          int8_exempt=(r"embed_positions\.weight$",), after_load=_freeze_sinusoids,
+                          ct2_config={"normalize_before": True, "normalize_embedding": False}, **_COMMON))

@@ -48,8 +48,16 @@ def tiny_config(vocab_size: int, d_model: int = 64, layers: int = 2, heads: int 
     )
 
 
+def _ct2_prepare(model) -> None:
+    # CTranslate2's T5 converter scales the decoder output by d_model ** -0.5 whenever
+    # tie_word_embeddings is set, which transformers 5 sets on every T5 and mT5 config; the torch
+    # model scales only where the embedding is tied by nature (t5-small: yes; flan-T5, mT5: no)
+    model.config.tie_word_embeddings = native_tied(model.config)
+
+
 T5 = register(Family(
     name="t5", model_types=("t5", "mt5"), group_patterns=GROUP_PATTERNS, config_limits=CONFIG_LIMITS,
     default_prefix="summarize: ", native_tied=native_tied, max_source_positions=lambda config: None,
     tiny_config=tiny_config, int8_exempt=(r"relative_attention_bias\.weight$",), structured=True,
+    ct2_prepare=_ct2_prepare,
 ))
