@@ -164,7 +164,26 @@ def resolve_inputs(args, model_dir: Path) -> tuple[dict, dict]:
             out[k], source[k] = getattr(defaults, k), "default"
     if out["max_source_length"] < 1:
         raise UsageError(f"--max-source-length must be >= 1 (got {out['max_source_length']})")
+    limit = _family_positions(model_dir)
+    if limit is not None and out["max_source_length"] > limit:
+        if source["max_source_length"] == "option":
+            raise UsageError(f"--max-source-length {out['max_source_length']}: the model in {model_dir} reads at most "
+                             f"{limit} input tokens (its config.json max_position_embeddings)")
+        out["max_source_length"], source["max_source_length"] = limit, "config.json"  # its max_position_embeddings
     return out, source
+
+
+def _family_positions(model_dir: Path) -> int | None:
+    """The longest input ``model_dir``'s model reads (None: any length, or unknown here)."""
+    from transformers import AutoConfig
+
+    from summprune.models import family_of
+
+    try:
+        fam = family_of(model_dir)
+        return fam.max_source_positions(AutoConfig.from_pretrained(str(model_dir))) if fam.name != "t5" else None
+    except (ValueError, OSError):
+        return None
 
 
 def _family_prefix(model_dir: Path, fallback: str) -> str:

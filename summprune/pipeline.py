@@ -82,6 +82,10 @@ def check_groups(model, cfg: ExperimentConfig) -> None:
     except ValueError as e:
         raise ValueError(f"prune.groups: {e}") from None
     fam = family_of(model)
+    limit = fam.max_source_positions(model.config)
+    if limit is not None and cfg.data.max_source_length > limit:
+        raise ValueError(f"data.max_source_length={cfg.data.max_source_length}: this {fam.name} model reads at most "
+                         f"{limit} input tokens (config.json max_position_embeddings)")
     if "structured" in cfg.prune.methods and not fam.structured:
         raise ValueError(f"[prune.structured]: structured pruning is not implemented for {fam.name} models "
                          f"({type(model).__name__}); use [[prune.stages]] or [prune.gradual] for it")

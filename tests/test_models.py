@@ -323,3 +323,37 @@ def test_ctranslate2_scores_tokens_as_torch_does_for_t5_untied_by_nature(tmp_pat
     got = torch.tensor(res[0].log_probs)
     assert got.shape == want.shape
     assert torch.allclose(got, want, atol=2e-3), (got - want).abs().max()
+
+
+def test_each_choice_has_one_registry_and_the_config_check_agrees():
+    """The torch-free config check lists the names the registries implement: neither can gain a
+    criterion the other lacks."""
+    from summprune import config as C
+    from summprune.methods import REGISTRY
+    from summprune.methods.gradual import CRITERIA
+    from summprune.methods.structured import SCORERS
+
+    assert set(C.GRADUAL_IMPORTANCES) == set(CRITERIA)
+    assert set(C.IMPORTANCES) == set(SCORERS)
+    assert {"stages", "gradual", "structured"} <= set(REGISTRY)
+
+
+def test_inputs_longer_than_learned_positions_are_refused_or_capped(tmp_path, capsys):
+    """BART reads at most max_position_embeddings tokens (an IndexError deep in torch otherwise):
+    an explicit longer --max-source-length is refused naming the limit, the default is capped."""
+    from summprune.synthetic import make_corpus
+    from summprune.tokenizer import train_tokenizer
+
+    rows = make_corpus(20, seed=3)
+    tok = train_tokenizer([r["text"] for r in rows] + [r["summary"] for r in rows], vocab_size=120)
+    m = build_tiny_model(vocab_size=120, d_model=32, d_ff=64, family="bart", max_positions=40).eval()
+    d = export_model(m, tmp_path / "bart", format="hf", tokenizer=tok)
+    data = tmp_path / "test.jsonl"
+    data.write_text("".join(json.dumps({"text": r["text"]}) + "\n" for r in rows[:2]))
+    gen_csv = _script("generate_csv")
+    out = tmp_path / "sub.csv"
+    assert gen_csv.main(["--model", str(d), "--data", str(data), "--output", str(out), "--max-source-length", "64",
+                         "--max-length", "6"]) == 2
+    assert "reads at most 40 input tokens" in capsys.readouterr().err and not out.exists()
+    assert gen_csv.main(["--model", str(d), "--data", str(data), "--output", str(out), "--max-length", "6"]) == 0
+    assert "max_source_length=40 (config.json)" in capsys.readouterr().err

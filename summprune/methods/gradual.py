@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -123,6 +124,47 @@ def plan_gradual(model: nn.Module, target: float, *, schedule: str = "cubic", st
 prune_to_counts = P.prune_to_counts  # the one cut, shared with the stages (summprune.prune)
 
 
+@dataclass(frozen=True)
+class Criterion:
+    """One importance criterion of gradual pruning: ``cut(model, keep, patterns, tie_mode,
+    batches, progress=, log=)`` prunes each group to ``keep[g]`` unpruned weights and returns how
+    many each group lost; ``needs_data``: it measures activations on training ``batches``."""
+
+    cut: Callable[..., dict[str, int]]
+    needs_data: bool = False
+
+
+#: ``prune.gradual.importance`` -> its criterion (``config.GRADUAL_IMPORTANCES`` lists the same
+#: names for the torch-free config check; tests/test_gradual.py holds the two equal)
+CRITERIA: dict[str, Criterion] = {}
+
+
+def criterion(name: str, needs_data: bool = False):
+    """Register ``fn`` as the gradual importance ``name``."""
+    def deco(fn):
+        CRITERIA[name] = Criterion(fn, needs_data)
+        return fn
+    return deco
+
+
+@criterion("magnitude")
+def _magnitude(model, keep, patterns, tie_mode, batches, *, progress=True, log=None):
+    return P.prune_to_counts(model, keep, patterns, tie_mode)
+
+
+@criterion("wanda", needs_data=True)
+def _wanda(model, keep, patterns, tie_mode, batches, *, progress=True, log=None):
+    """|W| times the L2 norm of its input feature over ``batches`` (Sun et al. 2023)."""
+    mods = [m for grp in keep for _, m in group_modules(model, patterns)[grp]]
+    return P.prune_to_counts(model, keep, patterns, tie_mode, scores=P.wanda_scores(model, mods, batches, progress=progress))
+
+
+@criterion("obs", needs_data=True)
+def _obs(model, keep, patterns, tie_mode, batches, *, progress=True, log=None):
+    """The Optimal Brain Surgeon step as SparseGPT computes it (mask and weight update)."""
+    return P.obs_step(model, keep, patterns, tie_mode, batches, progress=progress, log=log)
+
+
 def format_plan(plan: dict) -> str:
     """A text table of the allocation (printed by the pipeline and the benchmark)."""
     pred = any("predicted_loss_increase" in r for r in plan["groups"].values())
@@ -195,8 +237,10 @@ class Gradual(Method):
 
     def apply(self, model: nn.Module, step: Step, ctx) -> tuple[nn.Module, dict]:
         before = {grp: c["unpruned"] for grp, c in group_counts(model, self.patterns).items()}
-        scores, imp = None, self.config.importance
-        if imp in ("wanda", "obs"):
+        imp = self.config.importance
+        crit = CRITERIA[imp]
+        batches = None
+        if crit.needs_data:
             if ctx.train_ds is None:
                 raise ValueError(f"prune.gradual.importance={imp!r} measures activations: it needs training data "
                                  "(not available with --no-train); use importance='magnitude'")
@@ -204,15 +248,9 @@ class Gradual(Method):
 
             batches = importance_batches(model, ctx.tokenizer, ctx.train_ds, self.config.importance_batches,
                                          ctx.train_cfg.batch_size)
-        progress = ctx.train_cfg.progress_bar  # the switch that quiets the Trainer's bars quiets these too
-        if imp == "wanda":
-            mods = [m for grp in step.payload for _, m in group_modules(model, self.patterns)[grp]]
-            scores = P.wanda_scores(model, mods, batches, progress=progress)
-        if imp == "obs":
-            pruned = P.obs_step(model, step.payload, self.patterns, self.tie_mode, batches, progress=progress,
-                                log=ctx.log_print)
-        else:
-            pruned = P.prune_to_counts(model, step.payload, self.patterns, self.tie_mode, scores=scores)
+        # the switch that quiets the Trainer's bars quiets these too
+        pruned = crit.cut(model, step.payload, self.patterns, self.tie_mode, batches,
+                          progress=ctx.train_cfg.progress_bar, log=ctx.log_print)
         return model, {"gradual_step": step.index, "pruned": pruned, "keep": dict(step.payload),
                        "amounts": {grp: (pruned[grp] / before[grp] if before[grp] else 0.0) for grp in pruned}}
 

@@ -43,7 +43,7 @@ import torch
 from torch import nn
 
 from .. import sparsity as S
-from ..config import IMPORTANCES, LAYER_SELECTIONS, StructuredConfig
+from ..config import LAYER_SELECTIONS, StructuredConfig
 from .base import Method, Step, register
 
 _STACKS = ("encoder", "decoder")
@@ -440,20 +440,27 @@ def describe(model: nn.Module) -> str:
             f"{params / 1e6:.1f}M params")
 
 
+#: ``prune.structured.importance`` -> ``(scores(model, batches), needs training batches)``
+#: (``config.IMPORTANCES`` lists the same names for the torch-free config check; the tests hold
+#: the two equal). A new criterion is one function and one line here.
+SCORERS: dict[str, tuple[Callable[[nn.Module, Iterable[dict] | None], dict[str, torch.Tensor]], bool]] = {
+    "weight": (lambda model, batches: weight_importance(model), False),
+    "taylor": (taylor_importance, True),
+}
+
+
 def shrink(model: nn.Module, *, importance: str = "weight", batches: Iterable[dict] | None = None,
            ffn_keep: float = 1.0, heads_keep: float = 1.0, encoder_layers: int = 0,
            decoder_layers: int = 0, layer_selection: str = "spread",
            sync: Callable[[StructurePlan], StructurePlan] | None = None) -> tuple[nn.Module, StructurePlan]:
     """Score, plan and remove in one call: ``(smaller model, plan)``. ``sync`` (several
     processes) replaces the plan by the main process's, so that every process builds one shape."""
-    if importance not in IMPORTANCES:
-        raise ValueError(f"unknown importance {importance!r}; choose one of {', '.join(IMPORTANCES)}")
-    if importance == "taylor":
-        if batches is None:
-            raise ValueError("importance='taylor' needs batches (inputs with labels)")
-        scores = taylor_importance(model, batches)
-    else:
-        scores = weight_importance(model)
+    if importance not in SCORERS:
+        raise ValueError(f"unknown importance {importance!r}; choose one of {', '.join(SCORERS)}")
+    fn, needs_data = SCORERS[importance]
+    if needs_data and batches is None:
+        raise ValueError(f"importance={importance!r} needs batches (inputs with labels)")
+    scores = fn(model, batches)
     plan = plan_structure(model, scores, ffn_keep=ffn_keep, heads_keep=heads_keep, encoder_layers=encoder_layers,
                           decoder_layers=decoder_layers, layer_selection=layer_selection)
     if sync is not None:
@@ -472,14 +479,15 @@ class Structured(Method):
 
     def plan(self, model: nn.Module, ctx) -> StructurePlan:
         sc = self.config
-        if sc.importance == "taylor":
+        fn, needs_data = SCORERS[sc.importance]
+        batches = None
+        if needs_data:
             if ctx.train_ds is None:
-                raise ValueError("prune.structured.importance='taylor' needs training data (not available with "
-                                 "--no-train); use importance='weight'")
-            scores = taylor_importance(model, importance_batches(model, ctx.tokenizer, ctx.train_ds,
-                                                                 sc.importance_batches, ctx.train_cfg.batch_size))
-        else:
-            scores = weight_importance(model)
+                raise ValueError(f"prune.structured.importance={sc.importance!r} needs training data (not available "
+                                 "with --no-train); use importance='weight'")
+            batches = importance_batches(model, ctx.tokenizer, ctx.train_ds, sc.importance_batches,
+                                         ctx.train_cfg.batch_size)
+        scores = fn(model, batches)
         return plan_structure(model, scores, ffn_keep=sc.ffn_keep, heads_keep=sc.heads_keep,
                               encoder_layers=sc.encoder_layers, decoder_layers=sc.decoder_layers,
                               layer_selection=sc.layer_selection)
