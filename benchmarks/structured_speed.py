@@ -68,7 +68,7 @@ VARIANTS: dict[str, tuple[int, int, float, float]] = {
 
 
 #: the quality grid's default: the two shapes >= 2.5x in the 2026-11-24 timing that had not collapsed
-#: on the earlier proxy (the README gives today's timings)
+#: on the earlier proxy (docs/methods.md gives today's timings)
 FRONTIER = ("enc4_dec3_ffn50_heads50", "dec2_ffn50_heads50")
 
 

@@ -26,7 +26,7 @@ else:  # pragma: no cover - exercised on 3.10 only
 #: The six layer groups of the course's recipe, in the course's order.
 GROUPS = ("enc_self_attn", "enc_ffn", "dec_self_attn", "cross_attn", "dec_ffn", "lm_head")
 
-#: How the ``lm_head`` group treats t5-small's tied embedding (see README, "Honest sparsity").
+#: How the ``lm_head`` group treats t5-small's tied embedding (see docs/course.md, "The metrics").
 TIE_MODES = ("tied", "untie", "course")
 #: ``export_format`` values (summprune.export.FORMATS; repeated here so validation needs no torch).
 EXPORT_FORMATS = ("hf", "compact", "course")
@@ -507,23 +507,47 @@ def config_from_dict(data: dict, source: str = "<dict>") -> ExperimentConfig:
     return cfg
 
 
+def _read_toml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+    """A TOML file as a dict; ``extends = "other.toml"`` (relative to the file) reads that file
+    first and lays this one over it, table by table: settings shared by several configs (the
+    recommended decoding) are written once."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid TOML: arrays or tables nested too deeply") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a UTF-8 text file; a config is a TOML file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: invalid TOML: {e}") from None
+    base = data.pop("extends", None)
+    if base is None:
+        return data
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"{path}: extends={base!r} is not a file name")
+    base_path = (path.parent / base).resolve()
+    if base_path in seen or len(seen) > 8:
+        raise ConfigError(f"{path}: extends {base!r} makes a cycle")
+    return _overlay(_read_toml(base_path, seen + (base_path,)), data)
+
+
+def _overlay(base: dict, top: dict) -> dict:
+    out = dict(base)
+    for k, v in top.items():
+        out[k] = _overlay(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+    return out
+
+
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> ExperimentConfig:
-    """Read a TOML experiment file (or defaults if None), apply overrides, validate."""
+    """Read a TOML experiment file (or defaults if None; ``extends`` read first), apply overrides,
+    validate."""
     data: dict = {}
     source = "<defaults>"
     if path is not None:
         path = Path(path)
         source = str(path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: config file not found")
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except RecursionError:
-            raise ConfigError(f"{path}: invalid TOML: arrays or tables nested too deeply") from None
-        except UnicodeDecodeError:
-            raise ConfigError(f"{path}: not a UTF-8 text file; a config is a TOML file") from None
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"{path}: invalid TOML: {e}") from None
+        data = _read_toml(path, (path.resolve(),))
     overrides = list(overrides or [])
     apply_overrides(data, overrides)
     try:

@@ -123,7 +123,7 @@ def tied_copy_for_safetensors(model: nn.Module, perm: nn.Module | None = None) -
         head = perm.get_output_embeddings()
         emb = perm.get_input_embeddings()
         if head.weight is not emb.weight:
-            if perm is model:  # no masks: _permanent returned the caller's model; do not re-tie it
+            if perm is model:  # no masks: permanent_copy returned the caller's model; do not re-tie it
                 import copy
 
                 perm = copy.deepcopy(model)

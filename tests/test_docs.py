@@ -1,0 +1,92 @@
+"""The documentation stays short, linked and true: the README's headline numbers are recomputed
+from the results files the benchmarks wrote, every link resolves, every page under docs/ is
+reachable from the README, and config headers stay a few lines."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from statistics import mean
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+RESULTS = ROOT / "docs" / "results"
+
+
+def _json(rel: str) -> dict:
+    return json.loads((RESULTS / rel).read_text(encoding="utf-8"))
+
+
+def _headline_table() -> str:
+    start = README.index("## Headline results")
+    return README[start:README.index("\n## ", start + 1)]
+
+
+def _pct_of_control(records: list[dict], method: str, target: float, steps: int, key: str = "method") -> float:
+    ctrl = mean(r["kaggle_score"] for r in records if r[key] == "dense_control" and r["recovery_steps"] == steps)
+    return 100 * mean(r["kaggle_score"] for r in records
+                      if r[key] == method and r.get("target") == target and r["recovery_steps"] == steps) / ctrl
+
+
+def _int8_cost(target: float) -> float:
+    recs = [r for r in _json("int8_quality/results.json")["records"] if r["target"] == target]
+    return mean(100 * (r["fp16"]["kaggle_score"] - r["int8"]["kaggle_score"]) / r["fp16"]["kaggle_score"] for r in recs)
+
+
+def _figures() -> list[tuple[str, str]]:
+    """(what, the text the README's table must hold), each computed from a results file."""
+    cs = _json("checkpoint_size/results.json")["targets"]
+    gs = _json("generate_speed/results.json")["runs"]
+    obs = _json("obs_step/results.json")
+    sq = _json("sparsity_quality/results.json")["records"]
+    st = _json("structured_speed/results.json")
+    return [
+        ("int8 MB at 0.30", f"**{cs['0.3']['sizes']['compact-int8']['MB']:.1f} MB**"),
+        ("fp16 MB at 0.30", f"fp16 {cs['0.3']['sizes']['compact-fp16']['MB']:.1f} MB"),
+        ("int8 MB at 0.10", f"**{cs['0.1']['sizes']['compact-int8']['MB']:.1f} MB**"),
+        ("int8 cost at 0.30", f"**{_int8_cost(0.3):+.2f}%** at 0.30"),
+        ("int8 cost at 0.10", f"**{_int8_cost(0.1):+.2f}%** at 0.10"),
+        ("OBS at 0.30", f"**{_pct_of_control(sq, 'gradual_kd_obs', 0.3, 100):.1f}%**"),
+        ("reference at 0.30", f"proportions {_pct_of_control(sq, 'reference', 0.3, 100):.1f}%"),
+        ("beams fp32", f"fp32 **{gs['ctranslate2 fp32 beams4']['speedup_vs_torch']:.2f}×**"),
+        ("beams int8", f"int8 **{gs['ctranslate2 int8 beams4']['speedup_vs_torch']:.2f}×**"),
+        ("OBS step before", f"**{obs['before']['total_seconds']:.1f} s** before"),
+        ("OBS step after", f"**{obs['after']['total_seconds']:.1f} s** now"),
+        ("structured speed", f"**{st['speed']['variants']['enc4_dec3_ffn50_heads50']['speedup']:.2f}×**"),
+        ("structured quality", "**{:.1f}%**".format(
+            _pct_of_control(st["quality"]["records"], "enc4_dec3_ffn50_heads50", None, 100, key="variant"))),
+    ]
+
+
+@pytest.mark.parametrize("what,text", _figures(), ids=[w for w, _ in _figures()])
+def test_headline_numbers_are_those_of_the_results_files(what, text):
+    assert text in _headline_table(), f"README's headline table should say {text!r} ({what})"
+
+
+def test_the_readme_is_short_and_links_every_page():
+    assert len(README.splitlines()) <= 200
+    pages = sorted(p.name for p in (ROOT / "docs").glob("*.md"))
+    assert pages and all(f"docs/{p}" in README for p in pages), pages
+
+
+@pytest.mark.parametrize("page", ["README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md"))])
+def test_every_relative_link_resolves(page):
+    f = ROOT / page
+    missing = []
+    for m in re.finditer(r"\]\(([^)\s#]+)(#[^)]*)?\)", f.read_text(encoding="utf-8")):
+        target = m.group(1)
+        if not target.startswith(("http://", "https://")) and not (f.parent / target).exists():
+            missing.append(target)
+    assert not missing
+
+
+@pytest.mark.parametrize("config", sorted(p.name for p in (ROOT / "configs").glob("*.toml")))
+def test_config_headers_are_short_and_name_their_command(config):
+    text = (ROOT / "configs" / config).read_text(encoding="utf-8")
+    header = re.match(r"(?:#[^\n]*\n)*", text).group(0).splitlines()
+    assert 0 < len(header) <= 12
+    if config != "base.toml":
+        assert any(f"configs/{config}" in line for line in header), "the header gives the command that runs it"
