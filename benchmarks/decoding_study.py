@@ -30,6 +30,9 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import pages  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 
 #: name -> decoding options (transformers' names); max_length is added per length.
@@ -58,6 +61,8 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=20)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--fresh", action="store_true", help="ignore results.json (models are still reused)")
+    p.add_argument("--page-only", action="store_true",
+                   help="rewrite table.md, the plot and README.md from --results' results.json; run nothing")
     p.add_argument("overrides", nargs="*", help="key=value overrides of --config for training (e.g. train.epochs=1)")
     return p.parse_args(argv)
 
@@ -107,6 +112,10 @@ def write_outputs(records: list[dict], out: Path, meta: dict) -> None:
                      f"{f('rougeLsum')} | {f('s_per_doc', 3)} | {r['mean_words'][0]:.1f} |")
     (out / "table.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     plot(rows, out / "decoding.png")
+    pages.write_readme(out, "Decoding study", "decoding_study.py", meta["command"], "\n".join(lines),
+                       images=("decoding.png",),
+                       settings={k: meta[k] for k in ("docs", "seeds", "max_source_length", "threads", "batch_size")
+                                 if k in meta})
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -155,6 +164,10 @@ def main(argv=None) -> int:
     from summprune.metrics import kaggle_score, rouge
     from summprune.modeling import load_tokenizer
 
+    if a.page_only:
+        data = json.loads((Path(a.results) / "results.json").read_text())
+        write_outputs(data["records"], Path(a.results), data["meta"])
+        return 0
     cfg = load_config(a.config, a.overrides)
     out = Path(a.results)
     results_path = out / "results.json"

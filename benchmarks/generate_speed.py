@@ -171,6 +171,43 @@ def trained_agreement(args) -> list[dict]:
     return out
 
 
+def write_page(report: dict, out: Path) -> Path:
+    """README.md of the results folder: every run of ``report`` in one table, and the trained
+    models' agreement (``report['trained']``, or ``trained.json`` beside it)."""
+    import json
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import pages
+
+    rows = ["| run | group | s/doc | speed-up vs torch | vs the reference | identical to torch |", "|---|---|---|---|---|---|"]
+    for name, r in report.get("runs", {}).items():
+        same = r.get("identical_to_torch_structured", r.get("identical_to_torch"))
+        same_s = "-" if same is None else f"{same}/{r.get('docs', '?')}"
+        ref = f"{r['speedup_vs_reference']:.2f}x" if r.get("speedup_vs_reference") else "-"
+        rows.append(f"| {name} | {r.get('group', '-')} | {r['s_per_doc']:.3f} | {r.get('speedup_vs_torch', 0):.2f}x | "
+                    f"{ref} | {same_s} |")
+    trained = report.get("trained")
+    if trained is None and (out / "trained.json").is_file():
+        trained = json.loads((out / "trained.json").read_text()).get("trained")
+    if trained:
+        rows += ["", "Trained models (the decoding study's smoke models), both engines on held-out documents:", "",
+                 "| model | decoding | docs | identical | course torch | course CTranslate2 | s/doc torch | s/doc CTranslate2 |",
+                 "|---|---|---|---|---|---|---|---|"]
+        for t in trained:
+            rows.append(f"| {t['model']} | {t['decoding']} | {t['docs']} | {t['identical']} | {t['kaggle_torch']:.4f} | "
+                        f"{t['kaggle_ctranslate2']:.4f} | {t['s_per_doc_torch']:.3f} | {t['s_per_doc_ctranslate2']:.3f} |")
+    settings = {k: report[k] for k in ("docs", "threads", "batch_size", "max_length") if k in report}
+    return pages.write_readme(out, "Generation speed: torch and CTranslate2", "generate_speed.py",
+                              report.get("command") or "python benchmarks/generate_speed.py --threads 2 --json "
+                              "docs/results/generate_speed/results.json", "\n".join(rows),
+                              settings=settings, page_only="--page-only --json FILE",
+                              note="Random weights of the t5-small shape. 'identical to torch': to torch fp32 of the "
+                                   "same group (the structured CTranslate2 rows: to the structured torch model). The "
+                                   "beam rows and their identity counts are "
+                                   "discussed in docs/formats-and-engines.md. output.txt is the console output of the "
+                                   "measured run.")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="generate_speed.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default=str(ROOT.parent / "shared" / "billsum" / "us_test_sample.jsonl"),
@@ -191,7 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--structured", default="4,3,0.5,0.5",
                    help="encoder blocks, decoder blocks, FFN and head fractions kept of a structured variant "
                         "timed through both engines ('' = skip)")
-    p.add_argument("--json", default=None, help="also write every run to this JSON file")
+    p.add_argument("--json", default=None, help="also write every run to this JSON file (and README.md beside it)")
+    p.add_argument("--page-only", action="store_true",
+                   help="rewrite README.md beside --json from that file (and trained.json beside it); measure nothing")
     p.add_argument("--trained", nargs="*", default=[],
                    help="trained model directories (e.g. runs/decoding_study/seed0/model): course scores of "
                         "both engines, greedy and beams, on --trained-data's test split")
@@ -207,6 +246,14 @@ def main(argv: list[str] | None = None) -> int:
                         "vacuous. Scaled down, the encoder steers the output through cross-attention "
                         "and documents get different, non-empty summaries. Speed is unaffected.")
     args = p.parse_args(argv)
+
+    if args.page_only:
+        if not args.json:
+            p.error("--page-only needs --json (the results file to read)")
+        import json
+
+        write_page(json.loads(Path(args.json).read_text()), Path(args.json).parent)
+        return 0
 
     import datasets
     import torch
@@ -366,8 +413,10 @@ def main(argv: list[str] | None = None) -> int:
         import json
 
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        report["command"] = "python benchmarks/generate_speed.py " + " ".join(argv if argv is not None else sys.argv[1:])
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
-        print(f"wrote {args.json}")
+        write_page(report, Path(args.json).parent)
+        print(f"wrote {args.json} and README.md beside it")
     print(f"load average at the end: {os.getloadavg()[0]:.2f}")
     starved = [r.name for r in all_runs if r.cpu < 0.85 * r.wall * threads]
     if starved:

@@ -48,6 +48,7 @@ predict t5-small's BillSum scores.
 from __future__ import annotations
 
 import argparse
+import json
 import copy
 import sys
 import time
@@ -57,6 +58,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import grid as G  # noqa: E402
+import pages  # noqa: E402
 
 METHODS = ("reference", "gradual_kd", "gradual_kd_wanda", "gradual_kd_obs", "gradual_kd_auto", "oneshot", "oneshot_wanda")
 CONTROL = "dense_control"
@@ -339,6 +341,10 @@ def write_outputs(data: dict, out: Path, a) -> str:
         plot_budget_axis(plt, ks, budgets, targets, methods, out / "budget.png")
     except ImportError:  # pragma: no cover
         G.log("matplotlib missing: no pareto.png")
+    pages.write_readme(out, "Quality against honest sparsity on the proxy", "sparsity_quality.py",
+                       data.get("command") or "python benchmarks/sparsity_quality.py (the grid was run in parts and "
+                       "merged with --merge; the commands are in docs/proxy.md)",
+                       table, images=("pareto.png", "budget.png"), settings=data.get("settings"))
     return table
 
 
@@ -374,6 +380,8 @@ def parse_args(argv):
                    help="append these results.json files (parts of the grid run by other processes with their own "
                         "--out and the same settings) to --out's, write its table and plot, and run nothing")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--page-only", action="store_true",
+                   help="rewrite table.md, the plots and README.md from --out's results.json; run nothing")
     return p.parse_args(argv)
 
 
@@ -382,6 +390,9 @@ def main(argv: list[str] | None = None) -> int:
     if a.threads:
         torch.set_num_threads(a.threads)
     t0 = time.time()
+    if a.page_only:
+        print(write_outputs(json.loads((Path(a.out) / "results.json").read_text()), Path(a.out), a))
+        return 0
     dense, tok, meta, data = G.load_proxy(a.proxy)
     msl = meta["max_source_length"]
     rows = data["eval"][: a.eval_docs]

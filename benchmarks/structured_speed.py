@@ -304,6 +304,12 @@ def write_outputs(results: dict, names: list[str], out: Path, a) -> str:
         fig.tight_layout(rect=(0, 0, 0.69, 1))
         fig.savefig(out / "speed_quality.png", dpi=120)
         plt.close(fig)
+    import pages
+
+    pages.write_readme(out, "Structured variants: CPU generation speed and proxy quality", "structured_speed.py",
+                       results.get("command") or "python benchmarks/structured_speed.py", table,
+                       images=("speed_quality.png",), settings=results.get("quality", {}).get("settings"),
+                       page_only="--skip-speed --skip-quality")
     return table
 
 
@@ -363,6 +369,8 @@ def main(argv: list[str] | None = None) -> int:
         os.replace(tmp, res_path)
 
     names = [n for n in VARIANTS if n in a.variants]
+    if not (a.skip_speed and a.skip_quality):
+        results["command"] = "python benchmarks/structured_speed.py " + " ".join(argv if argv is not None else sys.argv[1:])
     if not a.skip_speed:
         results["speed"] = run_speed(a, names)
         save()

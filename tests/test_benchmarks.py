@@ -102,6 +102,7 @@ def test_sparsity_quality_smallest(tmp_path, proxy_dir):
         if r["method"] != "dense_control":
             assert r["nonzero_ratio"] == pytest.approx(0.5, abs=2e-3), r["method"]  # the driver hit the target
     assert (out / "table.md").is_file() and (out / "pareto.png").is_file()
+    assert "gradual cubic, uniform, OBS" in (out / "README.md").read_text()
     # resumable: a second run finds every record and trains nothing
     assert sparsity_quality.main(argv) == 0
     assert len(json.loads((out / "results.json").read_text())["records"]) == 10
@@ -157,6 +158,8 @@ def test_structured_speed_smallest(tmp_path, proxy_dir, shared_dir):
     assert next(r for r in recs if r["variant"] == "ffn50")["plan"]["ffn"]  # the driver's structure plan
     assert "ffn50" in res["speed"]["variants"]
     assert (out / "table.md").is_file()
+    page = (out / "README.md").read_text()
+    assert "python benchmarks/structured_speed.py" in page and "| ffn50 |" in page
 
 
 def test_decoding_study_smallest(tmp_path):
@@ -171,6 +174,9 @@ def test_decoding_study_smallest(tmp_path):
     recs = json.loads((out / "results.json").read_text())["records"]
     assert {(r["setting"], r["max_length"]) for r in recs} == {("greedy", 12), ("beams2", 12)}
     assert (out / "table.md").is_file() and (out / "decoding.png").is_file()
+    assert "| beams2 | 12 |" in (out / "README.md").read_text()  # the results page
+    (out / "README.md").unlink()
+    assert decoding_study.main(["--results", str(out), "--page-only"]) == 0 and (out / "README.md").is_file()
     # resumable: a second run finds every cell done and measures nothing again
     assert decoding_study.main(argv) == 0
     assert len(json.loads((out / "results.json").read_text())["records"]) == 2
@@ -203,6 +209,8 @@ def test_generate_speed_smallest(tmp_path):
             "torch fp32 beams4"} <= set(runs)
     assert runs["ctranslate2 fp32, bs 2"]["identical_to_torch"] == 4
     assert any(k.startswith("ctranslate2 fp32 structured") for k in runs)
+    page = (tmp_path / "README.md").read_text()
+    assert "| ctranslate2 int8 beams4 | beams |" in page and "--json" in page
 
 
 def test_obs_step_smallest(tmp_path, shared_dir):

@@ -1,0 +1,37 @@
+"""The results page every benchmark writes beside its ``results.json``: ``README.md`` with the
+command, the settings, the machine, the tables and the plots, so a re-run rewrites the page and
+no number on it is typed by hand."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def machine() -> dict:
+    import time
+
+    import torch
+
+    return {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "date": time.strftime("%Y-%m-%d", time.gmtime())}
+
+
+def write_readme(out: Path, title: str, script: str, command: str, body: str, *, images: tuple[str, ...] = (),
+                 settings: dict | None = None, note: str = "", page_only: str = "--page-only") -> Path:
+    """``out/README.md``: ``title``, the command that wrote it, ``settings``, ``body`` (markdown
+    tables), the ``images`` present in ``out``, and a ``note``."""
+    lines = [f"# {title}", "",
+             f"Written by `benchmarks/{script}` from the `results.json` beside this page (a re-run, or "
+             f"`{page_only}` without measuring, rewrites it). Command:", "", f"    {command}", ""]
+    if settings:
+        lines += ["Settings: " + "; ".join(f"{k} {v}" for k, v in settings.items()) + ".", ""]
+    lines += [body.strip(), ""]
+    for im in images:
+        if (out / im).is_file():
+            lines += [f"![{im}]({im})", ""]
+    if note:
+        lines += [note.strip(), ""]
+    path = out / "README.md"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
