@@ -125,6 +125,8 @@ class ModelConfig:
     tiny_heads: int = _help("Attention heads of the 'tiny' architecture.", default=4)
     tiny_d_ff: int = _help("FFN width of the 'tiny' architecture.", default=128)
     tiny_vocab: int = _help("Vocabulary of the on-the-fly tokenizer for 'tiny'.", default=2000)
+    tiny_family: str = _help("Architecture family of 'tiny': t5 (t5-small's layout), bart or pegasus "
+                             "(summprune.models).", default="t5")
 
 
 @dataclass
@@ -168,6 +170,11 @@ class RecoveryConfig:
         default=1.0,
     )
     distill_temperature: float = _help("Distillation temperature T.", default=2.0)
+    distill_features: float = _help(
+        "Weight of feature distillation added to the loss (0 = none): per-layer normalised MSE between "
+        "the student's and the teacher's hidden states, encoder and decoder (SquareHead, Kurtic et al. "
+        "2023), a student with fewer layers mapped onto evenly spaced teacher layers. Needs the teacher.",
+        default=0.0)
 
     def recovery(self) -> "RecoveryConfig":
         """Just the recovery keys of a section."""
@@ -191,6 +198,8 @@ class StageConfig(RecoveryConfig):
 from .schedules import SCHEDULES  # noqa: E402  (pure Python, no torch)
 
 ALLOCATIONS = ("uniform", "global", "reference", "auto")
+#: Families a 'tiny' model can be built in (summprune.models; a test holds the two equal).
+TINY_FAMILIES = ("t5", "bart", "pegasus")
 #: Gradual pruning's importance within a group (summprune.methods.gradual).
 GRADUAL_IMPORTANCES = ("magnitude", "wanda", "obs")
 #: Structured importance scores and layer selections (summprune.methods.structured).
@@ -529,6 +538,8 @@ def _read_toml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     base_path = (path.parent / base).resolve()
     if base_path in seen or len(seen) > 8:
         raise ConfigError(f"{path}: extends {base!r} makes a cycle")
+    if not base_path.is_file():
+        raise ConfigError(f"{path}: extends {base!r}, but {base_path} does not exist")
     return _overlay(_read_toml(base_path, seen + (base_path,)), data)
 
 
@@ -612,6 +623,8 @@ def validate(cfg: ExperimentConfig, source: str = "<config>") -> None:
     for k in ("tiny_d_model", "tiny_layers", "tiny_heads", "tiny_d_ff", "tiny_vocab"):
         if getattr(cfg.model, k) < 1:
             bad(f"model.{k}={getattr(cfg.model, k)}: must be >= 1")
+    if cfg.model.tiny_family not in TINY_FAMILIES:
+        bad(f"model.tiny_family={cfg.model.tiny_family!r}: choose one of {list(TINY_FAMILIES)}")
     for name, section in cfg.prune.methods.items():
         sec = SECTIONS[name]
         for i, item in enumerate(section if sec.many else [section]):
@@ -675,6 +688,8 @@ def validate_recovery(rc: RecoveryConfig, where: str, bad) -> None:
         bad(f"{where}.distill_alpha={rc.distill_alpha}: must be in [0, 1] (1 = no distillation)")
     if rc.distill_temperature <= 0:
         bad(f"{where}.distill_temperature={rc.distill_temperature}: must be > 0")
+    if not rc.distill_features >= 0:  # also refuses NaN
+        bad(f"{where}.distill_features={rc.distill_features}: must be >= 0 (0 = no feature distillation)")
 
 
 def _validate_stage(st: StageConfig, pr: PruneConfig, bad) -> None:

@@ -61,7 +61,7 @@ def build_model_and_tokenizer(cfg_model, train_texts: list[str] | None = None):
 
             tok = train_tokenizer(train_texts, vocab_size=cfg_model.tiny_vocab)
         model = build_tiny_model(len(tok), cfg_model.tiny_d_model, cfg_model.tiny_layers,
-                                 cfg_model.tiny_heads, cfg_model.tiny_d_ff)
+                                 cfg_model.tiny_heads, cfg_model.tiny_d_ff, family=cfg_model.tiny_family)
         return model, tok
     from .export import load_model
 
@@ -483,6 +483,7 @@ def run_folder_matches(run_dir: Path, cfg: ExperimentConfig, overwrite: bool) ->
     if overwrite or old is None:
         return False
     new = json.loads(json.dumps(config_to_dict(cfg)))
+    old = with_new_defaults(old)
     if old == new:
         return True
     diff = sorted(_diff_keys(old, new)) if isinstance(old, dict) else ["(unreadable config.json)"]
@@ -496,6 +497,18 @@ def _same_path(a: Path, b: Path) -> bool:
         return a.resolve() == b.resolve()
     except OSError:
         return False
+
+
+def with_new_defaults(saved: dict) -> dict:
+    """A saved resolved config as this version of the package resolves it: a key added since (with
+    its default, which changes nothing the old run did) does not make a folder "another config".
+    A saved config this version cannot read is returned as it is (and then differs)."""
+    from .config import ConfigError, config_from_dict
+
+    try:
+        return json.loads(json.dumps(config_to_dict(config_from_dict(saved, "saved config"))))
+    except (ConfigError, TypeError, ValueError, KeyError):
+        return saved
 
 
 def _is_run_config(obj) -> bool:
@@ -566,6 +579,8 @@ def check_prune_work(work_dir: Path, request: dict, overwrite: bool) -> bool:
             old = json.loads(saved.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             old = "(unreadable)"
+    if isinstance(old, dict) and isinstance(old.get("config"), dict):
+        old = {**old, "config": with_new_defaults(old["config"])}
     if old == request:
         return True
     if old is not None:

@@ -2,7 +2,8 @@
 
 ``recover`` runs what a section's :class:`~summprune.config.RecoveryConfig` says: ``recover_steps``
 optimizer steps (or ``recover_epochs`` epochs when steps is 0) with the ``Seq2SeqTrainer``, or,
-when ``distill_alpha < 1``, with the :class:`~summprune.distill.DistillationTrainer` towards the
+when ``distill_alpha < 1`` or ``distill_features > 0``, with the
+:class:`~summprune.distill.DistillationTrainer` towards the
 run's frozen teacher, built once per run by :func:`make_teacher` from the model before the first
 pruning method.
 """
@@ -38,13 +39,15 @@ def recover(model: nn.Module, tokenizer, train_ds, train_cfg: TrainConfig, rc: R
     if not rc.recovers():
         return {}
     kw: dict = {}
-    if rc.distill_alpha < 1.0:
+    if rc.distill_alpha < 1.0 or rc.distill_features > 0:
         if teacher is None:
-            raise ValueError(f"{stage}: distill_alpha={rc.distill_alpha} needs a teacher")
+            raise ValueError(f"{stage}: distill_alpha={rc.distill_alpha} / distill_features={rc.distill_features} "
+                             "needs a teacher")
         from .distill import DistillationTrainer
 
         kw = {"trainer_cls": DistillationTrainer,
-              "trainer_kwargs": {"teacher": teacher, "alpha": rc.distill_alpha, "temperature": rc.distill_temperature}}
+              "trainer_kwargs": {"teacher": teacher, "alpha": rc.distill_alpha, "temperature": rc.distill_temperature,
+                                 "features": rc.distill_features}}
     cfg = dataclasses.replace(train_cfg, seed=train_cfg.seed + seed_offset,
                               learning_rate=rc.learning_rate or train_cfg.learning_rate)
     m = finetune(model, tokenizer, train_ds, cfg, output_dir, epochs=rc.recover_epochs,

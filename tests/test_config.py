@@ -82,3 +82,19 @@ def test_resolved_config_is_saved(tmp_path):
     save_config(cfg, tmp_path / "c.json")
     d = json.loads((tmp_path / "c.json").read_text())
     assert d["train"]["learning_rate"] == 2e-5 and len(d["prune"]["stages"]) == 2
+
+
+def test_extends_reads_the_shared_file_first_and_refuses_cycles(tmp_path):
+    from summprune.config import ConfigError
+
+    (tmp_path / "shared.toml").write_text("[eval]\nnum_beams = 5\nmax_length = 100\n")
+    (tmp_path / "a.toml").write_text('extends = "shared.toml"\nname = "a"\n[eval]\nmax_length = 64\n')
+    cfg = load_config(tmp_path / "a.toml")
+    assert (cfg.eval.num_beams, cfg.eval.max_length, cfg.name) == (5, 64, "a")  # the file wins, table by table
+    (tmp_path / "b.toml").write_text('extends = "c.toml"\n')
+    (tmp_path / "c.toml").write_text('extends = "b.toml"\n')
+    with pytest.raises(ConfigError, match="cycle"):
+        load_config(tmp_path / "b.toml")
+    (tmp_path / "d.toml").write_text('extends = "missing.toml"\n')
+    with pytest.raises(ConfigError, match="missing.toml"):
+        load_config(tmp_path / "d.toml")

@@ -205,6 +205,9 @@ def test_messages_name_the_override_the_file_and_the_key(tmp_path):
                                           r"prune.stages\[0\].amounts.enc_ffn=1.5"):
         load_config(ROOT / "configs" / "seed.toml", ["prune.stages.0.amounts.enc_ffn=1.5"])
     with pytest.raises(ConfigError, match=r"^.*bad.toml: prune.stages\[0\]"):  # a bad file value is the file's
+        import shutil
+
+        shutil.copytree(ROOT / "configs" / "shared", tmp_path / "shared")  # what seed.toml extends
         bad = tmp_path / "bad.toml"
         bad.write_text((ROOT / "configs" / "seed.toml").read_text().replace("enc_ffn = 0.1", "enc_ffn = 1.1", 1))
         load_config(bad)

@@ -333,7 +333,10 @@ def test_each_choice_has_one_registry_and_the_config_check_agrees():
     from summprune.methods.gradual import CRITERIA
     from summprune.methods.structured import SCORERS
 
+    from summprune.models import family_of
+
     assert set(C.GRADUAL_IMPORTANCES) == set(CRITERIA)
+    assert {family_of(t).name for t in supported_model_types()} == set(C.TINY_FAMILIES)
     assert set(C.IMPORTANCES) == set(SCORERS)
     assert {"stages", "gradual", "structured"} <= set(REGISTRY)
 
@@ -357,3 +360,25 @@ def test_inputs_longer_than_learned_positions_are_refused_or_capped(tmp_path, ca
     assert "reads at most 40 input tokens" in capsys.readouterr().err and not out.exists()
     assert gen_csv.main(["--model", str(d), "--data", str(data), "--output", str(out), "--max-length", "6"]) == 0
     assert "max_source_length=40 (config.json)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("family", ["bart", "pegasus"])
+def test_the_smoke_recipe_runs_on_a_tiny_model_of_another_family(tmp_path, family):
+    """`model.tiny_family`: the offline smoke run (tokenizer trained on the fly) on a tiny BART or
+    Pegasus, fine-tuned, pruned in stages and exported."""
+    from pathlib import Path
+
+    from summprune.config import load_config
+    from summprune.pipeline import run
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = load_config(root / "configs" / "smoke.toml", [
+        f"model.tiny_family={family}", "data.synthetic_docs=48", "data.val_size=4", "eval.docs=4",
+        "eval.max_length=12", "eval.batch_size=4", "train.max_steps=3", "model.tiny_d_model=32",
+        "model.tiny_d_ff=64", "model.tiny_vocab=300", f"runs_dir={tmp_path / 'runs'}",
+        f"output_dir={tmp_path / 'model'}"])
+    for st in cfg.prune.stages:
+        st.recover_steps = 1
+    summary = run(cfg, log_print=lambda s: None)
+    assert family_of(load_model(tmp_path / "model")).name == family
+    assert summary["final"]["nonzero_ratio"] < 0.8

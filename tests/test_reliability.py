@@ -86,3 +86,26 @@ def test_deeply_nested_toml_is_a_config_error(tmp_path):
     f.write_text("a = " + "[" * 3000 + "]" * 3000 + "\n")
     with pytest.raises(ConfigError, match="nested too deeply"):
         load_config(f)
+
+
+def test_a_run_folder_saved_before_a_new_config_key_still_matches(tmp_path):
+    """A key added to the config since a run was saved (the saved config.json lacks it, its default
+    changes nothing) does not make the folder "another config": the run resumes."""
+    import json
+
+    from summprune.config import config_to_dict, load_config
+    from summprune.pipeline import run_folder_matches
+
+    cfg = load_config(None, [f"runs_dir={tmp_path}", "name=r"])
+    d = tmp_path / "r"
+    d.mkdir()
+    saved = json.loads(json.dumps(config_to_dict(cfg)))
+    saved["train"].pop("seed")  # as if `train.seed` had been added after this run was saved
+    (d / "config.json").write_text(json.dumps(saved))
+    assert run_folder_matches(d, cfg, overwrite=False) is True
+    saved["train"]["learning_rate"] = 123.0  # a real difference is still one
+    (d / "config.json").write_text(json.dumps(saved))
+    import pytest
+
+    with pytest.raises(ValueError, match="train.learning_rate"):
+        run_folder_matches(d, cfg, overwrite=False)
