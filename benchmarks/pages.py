@@ -18,12 +18,14 @@ def machine() -> dict:
 
 
 def write_readme(out: Path, title: str, script: str, command: str, body: str, *, images: tuple[str, ...] = (),
-                 settings: dict | None = None, note: str = "", page_only: str = "--page-only") -> Path:
+                 settings: dict | None = None, note: str = "", page_only: str | None = "--page-only",
+                 source: str = "results.json") -> Path:
     """``out/README.md``: ``title``, the command that wrote it, ``settings``, ``body`` (markdown
     tables), the ``images`` present in ``out``, and a ``note``."""
     lines = [f"# {title}", "",
-             f"Written by `benchmarks/{script}` from the `results.json` beside this page (a re-run, or "
-             f"`{page_only}` without measuring, rewrites it). Command:", "", f"    {command}", ""]
+             f"Written by `benchmarks/{script}` from the `{source}` beside this page (a re-run"
+             + (f", or `{page_only}` without measuring," if page_only else "") + " rewrites it). Command:", "",
+             f"    {command}", ""]
     if settings:
         lines += ["Settings: " + "; ".join(f"{k} {v}" for k, v in settings.items()) + ".", ""]
     lines += [body.strip(), ""]

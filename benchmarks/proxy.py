@@ -317,6 +317,7 @@ def train(a, work: Path) -> tuple:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=str(DEFAULT_OUT), help="where the proxy, its tokenizer and proxy.json go")
+    p.add_argument("--page-only", action="store_true", help="rewrite README.md from --out's proxy.json; train nothing")
     p.add_argument("--work", default=str(ROOT / "runs" / "proxy_train"), help="training checkpoints (resume)")
     p.add_argument("--check-only", action="store_true", help="re-run the validity checks on --out and stop")
     p.add_argument("--difficulty", default="copy", help="make_corpus difficulty of the training corpus")
@@ -357,6 +358,9 @@ def main(argv: list[str] | None = None) -> int:
     from summprune.export import load_model, save_compact
     from summprune.modeling import load_tokenizer
 
+    if a.page_only:
+        write_page(json.loads((out / "proxy.json").read_text()), out)
+        return 0
     if a.check_only:
         meta = json.loads((out / "proxy.json").read_text())
         model, tok = load_model(out), load_tokenizer(out)
@@ -379,8 +383,35 @@ def main(argv: list[str] | None = None) -> int:
     meta["validity"] = res16
     meta["validity_fp32"] = res
     (out / "proxy.json").write_text(json.dumps(meta, indent=1) + "\n")
+    write_page(meta, out)
     log(f"done in {time.time() - t0:.0f} s: {out} (passes: {res16['passes']})")
     return 0
+
+
+def write_page(meta: dict, out: Path) -> Path:
+    """README.md beside the proxy (its folder is a model directory: load_model reads it as usual)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import pages
+
+    v = meta["validity"]
+
+    def f(key: str, spec: str) -> str:  # a check a tiny proxy could not compute is None
+        return "-" if v.get(key) is None else format(v[key], spec)
+
+    rows = ["| check | value | passes |", "|---|---|---|",
+            f"| course score with each bill's own text | {f('own_kaggle', '.4f')} | - |",
+            f"| with the next bill's text (share of own) | {f('swapped_kaggle', '.4f')} ({f('swapped_over_own', '.0%')}) | "
+            f"{v['passes'].get('swapped_le_50pct', '-')} |",
+            f"| the bill's exact title copied | {f('title_rate', '.1%')} | {v['passes'].get('title_ge_80pct', '-')} |",
+            f"| every Act the reference amends named ({v.get('act_docs')} bills) | {f('act_rate', '.1%')} | "
+            f"{v['passes'].get('act_ge_80pct', '-')} |"]
+    shape = meta.get("shape", {})
+    body = (f"A {meta['params'] / 1e6:.2f}M-parameter T5 ({', '.join(f'{k} {x}' for k, x in shape.items())}) "
+            f"trained {meta['steps']} steps on the synthetic `{meta['difficulty']}` corpus; checks on "
+            f"{v['docs']} held-out bills, on the stored fp16 model:\n\n" + "\n".join(rows)
+            + "\n\nWhat it is and why: docs/proxy.md.")
+    return pages.write_readme(out, "The quality proxy", "proxy.py", meta.get("command", "python benchmarks/proxy.py"),
+                              body, page_only="--page-only", source="proxy.json")
 
 
 if __name__ == "__main__":

@@ -13,9 +13,11 @@ from the reference in runs and part drawn at random.
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import sys
 import time
+from pathlib import Path
 
 from summprune.metrics import kaggle_score_reference, kaggle_scores, rouge
 
@@ -77,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--rouge", action="store_true", help="also time summprune.metrics.rouge")
     ap.add_argument("--workers", type=int, default=1, help="processes for --rouge (default: 1)")
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "docs" / "results" / "score_speed"),
+                    help="where results.json and the README.md page are written ('' = nowhere)")
     a = ap.parse_args(argv)
     if a.docs < 1 or (a.reference_docs is not None and not 1 <= a.reference_docs <= a.docs):
         ap.error("need --docs >= 1 and 1 <= --reference-docs <= --docs")
@@ -105,11 +109,42 @@ def main(argv: list[str] | None = None) -> int:
     print(f"speed-up: {t_ref_full / t_fast:.1f}x{' (extrapolated)' if n_ref != a.docs else ''}; "
           f"|difference| = {diff:.2e} ({'agree' if diff <= 1e-9 else 'DISAGREE'} within 1e-9)")
 
+    res = {"command": "python benchmarks/score_speed.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+           "docs": a.docs, "seed": a.seed, "reference_docs": n_ref, "ours_seconds": round(t_fast, 4),
+           "reference_seconds": round(t_ref, 4), "reference_seconds_full": round(t_ref_full, 4),
+           "extrapolated": n_ref != a.docs, "speedup": round(t_ref_full / t_fast, 2), "difference": diff,
+           "score": fast}
     if a.rouge:
         scores, t_rouge = _timed(rouge, preds, refs, workers=a.workers)
         print(f"rouge (rouge_score, stemmer) {a.docs:>6} docs  {t_rouge:8.3f} s   workers={a.workers}  "
               + " ".join(f"{k}={v:.4f}" for k, v in scores.items()))
+        res.update(rouge_seconds=round(t_rouge, 3), rouge_workers=a.workers)
+    if a.out:
+        write_outputs(res, Path(a.out))
     return 0 if diff <= 1e-9 else 1
+
+
+def write_outputs(res: dict, out: Path) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import pages
+
+    res["machine"] = pages.machine()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
+    ext = " (extrapolated from {} docs)".format(res["reference_docs"]) if res["extrapolated"] else ""
+    rows = ["| scorer | docs | seconds | course score |", "|---|---|---|---|",
+            f"| ours: `summprune.metrics.kaggle_scores` (rapidfuzz) | {res['docs']} | {res['ours_seconds']:.3f} | "
+            f"{res['score']:.12f} |",
+            f"| reference: plain-Python LCS (`kaggle_score_reference`) | {res['docs']} | "
+            f"{res['reference_seconds_full']:.3f}{ext} | agrees within {res['difference']:.1e} |"]
+    if "rouge_seconds" in res:
+        rows.append(f"| ROUGE (`summprune.metrics.rouge`, rouge_score with stemmer, {res['rouge_workers']} worker(s)) | "
+                    f"{res['docs']} | {res['rouge_seconds']:.3f} | - |")
+    body = "\n".join(rows) + f"\n\nSpeed-up of ours over the reference: **{res['speedup']:.1f}x**, both timed in this run."
+    pages.write_readme(out, "Course metric speed", "score_speed.py", res["command"], body,
+                       settings={"input": f"{res['docs']} synthetic documents, seed {res['seed']}",
+                                 **{k: v for k, v in res["machine"].items()}},
+                       page_only=None)  # it re-measures in seconds
 
 
 if __name__ == "__main__":

@@ -86,7 +86,8 @@ def method_config(method: str, target: float, budget: int, a):
     """The GradualConfig that implements ``method`` with ``budget`` recovery steps in all."""
     from summprune.config import GradualConfig
 
-    kd = {"distill_alpha": a.alpha, "distill_temperature": a.temperature}
+    kd = {"distill_alpha": a.alpha, "distill_temperature": a.temperature,
+          "distill_features": getattr(a, "distill_features", 0.0)}
     if method.startswith("oneshot"):
         wanda = method == "oneshot_wanda"
         # Wanda compares weights within a layer's output row in its paper; here within a group
@@ -124,7 +125,8 @@ def distilled_recovery(model, dense, tok, train_ds, a, seed: int, budget: int, w
     from summprune.recovery import make_teacher, recover
 
     recover(model, tok, train_ds, recovery_train_config(a, 1000 * seed),
-            RecoveryConfig(recover_steps=budget, distill_alpha=a.alpha, distill_temperature=a.temperature),
+            RecoveryConfig(recover_steps=budget, distill_alpha=a.alpha, distill_temperature=a.temperature,
+                           distill_features=getattr(a, "distill_features", 0.0)),
             teacher=make_teacher(dense), seed_offset=1, output_dir=workdir / "trainer")
 
 
@@ -368,6 +370,8 @@ def parse_args(argv):
     p.add_argument("--batch-size", type=int, default=8, help="recovery batch")
     p.add_argument("--alpha", type=float, default=0.5, help="distillation: weight of the label CE")
     p.add_argument("--temperature", type=float, default=2.0, help="distillation temperature")
+    p.add_argument("--distill-features", type=float, default=0.0,
+                   help="weight of feature distillation (SquareHead) in every recovery (0 = logit KD only)")
     p.add_argument("--levels", type=float, nargs="+", default=[0.5, 0.7, 0.8, 0.9, 0.95, 0.98],
                    help="sensitivity levels of gradual_kd_auto")
     p.add_argument("--eval-docs", type=int, default=100, help="held-out bills scored per record")
@@ -400,7 +404,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = {"proxy_sha256": meta["sha256"], "proxy_steps": meta["steps"], "proxy_params": meta["params"], "eval_docs": len(rows),
                 "recovery_docs": a.recovery_docs, "steps": a.steps, "final_recovery_frac": a.final_recovery_frac,
                 "recover_lr": a.recover_lr, "batch_size": a.batch_size, "alpha": a.alpha,
-                "temperature": a.temperature, "levels": list(a.levels)}
+                "temperature": a.temperature, "levels": list(a.levels),
+                **({"distill_features": a.distill_features} if a.distill_features else {})}
     store = G.Records(out / "results.json", settings, fresh=a.fresh, strict=bool(a.merge))
     c = dense.config
     store.data["proxy"] = {"params": meta["params"], "steps": meta["steps"], "validity": {

@@ -172,7 +172,8 @@ def run_quality(a, names: list[str], results: dict, save) -> None:
     rows = data["eval"][: a.eval_docs]
     settings = {"proxy_sha256": meta["sha256"], "proxy_steps": meta["steps"], "proxy_params": meta["params"], "recovery_steps": a.recovery_steps,
                 "alpha": 0.5, "temperature": 2.0, "importance": "taylor", "importance_batches": 16,
-                "eval_docs": len(rows), "recover_lr": a.recover_lr, "batch_size": a.recovery_batch_size}
+                "eval_docs": len(rows), "recover_lr": a.recover_lr, "batch_size": a.recovery_batch_size,
+                **({"distill_features": a.distill_features} if a.distill_features else {})}
     q = results.setdefault("quality", {})
     if q.get("settings") != settings:
         q.clear()
@@ -184,7 +185,8 @@ def run_quality(a, names: list[str], results: dict, save) -> None:
     log(f"quality: dense proxy {q['dense']['shape']}: course score {q['dense']['kaggle_score']:.4f} "
         f"ROUGE-Lsum {q['dense']['rougeLsum']:.4f} ({len(rows)} docs), before any recovery")
     train_ds = G.P.to_dataset(data["train"][: a.recovery_docs], tok, msl)
-    qa = sq.parse_args(["--recover-lr", str(a.recover_lr), "--batch-size", str(a.recovery_batch_size)])
+    qa = sq.parse_args(["--recover-lr", str(a.recover_lr), "--batch-size", str(a.recovery_batch_size),
+                        "--distill-features", str(a.distill_features)])
     work = Path(a.work)
     for name in names:
         for seed in a.seeds:
@@ -332,6 +334,8 @@ def parse_args(argv):
     p.add_argument("--recovery-steps", type=int, default=100, help="proxy: KD recovery steps per variant and control")
     p.add_argument("--recover-lr", type=float, default=1e-3, help="proxy: recovery learning rate (issue-7 default)")
     p.add_argument("--recovery-batch-size", type=int, default=8, help="proxy: recovery batch")
+    p.add_argument("--distill-features", type=float, default=0.0,
+                   help="proxy: weight of feature distillation (SquareHead) added to the logit KD (0 = none)")
     p.add_argument("--recovery-docs", type=int, default=4000, help="proxy: training bills the recoveries draw from")
     p.add_argument("--eval-docs", type=int, default=100, help="proxy: held-out bills scored per record")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="proxy: recovery seeds per variant")

@@ -45,6 +45,10 @@ def test_proxy_resumes_and_checks(proxy_dir, tmp_path):
     steps = json.loads((work / "state.json").read_text())["step"]
     assert proxy.main(argv) == 0  # budget spent: resumes, evaluates once more, rewrites the proxy
     assert json.loads((work / "state.json").read_text())["step"] == steps + 1
+    page = tmp_path / "p" / "README.md"
+    assert "| the bill's exact title copied |" in page.read_text()  # the results page beside the proxy
+    page.unlink()
+    assert proxy.main(["--out", str(tmp_path / "p"), "--page-only"]) == 0 and page.is_file()
 
 
 def test_proxy_curriculum_stages(tmp_path):
@@ -274,3 +278,13 @@ def test_checkpoint_size_smallest(tmp_path):
     assert t["density"] == pytest.approx(0.3, abs=0.01)
     page = (out.parent / "README.md").read_text()
     assert "Honest non-zero ratio 0.3" in page and "compact-int8" in page
+
+
+def test_score_speed_smallest(tmp_path):
+    import score_speed
+
+    out = tmp_path / "ss"
+    assert score_speed.main(["--docs", "20", "--rouge", "--out", str(out)]) == 0  # ours agrees with the reference
+    res = json.loads((out / "results.json").read_text())
+    assert res["docs"] == 20 and res["difference"] <= 1e-9 and "rouge_seconds" in res
+    assert "Speed-up of ours over the reference" in (out / "README.md").read_text()
