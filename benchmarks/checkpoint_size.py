@@ -42,16 +42,8 @@ from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _resolve(p: str) -> Path:
-    """A path as given (relative to cwd), else relative to the repository root."""
-    path = Path(p).expanduser()
-    if path.exists() or path.is_absolute():
-        return path
-    alt = REPO / path
-    return alt if alt.exists() else path
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pages import repo_path as _resolve  # noqa: E402  (shared with the other benchmarks)
 
 
 def _state(model: torch.nn.Module) -> dict[str, torch.Tensor]:

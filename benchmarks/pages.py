@@ -1,11 +1,24 @@
-"""The results page every benchmark writes beside its ``results.json``: ``README.md`` with the
-command, the settings, the machine, the tables and the plots, so a re-run rewrites the page and
-no number on it is typed by hand."""
+"""What the benchmark scripts share that is not the proxy (grid.py): the results page every
+benchmark writes beside its ``results.json`` (``README.md`` with the command, the settings, the
+machine, the tables and the plots, so a re-run rewrites the page and no number on it is typed by
+hand), and resolving a path given on the command line."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def repo_path(p: str) -> Path:
+    """A path as given (relative to cwd), else relative to the repository root."""
+    path = Path(p).expanduser()
+    if path.exists() or path.is_absolute():
+        return path
+    alt = REPO / path
+    return alt if alt.exists() else path
 
 
 def machine() -> dict:

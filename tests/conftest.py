@@ -44,3 +44,14 @@ def tiny_dir(tmp_path, tiny_model):
     train_tokenizer([r["text"] for r in make_corpus(20)], vocab_size=100).save_pretrained(d)
     return d
 
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny matmuls: intra-op threads only add synchronisation cost (a lot on a busy CPU). A test
+    module opts in with an autouse fixture that requests this one."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -44,12 +44,8 @@ def effective_state(m: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny matmuls: intra-op threads only add synchronisation cost (a lot on a busy CPU)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _one_thread(one_thread):
+    """Every test here on one torch thread (conftest.one_thread)."""
 
 
 X = torch.tensor([[5, 17, 42, 8, 99, 3, 1], [7, 7, 60, 12, 1, 0, 0]])

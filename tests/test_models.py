@@ -23,11 +23,8 @@ FAMILIES = [("t5", "t5", {}), ("t5-v1.1", "t5", {"gated": True, "tied": False}),
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _one_thread(one_thread):
+    """Every test here on one torch thread (conftest.one_thread)."""
 
 
 def tiny(family: str, kw: dict, seed: int = 0) -> nn.Module:
