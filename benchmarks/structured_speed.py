@@ -53,6 +53,7 @@ VARIANTS: dict[str, tuple[int, int, float, float]] = {
     "dense": (6, 6, 1.0, 1.0),
     "dec3": (6, 3, 1.0, 1.0),
     "dec2": (6, 2, 1.0, 1.0),
+    "dec1": (6, 1, 1.0, 1.0),  # deep encoder, shallow decoder (Kasai et al.; flan-t5-small 6-1)
     "ffn50": (6, 6, 0.5, 1.0),
     "heads50": (6, 6, 1.0, 0.5),
     "ffn50_heads50": (6, 6, 0.5, 0.5),
