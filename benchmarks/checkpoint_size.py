@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import tempfile
 import time
@@ -337,7 +338,7 @@ def main(argv: list[str] | None = None) -> dict:
         results["targets"][str(target)] = rec
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        results["command"] = "python benchmarks/checkpoint_size.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        results["command"] = "python benchmarks/checkpoint_size.py " + shlex.join(argv if argv is not None else sys.argv[1:])
         results["machine"] = {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
                               "date": time.strftime("%Y-%m-%d", time.gmtime())}
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")

@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import statistics
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -181,7 +182,7 @@ def main(argv=None) -> int:
     meta = {"model": f"{Path(a.config).name} (tiny T5, synthetic corpus, pruned in stages), one run per seed",
             "docs": len(texts), "seeds": a.seeds, "max_source_length": cfg.data.max_source_length,
             "threads": a.threads, "batch_size": a.batch_size,
-            "command": " ".join(["python benchmarks/decoding_study.py", *(argv if argv is not None else sys.argv[1:])])}
+            "command": "python benchmarks/decoding_study.py " + shlex.join(argv if argv is not None else sys.argv[1:])}
     for seed in a.seeds:
         model_dir = train(a.config, seed, Path(a.runs), a.overrides)
         model, tok = load_model(model_dir), load_tokenizer(model_dir)

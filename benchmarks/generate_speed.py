@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import tempfile
 import time
@@ -413,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
         import json
 
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        report["command"] = "python benchmarks/generate_speed.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        report["command"] = "python benchmarks/generate_speed.py " + shlex.join(argv if argv is not None else sys.argv[1:])
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
         write_page(report, Path(args.json).parent)
         print(f"wrote {args.json} and README.md beside it")

@@ -20,6 +20,7 @@ target and seed, written after each, so a stopped run resumes) and ``README.md``
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import tempfile
 import time
@@ -150,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
                                                                      "recovery_docs")}}
     store = G.Records(out / "results.json", settings)
     store.data["proxy"] = {"params": meta["params"]}
-    store.data["command"] = "python benchmarks/int8_quality.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    store.data["command"] = "python benchmarks/int8_quality.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     train_ds = G.P.to_dataset(data["train"][: a.recovery_docs], tok, msl)
     val_ds = G.P.to_dataset(data["val"], tok, msl)
     cache: dict = {}

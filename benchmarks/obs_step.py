@@ -37,6 +37,7 @@ import copy
 import json
 import os
 import platform
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -220,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     shapes = sorted({tuple(b["input_ids"].shape) for b in batches})
     device = next(model.parameters()).device
     res: dict = {
-        "command": "python benchmarks/obs_step.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python benchmarks/obs_step.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
         "setup": {"model": model_name, "params": sum(p.numel() for p in model.parameters()), "recipe": args.recipe,
                   "target": gr.target_nonzero_ratio, "schedule": gr.schedule, "steps": gr.steps,
                   "tie_mode": cfg.prune.tie_mode, "new_cuts": start - sum(keep.values()), "batches": len(batches),

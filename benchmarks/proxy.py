@@ -50,6 +50,7 @@ import math
 import os
 import random
 import re
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -376,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
             "params": sum(p.numel() for p in model.parameters()),
             "steps": state["step"], "kept": state["kept"], "train_s": round(state["elapsed_s"], 1),
             "history": state["history"], "validity": res,
-            "command": "python benchmarks/proxy.py " + " ".join(argv if argv is not None else sys.argv[1:])}
+            "command": "python benchmarks/proxy.py " + shlex.join(argv if argv is not None else sys.argv[1:])}
     save_compact(model, out, tokenizer=tok, dtype="fp16")
     # the checks on the stored fp16 model, the one every benchmark loads
     res16 = validity(load_model(out), tok, data["eval"], a.max_source_length)

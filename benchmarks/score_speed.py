@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"speed-up: {t_ref_full / t_fast:.1f}x{' (extrapolated)' if n_ref != a.docs else ''}; "
           f"|difference| = {diff:.2e} ({'agree' if diff <= 1e-9 else 'DISAGREE'} within 1e-9)")
 
-    res = {"command": "python benchmarks/score_speed.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+    res = {"command": "python benchmarks/score_speed.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
            "docs": a.docs, "seed": a.seed, "reference_docs": n_ref, "ours_seconds": round(t_fast, 4),
            "reference_seconds": round(t_ref, 4), "reference_seconds_full": round(t_ref_full, 4),
            "extrapolated": n_ref != a.docs, "speedup": round(t_ref_full / t_fast, 2), "difference": diff,

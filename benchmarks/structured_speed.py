@@ -37,6 +37,7 @@ import argparse
 import copy
 import json
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -375,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
 
     names = [n for n in VARIANTS if n in a.variants]
     if not (a.skip_speed and a.skip_quality):
-        results["command"] = "python benchmarks/structured_speed.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        results["command"] = "python benchmarks/structured_speed.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     if not a.skip_speed:
         results["speed"] = run_speed(a, names)
         save()
