@@ -144,6 +144,7 @@ def resolve_inputs(args, model_dir: Path) -> tuple[dict, dict]:
     and where each came from."""
     from summprune.config import DataConfig
 
+    fam, config = _family(model_dir) if model_dir.is_dir() else (None, None)
     recorded = {}
     info = model_dir / "pruning.json"
     if info.is_file():
@@ -159,12 +160,12 @@ def resolve_inputs(args, model_dir: Path) -> tuple[dict, dict]:
         elif isinstance(recorded.get(k), type(getattr(defaults, k))):
             out[k], source[k] = recorded[k], f"{info.name}"
         elif k == "prefix":
-            out[k], source[k] = _family_prefix(model_dir, defaults.prefix), "default"
+            out[k], source[k] = (fam.default_prefix if fam else defaults.prefix), "default"
         else:
             out[k], source[k] = getattr(defaults, k), "default"
     if out["max_source_length"] < 1:
         raise UsageError(f"--max-source-length must be >= 1 (got {out['max_source_length']})")
-    limit = _family_positions(model_dir)
+    limit = fam.max_source_positions(config) if fam else None
     if limit is not None and out["max_source_length"] > limit:
         if source["max_source_length"] == "option":
             raise UsageError(f"--max-source-length {out['max_source_length']}: the model in {model_dir} reads at most "
@@ -173,28 +174,18 @@ def resolve_inputs(args, model_dir: Path) -> tuple[dict, dict]:
     return out, source
 
 
-def _family_positions(model_dir: Path) -> int | None:
-    """The longest input ``model_dir``'s model reads (None: any length, or unknown here)."""
+def _family(model_dir: Path):
+    """``(family, config)`` of ``model_dir``'s model, for the prefix its family takes by convention
+    ("summarize: " for T5, none for BART and Pegasus) and the longest input it reads; ``(None,
+    None)`` where that cannot be told here (the loader says why, later)."""
     from transformers import AutoConfig
 
     from summprune.models import family_of
 
     try:
-        fam = family_of(model_dir)
-        return fam.max_source_positions(AutoConfig.from_pretrained(str(model_dir))) if fam.name != "t5" else None
+        return family_of(model_dir), AutoConfig.from_pretrained(str(model_dir))
     except (ValueError, OSError):
-        return None
-
-
-def _family_prefix(model_dir: Path, fallback: str) -> str:
-    """The prefix models of ``model_dir``'s family take by convention ("summarize: " for T5, none
-    for BART and Pegasus); ``fallback`` where the family cannot be told (checked again on loading)."""
-    from summprune.models import family_of
-
-    try:
-        return family_of(model_dir).default_prefix if model_dir.is_dir() else fallback
-    except ValueError:
-        return fallback
+        return None, None
 
 
 def run_meta(args, model_dir: Path, n_docs: int, decoding: dict, inputs: dict) -> dict:

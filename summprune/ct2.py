@@ -114,11 +114,7 @@ def convert(model_dir: str | Path, log=None) -> Path:
     tmp = root / f"{key}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
     try:
         model = load_model(model_dir)  # every format, checked; pruning permanent; compact int8 dequantized
-        fam = family_of(model)
-        for k, v in fam.ct2_config.items():
-            if not hasattr(model.config, k):
-                setattr(model.config, k, v)
-        fam.ct2_prepare(model)
+        family_of(model).ct2_prepare(model)  # what the converter needs of this family
         tok = load_tokenizer(model_dir)
         if log:
             log(f"converting {model_dir} for ctranslate2 (once; cached in {out})")
@@ -171,9 +167,8 @@ class Ct2Model:
         translator = ct2.Translator(str(path), device=kind, device_index=int(index or 0),
                                     compute_type=COMPUTE_TYPES[dtype], inter_threads=1,
                                     intra_threads=threads or torch.get_num_threads())
-        from .io.hf import load_generation_config
-
         from .io.files import read_json
+        from .io.hf import load_generation_config
 
         gen = load_generation_config(Path(model_dir))
         cfg = read_json(Path(model_dir) / "config.json")

@@ -183,6 +183,9 @@ def load_model(path: str | Path, device: str | torch.device | None = None) -> T5
         raise FileNotFoundError(f"model directory not found: {name}")
     else:
         model = load_pretrained(name)
+    from .models import family_of
+
+    family_of(model).after_load(model)  # every format: e.g. Pegasus' fixed sinusoids frozen again
     model = model.float().eval()
     if device is not None:
         model = model.to(device)

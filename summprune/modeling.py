@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import AutoTokenizer
+from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
 
 from .models import family_of
 from .models.t5 import GROUP_PATTERNS  # noqa: F401  (the T5 patterns, the default of a model-less caller)
@@ -65,8 +65,6 @@ def build_tiny_model(vocab_size: int, d_model: int = 64, layers: int = 2, heads:
 def random_model_from_config(config_dir: str | Path, seed: int = 0) -> nn.Module:
     """A randomly initialised model of the shape in ``config_dir/config.json`` (no weights needed),
     of whichever supported family it describes."""
-    from transformers import AutoConfig
-
     fam = family_of(config_dir)
     torch.manual_seed(seed)
     return fam.build(AutoConfig.from_pretrained(str(config_dir)))
@@ -125,28 +123,13 @@ def load_pretrained(name_or_dir: str | Path) -> nn.Module:
             raise FileNotFoundError(f"model directory not found: {name}")
         if not (p / "config.json").is_file():
             raise FileNotFoundError(f"{name}: no config.json; is this a model directory?")
-        fam = family_of(p)  # an unsupported model_type: one error listing the supported ones
-        return _loaded(fam, name)
+        family_of(p)  # an unsupported model_type: one error listing the supported ones
+        return AutoModelForSeq2SeqLM.from_pretrained(name)
     try:
-        from transformers import AutoConfig
-
-        fam = family_of(AutoConfig.from_pretrained(name))
+        family_of(AutoConfig.from_pretrained(name))
+        return AutoModelForSeq2SeqLM.from_pretrained(name)
     except OSError as e:  # offline, or no such repository: the way out is a local directory
         raise OSError(_hub_hint("model", name, e)) from None
-    return _loaded(fam, name)
-
-
-def _loaded(fam, name: str) -> nn.Module:
-    from transformers import AutoModelForSeq2SeqLM
-
-    try:
-        model = AutoModelForSeq2SeqLM.from_pretrained(name)
-    except OSError as e:
-        if Path(name).is_dir():
-            raise
-        raise OSError(_hub_hint("model", name, e)) from None
-    fam.after_load(model)
-    return model
 
 
 def _looks_like_path(name: str) -> bool:

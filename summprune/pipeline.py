@@ -74,7 +74,6 @@ def check_groups(model, cfg: ExperimentConfig) -> None:
     """The recipe's layer groups against this model, before any data or folder is touched: a
     pattern that matches nothing, or a module in two groups, names ``prune.groups``."""
     from .modeling import group_modules
-
     from .models import family_of
 
     try:

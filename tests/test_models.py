@@ -75,6 +75,10 @@ def test_stages_then_every_format_reloads_exactly(fam, tie_mode, tmp_path):
         assert set(sd) == set(want) and all(torch.equal(sd[k], v) for k, v in want.items()), fmt
         assert torch.equal(logits(got), ref), fmt
         assert sparsity.nonzero_ratio(got) == pytest.approx(ratio, abs=1e-12), fmt
+        # Pegasus' sinusoidal positions are fixed: loading (from_pretrained makes them trainable)
+        # freezes them again, whatever the format
+        assert not any(p.requires_grad for n, p in got.named_parameters() if n.endswith("embed_positions.weight")
+                       and family == "pegasus"), fmt
     # int8: the same zeros; biases, positions and tables of the family's exemptions untouched
     got = load_model(export_model(m, tmp_path / f"int8-{tie_mode}", format="compact", dtype="int8"))
     import re

@@ -361,7 +361,6 @@ def load_compact(d: Path) -> nn.Module:
     if leftovers:  # non-persistent buffers are not in the state dict: recompute them on CPU
         raise ValueError(f"{d}: model tensors {leftovers[:5]} were not restored (not in the state dict)")
     check_finite(model, weights)
-    family_of(model).after_load(model)
     gen = load_generation_config(d)
     if gen is not None:
         model.generation_config = gen

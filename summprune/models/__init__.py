@@ -53,18 +53,11 @@ class Family:
     int8_exempt: tuple[str, ...] = ()
     #: structured pruning (heads, FFN neurons, blocks) is implemented for this family
     structured: bool = False
-    #: config attributes CTranslate2's converter reads that transformers 5 no longer sets
-    #: (set on the model's config, where missing, before conversion)
-    ct2_config: dict[str, Any] = field(default_factory=dict)
     #: ``model -> None``: fix-ups of the loaded model (a copy) before CTranslate2 converts it
+    #: (config keys its converter reads that transformers 5 no longer sets, ...)
     ct2_prepare: Callable[[nn.Module], None] = field(default=lambda model: None)
     #: ``model -> None``: fix-ups after loading (e.g. a frozen positional table made trainable)
     after_load: Callable[[nn.Module], None] = field(default=lambda model: None)
-
-    def config_class(self, model_type: str):
-        from transformers import AutoConfig
-
-        return type(AutoConfig.for_model(model_type))
 
     def build(self, config) -> nn.Module:
         """A randomly initialised model of ``config`` (under ``torch.device('meta')``: shapes only)."""

@@ -64,11 +64,19 @@ _COMMON = dict(
     max_source_positions=lambda config: int(config.max_position_embeddings),
 )
 
-# BART normalises after each sub-layer (post-norm); CTranslate2 4.x reads that from a config key
-# transformers 5 dropped
+def _ct2_keys(**keys):
+    """CTranslate2 4.x reads these config keys, which transformers 5 dropped: set where missing."""
+    def prepare(model: nn.Module) -> None:
+        for k, v in keys.items():
+            if not hasattr(model.config, k):
+                setattr(model.config, k, v)
+    return prepare
+
+
+# BART normalises after each sub-layer (post-norm)
 BART = register(Family(name="bart", model_types=("bart",), tiny_config=_tiny(_bart_config),
-                       ct2_config={"normalize_before": False}, **_COMMON))
+                       ct2_prepare=_ct2_keys(normalize_before=False), **_COMMON))
 # Pegasus normalises before each sub-layer (pre-norm) and has no embedding layer norm
 PEGASUS = register(Family(name="pegasus", model_types=("pegasus",), tiny_config=_tiny(_pegasus_config),
                           int8_exempt=(r"embed_positions\.weight$",), after_load=_freeze_sinusoids,
-                          ct2_config={"normalize_before": True, "normalize_embedding": False}, **_COMMON))
+                          ct2_prepare=_ct2_keys(normalize_before=True, normalize_embedding=False), **_COMMON))
