@@ -37,7 +37,7 @@ META_VERSION = 3  # 2: the decoding options as one "decoding" table; 3: engine, 
 
 
 def build_parser() -> ArgumentParser:
-    from summprune.generate import DTYPES, ENGINES
+    from summprune.generate import DTYPES, ENGINE_CHOICES
     from summprune.metrics import DEFAULT_PREDICTIONS
 
     p = ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
@@ -77,7 +77,7 @@ def build_parser() -> ArgumentParser:
                    help="fp32 = exact; torch engine: bf16 (CPU/GPU), fp16 (GPU) and int8 (CPU) are faster "
                         "but may change some summaries; ctranslate2 engine: fp32 or int8 on CPU, fp32, fp16, "
                         "bf16 or int8 on GPU")
-    p.add_argument("--engine", default="auto", choices=ENGINES,
+    p.add_argument("--engine", default="auto", choices=ENGINE_CHOICES,
                    help="torch: transformers' generate (the exact reference); ctranslate2: the model converted "
                         "once (cached) and run by CTranslate2, about 5x faster with beams on a CPU, the same "
                         "summaries with greedy fp32, slightly different ones with beams; auto: ctranslate2 for "
@@ -266,13 +266,9 @@ def run(args) -> int:
     args.engine, why = gen.choose_engine(args.engine, device.type, decoding["num_beams"], args.dtype)
     if why != "asked for":
         print(f"engine: {args.engine} ({why})", file=sys.stderr)
+    engine = gen.ENGINES[args.engine]
     try:
-        if args.engine == "ctranslate2":
-            from summprune.ct2 import check_dtype as ct2_check_dtype
-
-            ct2_check_dtype(device.type, args.dtype)
-        else:
-            device = gen.check_dtype(device, args.dtype)
+        device = engine.check(device, args.dtype)
     except ValueError as e:
         raise UsageError(f"--device {args.device} --dtype {args.dtype}: {e}") from None
     output = Path(args.output).expanduser()
@@ -380,7 +376,6 @@ def _generate(args, output: Path, model_dir: Path, texts: list[str], decoding: d
     if len(done) < n:
         import torch
 
-        from summprune.export import load_model
         from summprune.modeling import load_tokenizer
 
         if args.threads:
@@ -399,13 +394,8 @@ def _generate(args, output: Path, model_dir: Path, texts: list[str], decoding: d
         except DataError as e:
             raise UsageError(str(e)) from None
         try:
-            if args.engine == "ctranslate2":
-                from summprune.ct2 import Ct2Model
-
-                model = Ct2Model.from_dir(model_dir, tokenizer, device=str(device), dtype=args.dtype,
-                                          threads=args.threads, log=lambda m: print(m, file=sys.stderr))
-            else:
-                model = load_model(model_dir)
+            model = gen.ENGINES[args.engine].load(model_dir, tokenizer, device=device, dtype=args.dtype,
+                                                  threads=args.threads, log=lambda m: print(m, file=sys.stderr))
         except (OSError, ValueError, RuntimeError) as e:
             raise UsageError(f"cannot load the model in {model_dir}: {e}") from None
 

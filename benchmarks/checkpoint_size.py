@@ -226,7 +226,8 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(args.threads)
 
     from summprune import sparsity
-    from summprune.config import expand_stages, load_config
+    from summprune.config import load_config
+    from summprune.methods.stages import expand_stages
     from summprune.export import dir_size, load_model, save_compact, save_course, save_hf
     from summprune.prune import permanent_copy
     from summprune.modeling import random_model_from_config

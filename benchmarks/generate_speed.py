@@ -180,13 +180,18 @@ def write_page(report: dict, out: Path) -> Path:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import pages
 
-    rows = ["| run | group | s/doc | speed-up vs torch | vs the reference | identical to torch |", "|---|---|---|---|---|---|"]
+    rows = ["| run | group | s/doc | speed-up vs torch | vs the reference | vs dense, same engine | identical to torch |",
+            "|---|---|---|---|---|---|---|"]
     for name, r in report.get("runs", {}).items():
         same = r.get("identical_to_torch_structured", r.get("identical_to_torch"))
         same_s = "-" if same is None else f"{same}/{r.get('docs', '?')}"
         ref = f"{r['speedup_vs_reference']:.2f}x" if r.get("speedup_vs_reference") else "-"
+        same_x = r.get("speedup_vs_dense_same_engine")
+        if same_x is None and name.startswith("torch") and str(r.get("group", "")).startswith("structured"):
+            same_x = r.get("speedup_vs_torch")  # the torch rows' base is the dense torch run
+        same_eng = f"{same_x:.2f}x" if same_x else "-"
         rows.append(f"| {name} | {r.get('group', '-')} | {r['s_per_doc']:.3f} | {r.get('speedup_vs_torch', 0):.2f}x | "
-                    f"{ref} | {same_s} |")
+                    f"{ref} | {same_eng} | {same_s} |")
     trained = report.get("trained")
     if trained is None and (out / "trained.json").is_file():
         trained = json.loads((out / "trained.json").read_text()).get("trained")
@@ -226,9 +231,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--beam-docs", type=int, default=8, help="documents of the beam-search comparison (0 = skip)")
     p.add_argument("--beams", type=int, default=4)
     p.add_argument("--no-repeat", type=int, default=3, help="no_repeat_ngram_size of the beam comparison")
-    p.add_argument("--structured", default="4,3,0.5,0.5",
-                   help="encoder blocks, decoder blocks, FFN and head fractions kept of a structured variant "
-                        "timed through both engines ('' = skip)")
+    p.add_argument("--structured", nargs="*", default=["4,3,0.5,0.5"],
+                   help="structured variants timed through both engines, greedy and (with --beam-docs) beams: "
+                        "each 'E,D,F,H' = encoder blocks, decoder blocks, FFN and head fractions kept "
+                        "(none or '' = skip)")
     p.add_argument("--json", default=None, help="also write every run to this JSON file (and README.md beside it)")
     p.add_argument("--page-only", action="store_true",
                    help="rewrite README.md beside --json from that file (and trained.json beside it); measure nothing")
@@ -357,6 +363,14 @@ def main(argv: list[str] | None = None) -> int:
         all_runs.append(ref_bs)
         print(line(ref_bs, n, ref, threads) + f"  differ from ours: {differ(ref_bs.out, best.out)[0]}/{n}", flush=True)
         keep(ref_bs, "greedy", best, ref)
+    dense_ct2: dict[tuple[str, str], Run] = {}  # (greedy|beams, dtype) -> the dense model's CTranslate2 run
+
+    def vs_ct2(r: Run, mode: str, dtype: str) -> None:
+        """The structured run against the dense model on the same engine, dtype and decoding."""
+        base = dense_ct2.get((mode, dtype))
+        if base is not None:
+            report["runs"][r.name]["speedup_vs_dense_same_engine"] = base.wall / r.wall
+
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
         os.environ["SUMMPRUNE_CACHE"] = str(work / "cache")  # conversions of this run's random models only
@@ -365,13 +379,14 @@ def main(argv: list[str] | None = None) -> int:
                      name=f"ctranslate2 {dtype}, bs {bs}")
             all_runs.append(r)
             keep(r, "greedy", best, ref)
+            dense_ct2[("greedy", dtype)] = r
             print(line(r, n, ref, threads) + f"  {best.wall / r.wall:.2f}x torch fp32; identical to torch fp32: "
                   f"{n - differ(r.out, best.out)[0]}/{n}", flush=True)
             if dtype == "fp32" and differ(r.out, best.out)[0]:
                 mismatched.append(r.name)
+        bt = texts[: args.beam_docs]
+        dec = {"num_beams": args.beams, "no_repeat_ngram_size": args.no_repeat}
         if args.beam_docs:
-            bt = texts[: args.beam_docs]
-            dec = {"num_beams": args.beams, "no_repeat_ngram_size": args.no_repeat}
             print(f"beam search: {len(bt)} docs, {args.beams} beams, no_repeat_ngram_size {args.no_repeat}, "
                   f"forced to {args.max_length - 1} new tokens, batch {bs}")
             tb = ours(model, tok, bt, args.max_length, bs, name=f"torch fp32 beams{args.beams}", **dec)
@@ -383,12 +398,13 @@ def main(argv: list[str] | None = None) -> int:
                          name=f"ctranslate2 {dtype} beams{args.beams}", **dec)
                 all_runs.append(r)
                 keep(r, "beams", tb)
+                dense_ct2[("beams", dtype)] = r
                 print(line(r, len(bt), None, threads) + f"  {tb.wall / r.wall:.2f}x torch beams; identical: "
                       f"{len(bt) - differ(r.out, tb.out)[0]}/{len(bt)}", flush=True)
-        if args.structured:
+        for spec in (x for x in args.structured if x.strip()):
             from summprune.methods.structured import shrink
 
-            enc, dec_l, ffn, heads = (float(x) for x in args.structured.split(","))
+            enc, dec_l, ffn, heads = (float(x) for x in spec.split(","))
             small, _ = shrink(model, importance="weight", ffn_keep=ffn, heads_keep=heads,
                               encoder_layers=int(enc), decoder_layers=int(dec_l))
             small.eval()
@@ -404,10 +420,27 @@ def main(argv: list[str] | None = None) -> int:
                 keep(r, "structured", best, ref)
                 n_same = n - differ(r.out, ts.out)[0]
                 report["runs"][r.name]["identical_to_torch_structured"] = n_same
+                vs_ct2(r, "greedy", dtype)
                 print(line(r, n, ref, threads) + f"  {best.wall / r.wall:.2f}x dense torch, {ts.wall / r.wall:.2f}x "
                       f"structured torch; identical to structured torch: {n_same}/{n}", flush=True)
                 if dtype == "fp32" and n_same != n:
                     mismatched.append(r.name)
+            if args.beam_docs:
+                # the same beams as the dense rows above: the decoder runs once per beam, so depth cuts pay more
+                sb = ours(small, tok, bt, args.max_length, bs, name=f"torch fp32 beams{args.beams} {label}", **dec)
+                all_runs.append(sb)
+                keep(sb, "structured beams", tb)
+                print(line(sb, len(bt), None, threads) + f"  {tb.wall / sb.wall:.2f}x dense torch beams", flush=True)
+                for dtype in ct2_dtypes:
+                    r = ours(ct2_model(small, tok, work, dtype, threads), tok, bt, args.max_length, bs,
+                             name=f"ctranslate2 {dtype} beams{args.beams} {label}", **dec)
+                    all_runs.append(r)
+                    keep(r, "structured beams", tb)
+                    n_same = len(bt) - differ(r.out, sb.out)[0]
+                    report["runs"][r.name]["identical_to_torch_structured"] = n_same
+                    vs_ct2(r, "beams", dtype)
+                    print(line(r, len(bt), None, threads) + f"  {tb.wall / r.wall:.2f}x dense torch beams, "
+                          f"{sb.wall / r.wall:.2f}x structured torch beams", flush=True)
     if args.trained:
         report["trained"] = trained_agreement(args)
     if args.json:

@@ -84,10 +84,11 @@ def pct(x: float, ref: float) -> str:
 
 def method_config(method: str, target: float, budget: int, a):
     """The GradualConfig that implements ``method`` with ``budget`` recovery steps in all."""
-    from summprune.config import GradualConfig
+    from summprune.methods.gradual import GradualConfig
 
     kd = {"distill_alpha": a.alpha, "distill_temperature": a.temperature,
-          "distill_features": getattr(a, "distill_features", 0.0)}
+          "distill_features": getattr(a, "distill_features", 0.0),
+          "distill_sequences": getattr(a, "distill_sequences", 0.0)}
     if method.startswith("oneshot"):
         wanda = method == "oneshot_wanda"
         # Wanda compares weights within a layer's output row in its paper; here within a group
@@ -126,7 +127,8 @@ def distilled_recovery(model, dense, tok, train_ds, a, seed: int, budget: int, w
 
     recover(model, tok, train_ds, recovery_train_config(a, 1000 * seed),
             RecoveryConfig(recover_steps=budget, distill_alpha=a.alpha, distill_temperature=a.temperature,
-                           distill_features=getattr(a, "distill_features", 0.0)),
+                           distill_features=getattr(a, "distill_features", 0.0),
+                           distill_sequences=getattr(a, "distill_sequences", 0.0)),
             teacher=make_teacher(dense), seed_offset=1, output_dir=workdir / "trainer")
 
 
@@ -372,6 +374,9 @@ def parse_args(argv):
     p.add_argument("--temperature", type=float, default=2.0, help="distillation temperature")
     p.add_argument("--distill-features", type=float, default=0.0,
                    help="weight of feature distillation (SquareHead) in every recovery (0 = logit KD only)")
+    p.add_argument("--distill-sequences", type=float, default=0.0,
+                   help="share of training rows labelled with the dense model's greedy summaries in every "
+                        "recovery (sequence-level KD; 0 = the references only)")
     p.add_argument("--levels", type=float, nargs="+", default=[0.5, 0.7, 0.8, 0.9, 0.95, 0.98],
                    help="sensitivity levels of gradual_kd_auto")
     p.add_argument("--eval-docs", type=int, default=100, help="held-out bills scored per record")
@@ -405,7 +410,8 @@ def main(argv: list[str] | None = None) -> int:
                 "recovery_docs": a.recovery_docs, "steps": a.steps, "final_recovery_frac": a.final_recovery_frac,
                 "recover_lr": a.recover_lr, "batch_size": a.batch_size, "alpha": a.alpha,
                 "temperature": a.temperature, "levels": list(a.levels),
-                **({"distill_features": a.distill_features} if a.distill_features else {})}
+                **({"distill_features": a.distill_features} if a.distill_features else {}),
+                **({"distill_sequences": a.distill_sequences} if a.distill_sequences else {})}
     store = G.Records(out / "results.json", settings, fresh=a.fresh, strict=bool(a.merge))
     c = dense.config
     store.data["proxy"] = {"params": meta["params"], "steps": meta["steps"], "validity": {

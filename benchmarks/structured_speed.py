@@ -91,7 +91,8 @@ def make_variant(model, spec, full_layers: int = 6, importance: str = "weight", 
                  batch_size: int = 16, work_dir: Path | str = "runs/structured_speed"):
     """The structured variant ``spec`` of ``model`` (layer counts scaled from a 6-layer stack),
     cut by the package's driver from a ``[prune.structured]`` section, without recovery."""
-    from summprune.config import ExperimentConfig, PruneConfig, StructuredConfig, TrainConfig
+    from summprune.config import ExperimentConfig, PruneConfig, TrainConfig
+    from summprune.methods.structured import StructuredConfig
     from summprune.pipeline import prune_model
 
     enc, dec, ffn, heads = spec
@@ -175,7 +176,8 @@ def run_quality(a, names: list[str], results: dict, save) -> None:
     settings = {"proxy_sha256": meta["sha256"], "proxy_steps": meta["steps"], "proxy_params": meta["params"], "recovery_steps": a.recovery_steps,
                 "alpha": 0.5, "temperature": 2.0, "importance": "taylor", "importance_batches": 16,
                 "eval_docs": len(rows), "recover_lr": a.recover_lr, "batch_size": a.recovery_batch_size,
-                **({"distill_features": a.distill_features} if a.distill_features else {})}
+                **({"distill_features": a.distill_features} if a.distill_features else {}),
+                **({"distill_sequences": a.distill_sequences} if a.distill_sequences else {})}
     q = results.setdefault("quality", {})
     if q.get("settings") != settings:
         q.clear()
@@ -188,7 +190,8 @@ def run_quality(a, names: list[str], results: dict, save) -> None:
         f"ROUGE-Lsum {q['dense']['rougeLsum']:.4f} ({len(rows)} docs), before any recovery")
     train_ds = G.P.to_dataset(data["train"][: a.recovery_docs], tok, msl)
     qa = sq.parse_args(["--recover-lr", str(a.recover_lr), "--batch-size", str(a.recovery_batch_size),
-                        "--distill-features", str(a.distill_features)])
+                        "--distill-features", str(a.distill_features),
+                        "--distill-sequences", str(a.distill_sequences)])
     work = Path(a.work)
     for name in names:
         for seed in a.seeds:
@@ -252,7 +255,11 @@ def write_outputs(results: dict, names: list[str], out: Path, a) -> str:
         lines.append(f"Quality: the proxy of `docs/results/proxy/` ({qd['shape']}, {qd['params'] / 1e6:.2f}M params; "
                      f"{qd['kaggle_score']:.4f} course score on {st['eval_docs']} held-out bills before any recovery). "
                      f"Every row, the dense control included, gets the same recovery: {st['recovery_steps']} steps "
-                     f"distilled from the dense proxy (alpha {st['alpha']}, T {st['temperature']}), batch "
+                     f"distilled from the dense proxy (alpha {st['alpha']}, T {st['temperature']}"
+                     + (f", feature KD weight {st['distill_features']}" if st.get("distill_features") else "")
+                     + (f", {st['distill_sequences']:.0%} of the training rows labelled with the dense proxy's "
+                        "greedy summaries" if st.get("distill_sequences") else "")
+                     + f"), batch "
                      f"{st['batch_size']}, learning rate {st['recover_lr']}; variants are cut with Taylor importance. "
                      "Mean [min-max] over seeds; '% of control' is of the control's mean; 'vs control': beats / "
                      "ties / loses to by non-overlapping ranges.")
@@ -338,6 +345,9 @@ def parse_args(argv):
     p.add_argument("--recovery-batch-size", type=int, default=8, help="proxy: recovery batch")
     p.add_argument("--distill-features", type=float, default=0.0,
                    help="proxy: weight of feature distillation (SquareHead) added to the logit KD (0 = none)")
+    p.add_argument("--distill-sequences", type=float, default=0.0,
+                   help="proxy: share of training rows labelled with the dense proxy's greedy summaries "
+                        "(sequence-level KD, beside the logit KD; 0 = none)")
     p.add_argument("--recovery-docs", type=int, default=4000, help="proxy: training bills the recoveries draw from")
     p.add_argument("--eval-docs", type=int, default=100, help="proxy: held-out bills scored per record")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="proxy: recovery seeds per variant")

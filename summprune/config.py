@@ -16,20 +16,23 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, get_args, get_origin, get_type_hints
+from typing import TYPE_CHECKING, Any, Callable, get_args, get_origin, get_type_hints
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
+if TYPE_CHECKING:  # each method's section lives beside its code (summprune.methods)
+    from .methods.gradual import GradualConfig
+    from .methods.stages import StageConfig
+    from .methods.structured import StructuredConfig
+
 #: The six layer groups of the course's recipe, in the course's order.
 GROUPS = ("enc_self_attn", "enc_ffn", "dec_self_attn", "cross_attn", "dec_ffn", "lm_head")
 
 #: How the ``lm_head`` group treats t5-small's tied embedding (see docs/course.md, "The metrics").
 TIE_MODES = ("tied", "untie", "course")
-#: ``export_format`` values (summprune.export.FORMATS; repeated here so validation needs no torch).
-EXPORT_FORMATS = ("hf", "compact", "course")
 
 
 #: The decoding options (transformers' names) and their values when nothing sets them: the
@@ -175,6 +178,14 @@ class RecoveryConfig:
         "the student's and the teacher's hidden states, encoder and decoder (SquareHead, Kurtic et al. "
         "2023), a student with fewer layers mapped onto evenly spaced teacher layers. Needs the teacher.",
         default=0.0)
+    distill_sequences: float = _help(
+        "Sequence-level distillation (Kim & Rush 2016): the share of training rows whose labels are "
+        "replaced by the teacher's own summary of the document (0 = none, 1 = all; in between a seeded "
+        "subset, the rest keep their references). Generated once per teacher and cached "
+        "(summprune.seqkd). Needs the teacher.",
+        default=0.0)
+    distill_sequence_beams: int = _help("distill_sequences: beams of the teacher's summaries (1 = greedy).",
+                                        default=1)
 
     def recovery(self) -> "RecoveryConfig":
         """Just the recovery keys of a section."""
@@ -183,92 +194,16 @@ class RecoveryConfig:
     def recovers(self) -> bool:
         return self.recover_steps > 0 or self.recover_epochs > 0
 
+    def distils(self) -> bool:
+        """Whether the recovery objective uses the teacher (logits, features or sequences)."""
+        return self.distill_alpha < 1.0 or self.distill_features > 0 or self.distill_sequences > 0
 
-@dataclass
-class StageConfig(RecoveryConfig):
-    amounts: dict[str, float] = _help(
-        "Per-group fraction of the weights *still unpruned* to prune in this stage "
-        "(torch.nn.utils.prune semantics). Groups not named are left alone.",
-        default_factory=dict,
-    )
-    repeat: int = _help("Apply this stage N times in a row (the course's five equal stages).", default=1)
+    def needs_teacher(self) -> bool:
+        return self.recovers() and self.distils()
 
 
-#: Gradual-pruning schedules and per-group allocations (summprune.schedules / summprune.allocate).
-from .schedules import SCHEDULES  # noqa: E402  (pure Python, no torch)
-
-ALLOCATIONS = ("uniform", "global", "reference", "auto")
 #: Families a 'tiny' model can be built in (summprune.models; a test holds the two equal).
 TINY_FAMILIES = ("t5", "bart", "pegasus")
-#: Gradual pruning's importance within a group (summprune.methods.gradual).
-GRADUAL_IMPORTANCES = ("magnitude", "wanda", "obs")
-#: Structured importance scores and layer selections (summprune.methods.structured).
-IMPORTANCES = ("weight", "taylor")
-LAYER_SELECTIONS = ("spread", "first")
-
-
-@dataclass
-class GradualConfig(RecoveryConfig):
-    target_nonzero_ratio: float = _help(
-        "Honest nonzero_ratio to reach (non-zeros the model computes with / dense parameters, the "
-        "tied embedding counted once), never exceeded; required, in (0, 1).",
-        default=0.0,
-    )
-    schedule: str = _help(
-        "Cumulative sparsity per step: 'cubic' (Zhu & Gupta 2017), 'linear', 'geometric' (the same "
-        "fraction of the remaining weights each step, like the course recipe) or 'constant' (all at "
-        "the first step, then recovery only).",
-        default="cubic",
-    )
-    steps: int = _help("Pruning steps (each followed by recovery).", default=10)
-    final_recover_steps: int = _help(
-        "Extra recovery steps after the last pruning step (added to its recover_steps).", default=0)
-    final_recover_epochs: float = _help("Extra recovery epochs after the last pruning step.", default=0.0)
-    allocation: str = _help(
-        "Per-group sparsity: 'uniform' (same fraction of every group), 'global' (one L1 threshold "
-        "over all prunable weights), 'reference' (the course recipe's group proportions scaled to the "
-        "target) or 'auto' (measured per-group sensitivity, least predicted loss).",
-        default="uniform",
-    )
-    sensitivity_levels: list[float] = _help(
-        "allocation='auto': group sparsities at which each group's validation loss is measured; "
-        "the highest is the most a group can be pruned.",
-        default_factory=lambda: [0.5, 0.7, 0.8, 0.9, 0.95, 0.98],
-    )
-    sensitivity_docs: int = _help("allocation='auto': validation documents for the loss.", default=64)
-    eval_every: int = _help("Generate and score every N steps (0 = after the last step only).", default=0)
-    importance: str = _help(
-        "Which weights a step cuts within a group: 'magnitude' (|w|, L1), 'wanda' (|w| times the "
-        "L2 norm of its input feature over calibration batches, Sun et al. 2023) or 'obs' (second "
-        "order, SparseGPT-style: saliency w^2/[H^-1]_jj^2 from the layer's input Hessian, and the "
-        "remaining weights updated to compensate; uniform within a group), measured again at "
-        "every step.", default="magnitude")
-    importance_batches: int = _help("importance='wanda' or 'obs': training batches measured per step.",
-                                    default=16)
-
-
-@dataclass
-class StructuredConfig(RecoveryConfig):
-    """Physical removal of FFN neurons, attention heads and layers (summprune.methods.structured),
-    applied after fine-tuning and before any unstructured pruning; the result is a standard
-    smaller T5."""
-
-    ffn_keep: float = _help("Fraction of FFN neurons kept in every block (one d_ff for all).", default=1.0)
-    heads_keep: float = _help("Fraction of attention heads kept in every attention (one num_heads).", default=1.0)
-    encoder_layers: int = _help("Encoder blocks kept (0 = all).", default=0)
-    decoder_layers: int = _help("Decoder blocks kept (0 = all); decoder depth dominates generation time.",
-                                default=0)
-    layer_selection: str = _help("Which blocks stay: 'spread' (evenly spaced, first and last kept) or 'first'.",
-                                 default="spread")
-    importance: str = _help(
-        "Neuron/head ranking: 'taylor' ((sum w*dL/dw)^2 over training batches, Molchanov et al. 2019) "
-        "or 'weight' (weight norms).",
-        default="taylor",
-    )
-    importance_batches: int = _help("importance='taylor': training batches measured.", default=32)
-    # Removal costs more than masking: recovery distils from the model before removal by default.
-    distill_alpha: float = _help("As in every section (RecoveryConfig); 0.5 here: removal needs the teacher.",
-                                 default=0.5)
 
 
 @dataclass(frozen=True)
@@ -282,8 +217,18 @@ class Section:
     validate: Callable | None = None
 
 
-#: Every recipe section a config may hold, by name; built-ins below, others by register_section.
+#: Every recipe section a config may hold, by name: each method module registers its own
+#: (summprune.methods.base.register); :func:`sections` imports the built-ins first.
 SECTIONS: dict[str, Section] = {}
+
+
+def sections() -> dict[str, Section]:
+    """:data:`SECTIONS` with the built-in methods registered. Their sections live beside their
+    code (``summprune/methods/<name>.py``), which imports torch, so they are imported here, when a
+    ``[prune]`` table is first read or checked, not when this module is."""
+    import summprune.methods  # noqa: F401  (registers stages, gradual, structured)
+
+    return SECTIONS
 
 
 def register_section(name: str, cls: type, *, many: bool = False, validate: Callable | None = None) -> Section:
@@ -429,6 +374,7 @@ def _from_dict(cls: type, data: dict, where: str) -> Any:
 def _prune_from_dict(data: dict, where: str) -> PruneConfig:
     """``[prune]``: tie_mode, groups, and one section per method (see :data:`SECTIONS`)."""
     own = {k: data[k] for k in ("tie_mode", "groups") if k in data}
+    SECTIONS = sections()
     unknown = sorted(k for k in data if k not in own and k not in SECTIONS)
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys: ['groups', 'tie_mode'] and the "
@@ -626,7 +572,7 @@ def validate(cfg: ExperimentConfig, source: str = "<config>") -> None:
     if cfg.model.tiny_family not in TINY_FAMILIES:
         bad(f"model.tiny_family={cfg.model.tiny_family!r}: choose one of {list(TINY_FAMILIES)}")
     for name, section in cfg.prune.methods.items():
-        sec = SECTIONS[name]
+        sec = sections()[name]
         for i, item in enumerate(section if sec.many else [section]):
             where = f"prune.{name}[{i}]" if sec.many else f"prune.{name}"
             if isinstance(item, RecoveryConfig):
@@ -666,16 +612,20 @@ def validate(cfg: ExperimentConfig, source: str = "<config>") -> None:
             bad(f"{k}={v}: must be <= {MAX_BATCH:,}")
     if cfg.train.precision not in ("auto", "fp32", "bf16", "fp16"):
         bad(f"train.precision={cfg.train.precision!r}: choose auto, fp32, bf16 or fp16")
-    if cfg.export_format not in EXPORT_FORMATS:
-        bad(f"export_format={cfg.export_format!r}: choose one of {list(EXPORT_FORMATS)}")
+    from .export import FORMATS  # the registry (imports torch; a config is checked before a run anyway)
+
+    if cfg.export_format not in FORMATS:
+        bad(f"export_format={cfg.export_format!r}: choose one of {list(FORMATS)}")
     if cfg.export_format == "course" and cfg.prune.tie_mode == "untie":
         bad("export_format='course' with prune.tie_mode='untie': the course's loader ties lm_head to the "
             "embedding and cannot hold an lm_head of its own; use tie_mode 'tied' or 'course'")
-    if cfg.export_dtype not in ("fp32", "fp16", "bf16", "int8"):
-        bad(f"export_dtype={cfg.export_dtype!r}: choose fp32, fp16, bf16 or int8")
-    if cfg.export_dtype != "fp32" and cfg.export_format != "compact":
-        bad(f"export_dtype={cfg.export_dtype!r} applies to export_format='compact' only "
-            f"(the {cfg.export_format} format is saved in fp32)")
+    stored = sorted({d for f in FORMATS.values() for d in f.dtypes})
+    if cfg.export_dtype not in stored:
+        bad(f"export_dtype={cfg.export_dtype!r}: choose one of {stored}")
+    elif cfg.export_format in FORMATS and cfg.export_dtype not in FORMATS[cfg.export_format].dtypes:
+        which = [n for n, f in FORMATS.items() if cfg.export_dtype in f.dtypes]
+        bad(f"export_dtype={cfg.export_dtype!r} applies to export_format={'/'.join(map(repr, which))} only "
+            f"(the {cfg.export_format} format stores {', '.join(FORMATS[cfg.export_format].dtypes)})")
 
 
 def validate_recovery(rc: RecoveryConfig, where: str, bad) -> None:
@@ -690,71 +640,21 @@ def validate_recovery(rc: RecoveryConfig, where: str, bad) -> None:
         bad(f"{where}.distill_temperature={rc.distill_temperature}: must be > 0")
     if not rc.distill_features >= 0:  # also refuses NaN
         bad(f"{where}.distill_features={rc.distill_features}: must be >= 0 (0 = no feature distillation)")
+    if not 0.0 <= rc.distill_sequences <= 1.0:  # also refuses NaN
+        bad(f"{where}.distill_sequences={rc.distill_sequences}: must be in [0, 1] (the share of rows trained on "
+            "the teacher's summaries; 0 = none)")
+    if rc.distill_sequence_beams < 1:
+        bad(f"{where}.distill_sequence_beams={rc.distill_sequence_beams}: must be >= 1 (1 = greedy)")
 
 
-def _validate_stage(st: StageConfig, pr: PruneConfig, bad) -> None:
-    groups = set(GROUPS) | set(pr.groups)
-    for g, a in st.amounts.items():
-        if g not in groups:
-            bad(f".amounts: unknown group {g!r}; known groups: {sorted(groups)}")
-        if not 0.0 <= a < 1.0:
-            bad(f".amounts.{g}={a}: an amount is a fraction of the weights still unpruned and must be in [0, 1)")
-    if st.repeat < 1:
-        bad(f".repeat={st.repeat}: must be >= 1")
+#: Names that moved to their method's module (summprune.methods.*), still importable from here.
+_MOVED = {"StageConfig": "stages", "expand_stages": "stages", "GradualConfig": "gradual",
+          "StructuredConfig": "structured", "LAYER_SELECTIONS": "structured"}
 
 
-def _validate_gradual(gr: GradualConfig, pr: PruneConfig, bad) -> None:
-    if pr.stages:
-        bad(" and prune.stages are alternatives (a target ratio, or explicit stages): remove one")
-    if not 0.0 < gr.target_nonzero_ratio < 1.0:
-        bad(f".target_nonzero_ratio={gr.target_nonzero_ratio}: set the honest nonzero_ratio to reach, in (0, 1)")
-    if gr.schedule not in SCHEDULES:
-        bad(f".schedule={gr.schedule!r}: choose one of {list(SCHEDULES)}")
-    if gr.steps < 1:
-        bad(f".steps={gr.steps}: must be >= 1")
-    if min(gr.final_recover_steps, gr.final_recover_epochs) < 0:
-        bad(": final recovery steps/epochs must be >= 0")
-    if gr.allocation not in ALLOCATIONS:
-        bad(f".allocation={gr.allocation!r}: choose one of {list(ALLOCATIONS)}")
-    lv = gr.sensitivity_levels
-    if not lv or any(not 0.0 < x < 1.0 for x in lv) or any(b <= a for a, b in zip(lv, lv[1:])):
-        bad(f".sensitivity_levels={lv}: need increasing sparsities in (0, 1)")
-    if gr.sensitivity_docs < 1:
-        bad(f".sensitivity_docs={gr.sensitivity_docs}: must be >= 1")
-    if gr.allocation == "auto" and pr.tie_mode == "course":
-        bad(".allocation='auto' needs prune.tie_mode 'tied' or 'untie'")
-    if gr.eval_every < 0:
-        bad(f".eval_every={gr.eval_every}: must be >= 0")
-    if gr.importance not in GRADUAL_IMPORTANCES:
-        bad(f".importance={gr.importance!r}: choose one of {list(GRADUAL_IMPORTANCES)}")
-    if gr.importance_batches < 1:
-        bad(f".importance_batches={gr.importance_batches}: must be >= 1")
+def __getattr__(name: str):
+    if name in _MOVED:
+        import importlib
 
-
-def _validate_structured(sc: StructuredConfig, pr: PruneConfig, bad) -> None:
-    for k in ("ffn_keep", "heads_keep"):
-        v = getattr(sc, k)
-        if not 0.0 < v <= 1.0:
-            bad(f".{k}={v}: a fraction kept, in (0, 1]")
-    if sc.encoder_layers < 0 or sc.decoder_layers < 0:
-        bad(": encoder_layers/decoder_layers must be >= 0 (0 = keep all)")
-    if sc.layer_selection not in LAYER_SELECTIONS:
-        bad(f".layer_selection={sc.layer_selection!r}: choose one of {list(LAYER_SELECTIONS)}")
-    if sc.importance not in IMPORTANCES:
-        bad(f".importance={sc.importance!r}: choose one of {list(IMPORTANCES)}")
-    if sc.importance_batches < 1:
-        bad(f".importance_batches={sc.importance_batches}: must be >= 1")
-
-
-register_section("stages", StageConfig, many=True, validate=_validate_stage)
-register_section("gradual", GradualConfig, validate=_validate_gradual)
-register_section("structured", StructuredConfig, validate=_validate_structured)
-
-
-def expand_stages(stages: list[StageConfig]) -> list[StageConfig]:
-    """Unroll ``repeat`` so that each entry is one applied stage."""
-    out: list[StageConfig] = []
-    for st in stages:
-        for _ in range(st.repeat):
-            out.append(dataclasses.replace(st, repeat=1))
-    return out
+        return getattr(importlib.import_module(f"summprune.methods.{_MOVED[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

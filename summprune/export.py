@@ -23,18 +23,24 @@ Three formats, all written atomically; ``hf`` and ``compact`` are pickle-free (s
 ``load_model`` reads any of them (or a hub name) and checks everything it can: a missing, truncated
 or corrupt file, or a manifest that does not match the data, raises ``FileNotFoundError`` or
 ``ValueError`` naming the file and the tensor -- never a silently wrong model.
+
+The formats are one registry, :data:`FORMATS` (name -> :class:`Format`: how it is written, how a
+directory of it is recognised, how it is read, which value dtypes it stores); ``export --format``,
+the config's ``export_format`` check, :func:`export_model` and :func:`load_model` all read it. A
+new format is a save and a load function and one :func:`register_format` line.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
 from transformers import T5ForConditionalGeneration
 
-from .io.compact import COMPACT_WEIGHTS, DTYPES, FORMAT, MANIFEST, VERSION, dtype_name, encode_model, load_compact
+from .io.compact import _DTYPE_ALIASES, COMPACT_WEIGHTS, DTYPES, FORMAT, MANIFEST, VERSION, dtype_name, encode_model, load_compact
 from .io.course import STATE_FILE as COURSE_STATE  # course format; the one pickle read (weights_only=True)
 from .io.files import PICKLE_SUFFIXES, atomic_dir, check_output, dir_size, read_json, write_json
 from .io import hf
@@ -42,8 +48,39 @@ from .io.hf import (CHECKSUMS, PRUNING, TOKENIZER_FILES, WEIGHTS, TokenizerFiles
                     load_generation_config, save_tokenizer, tokenizer_files, validate_hf_dir, verify_checksums, write_hf)
 from .prune import permanent_copy
 
-#: Export formats: see the module docstring.
-FORMATS = ("hf", "compact", "course")
+
+
+@dataclass(frozen=True)
+class Format:
+    """An export format: ``save(model, out_dir, tokenizer=, pruning_info=, dtype=)`` writes it
+    atomically; ``detect(dir)`` says whether a directory holds it; ``load(dir)`` reads it back
+    (every check included); ``dtypes``: the value dtypes it can store (the first is the default)."""
+
+    name: str
+    save: Callable[..., Path]
+    detect: Callable[[Path], bool]
+    load: Callable[[Path], nn.Module]
+    dtypes: tuple[str, ...] = ("fp32",)
+
+
+#: Export formats by name, in the order :func:`load_model` tries them on a directory (the most
+#: specific first: a course directory is also a save_pretrained one).
+FORMATS: dict[str, Format] = {}
+
+
+def register_format(fmt: Format) -> Format:
+    FORMATS[fmt.name] = fmt
+    return fmt
+
+
+def check_dtype(fmt: Format, dtype: str | None) -> str:
+    """``dtype``'s canonical name if ``fmt`` stores it, else ValueError naming what it stores."""
+    name = "fp32" if dtype is None else _DTYPE_ALIASES.get(str(dtype), str(dtype))
+    if name not in fmt.dtypes:
+        others = [f.name for f in FORMATS.values() if name in f.dtypes]
+        raise ValueError(f"dtype={dtype!r}: the {fmt.name} format stores {', '.join(fmt.dtypes)}"
+                         + (f" (export_format={'/'.join(others)} stores {name})" if others else ""))
+    return name
 
 
 def save_hf(model: nn.Module, out_dir: str | Path, tokenizer: Any = None,
@@ -136,6 +173,39 @@ def save_compact(model: nn.Module, out_dir: str | Path, tokenizer: Any = None,
     return out
 
 
+def _load_course(p: Path) -> nn.Module:
+    from .io.course import load_course
+
+    verify_checksums(p)
+    model, _ = load_course(p)  # its tensors checked finite as they are read
+    gen = load_generation_config(p)
+    if gen is not None:
+        model.generation_config = gen
+    return model
+
+
+def _load_hf(p: Path) -> nn.Module:
+    from .modeling import load_pretrained
+
+    files = validate_hf_dir(p)
+    model = load_pretrained(str(p))
+    check_finite(model, files)
+    return model
+
+
+def _save(fn: Callable[..., Path]) -> Callable[..., Path]:
+    """``fn`` (a format without dtypes) with the registry's save signature."""
+    return lambda model, out_dir, tokenizer=None, pruning_info=None, dtype="fp32": fn(
+        model, out_dir, tokenizer=tokenizer, pruning_info=pruning_info)
+
+
+register_format(Format("compact", save_compact, lambda p: (p / MANIFEST).is_file(), load_compact,
+                       dtypes=("fp32", "fp16", "bf16", "int8")))
+register_format(Format("course", _save(save_course),
+                       lambda p: (p / COURSE_STATE).is_file() and (p / "config.json").is_file(), _load_course))
+register_format(Format("hf", _save(save_hf), lambda p: (p / "config.json").is_file(), _load_hf))
+
+
 def load_model(path: str | Path, device: str | torch.device | None = None) -> T5ForConditionalGeneration:
     """Load a model saved by :func:`save_compact` or :func:`save_hf` (or any ``save_pretrained``
     T5 directory, or a hub name). Returns it in eval mode, fp32, on ``device`` (default CPU).
@@ -160,20 +230,9 @@ def load_model(path: str | Path, device: str | torch.device | None = None) -> T5
     name = str(path)
     p = Path(name).expanduser()
     if p.is_dir():
-        if (p / MANIFEST).is_file():
-            model = load_compact(p)
-        elif (p / COURSE_STATE).is_file() and (p / "config.json").is_file():
-            from .io.course import load_course
-
-            verify_checksums(p)
-            model, _ = load_course(p)  # its tensors checked finite as they are read
-            gen = load_generation_config(p)
-            if gen is not None:
-                model.generation_config = gen
-        elif (p / "config.json").is_file():
-            files = validate_hf_dir(p)
-            model = load_pretrained(str(p))
-            check_finite(model, files)
+        fmt = next((f for f in FORMATS.values() if f.detect(p)), None)
+        if fmt is not None:
+            model = fmt.load(p)
         else:
             raise FileNotFoundError(f"{p}: neither {MANIFEST} (compact format) nor config.json "
                                     "(save_pretrained format); is this a model directory?")
@@ -202,10 +261,8 @@ def export_model(model_dir_or_model: str | Path | nn.Module, out_dir: str | Path
     """
     if format not in FORMATS:
         raise ValueError(f"format={format!r}: choose one of {', '.join(map(repr, FORMATS))}")
-    if format != "compact" and dtype not in (None, "fp32", "float32"):
-        raise ValueError(f"dtype={dtype!r} applies to the compact format only; the {format} format is saved in fp32")
-    if format == "compact":
-        dtype_name(dtype)
+    fmt = FORMATS[format]
+    dtype = check_dtype(fmt, dtype)
     check_output(out_dir)
     if isinstance(model_dir_or_model, nn.Module):
         model = model_dir_or_model
@@ -221,13 +278,10 @@ def export_model(model_dir_or_model: str | Path | nn.Module, out_dir: str | Path
                 pruning_info = read_json(src / PRUNING)
         elif tokenizer is None:  # hub name: its tokenizer goes along
             tokenizer = str(model_dir_or_model)
-    if format == "hf":
-        return save_hf(model, out_dir, tokenizer=tokenizer, pruning_info=pruning_info)
-    if format == "course":
-        return save_course(model, out_dir, tokenizer=tokenizer, pruning_info=pruning_info)
-    return save_compact(model, out_dir, tokenizer=tokenizer, pruning_info=pruning_info, dtype=dtype)
+    return fmt.save(model, out_dir, tokenizer=tokenizer, pruning_info=pruning_info, dtype=dtype)
 
 
 __all__ = ["check_finite", "save_hf", "save_compact", "save_course", "load_model", "export_model", "dir_size", "FORMATS",
+           "Format", "register_format",
            "FORMAT", "VERSION", "MANIFEST", "COMPACT_WEIGHTS", "WEIGHTS", "CHECKSUMS", "PRUNING", "COURSE_STATE",
            "DTYPES", "PICKLE_SUFFIXES", "TOKENIZER_FILES"]

@@ -32,9 +32,78 @@ from tqdm.auto import tqdm
 
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("fp32", "bf16", "fp16", "int8")
-#: Generation engines: transformers' generate, or CTranslate2 (summprune.ct2); 'auto' picks one
-#: (:func:`choose_engine`).
-ENGINES = ("auto", "torch", "ctranslate2")
+
+
+class Engine:
+    """A generation engine: ``check(device, dtype)`` returns the device it runs on or raises
+    ValueError before anything is loaded; ``load(model_dir, tokenizer, device=, dtype=, threads=,
+    log=)`` returns a model :func:`generate_summaries` takes; ``available()``: whether it is
+    installed. A new engine is one subclass and one :func:`register_engine` line."""
+
+    name: str = ""
+
+    def available(self) -> bool:
+        return True
+
+    def check(self, device: torch.device, dtype: str) -> torch.device:
+        raise NotImplementedError
+
+    def load(self, model_dir, tokenizer, *, device: torch.device, dtype: str, threads: int | None = None,
+             log: Callable[[str], None] = print):
+        raise NotImplementedError
+
+
+class TorchEngine(Engine):
+    """transformers' ``generate`` on the loaded model: the exact reference."""
+
+    name = "torch"
+
+    def check(self, device, dtype):
+        return check_dtype(device, dtype)
+
+    def load(self, model_dir, tokenizer, *, device, dtype, threads=None, log=print):
+        from .export import load_model
+
+        return load_model(model_dir)  # generate_summaries moves it to device and dtype
+
+
+class Ct2Engine(Engine):
+    """CTranslate2 (:mod:`summprune.ct2`): the model converted once (cached), fp32 or int8 on CPU."""
+
+    name = "ctranslate2"
+
+    def available(self):
+        try:
+            import ctranslate2  # noqa: F401
+        except ImportError:
+            return False
+        return True
+
+    def check(self, device, dtype):
+        from .ct2 import check_dtype as ct2_check_dtype
+
+        ct2_check_dtype(device.type, dtype)
+        return device
+
+    def load(self, model_dir, tokenizer, *, device, dtype, threads=None, log=print):
+        from .ct2 import Ct2Model
+
+        return Ct2Model.from_dir(model_dir, tokenizer, device=str(device), dtype=dtype, threads=threads, log=log)
+
+
+#: Generation engines by name; ``--engine`` also takes 'auto' (:func:`choose_engine`).
+ENGINES: dict[str, Engine] = {}
+
+
+def register_engine(engine: Engine) -> Engine:
+    ENGINES[engine.name] = engine
+    return engine
+
+
+register_engine(TorchEngine())
+register_engine(Ct2Engine())
+#: What ``--engine`` accepts.
+ENGINE_CHOICES = ("auto", *ENGINES)
 
 from .config import DECODING_DEFAULTS, check_decoding  # noqa: E402  (torch-free, shared with config validation)
 
@@ -55,9 +124,7 @@ def choose_engine(engine: str, device_type: str, num_beams: int, dtype: str) -> 
         return "torch", f"beam search on {device_type}"
     if dtype not in ("fp32", "int8"):
         return "torch", f"--dtype {dtype} runs on torch"
-    try:
-        import ctranslate2  # noqa: F401
-    except ImportError:
+    if not ENGINES["ctranslate2"].available():
         return "torch", "the ctranslate2 package is not installed"
     return "ctranslate2", ("beam search on a CPU: several times faster than torch; summaries may differ "
                            "slightly from transformers' beam search (--engine torch for those)")

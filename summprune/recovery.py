@@ -5,7 +5,8 @@ optimizer steps (or ``recover_epochs`` epochs when steps is 0) with the ``Seq2Se
 when ``distill_alpha < 1`` or ``distill_features > 0``, with the
 :class:`~summprune.distill.DistillationTrainer` towards the
 run's frozen teacher, built once per run by :func:`make_teacher` from the model before the first
-pruning method.
+pruning method. With ``distill_sequences > 0`` that share of the training rows is trained on the
+teacher's own summaries instead of the references (:mod:`summprune.seqkd`, generated once, cached).
 """
 
 from __future__ import annotations
@@ -39,10 +40,21 @@ def recover(model: nn.Module, tokenizer, train_ds, train_cfg: TrainConfig, rc: R
     if not rc.recovers():
         return {}
     kw: dict = {}
+    if rc.distils() and teacher is None:
+        raise ValueError(f"{stage}: distill_alpha={rc.distill_alpha} / distill_features={rc.distill_features} / "
+                         f"distill_sequences={rc.distill_sequences} needs a teacher")
+    if rc.distill_sequences > 0:
+        from accelerate import PartialState
+
+        from .seqkd import teacher_summaries, with_teacher_labels
+
+        # the main process generates (or finds) the cache first; the others then read it
+        with PartialState().main_process_first():
+            summaries = teacher_summaries(teacher, train_ds, tokenizer.pad_token_id,
+                                          num_beams=rc.distill_sequence_beams,
+                                          batch_size=train_cfg.eval_batch_size, progress=train_cfg.progress_bar)
+        train_ds = with_teacher_labels(train_ds, summaries, rc.distill_sequences, seed=train_cfg.seed)
     if rc.distill_alpha < 1.0 or rc.distill_features > 0:
-        if teacher is None:
-            raise ValueError(f"{stage}: distill_alpha={rc.distill_alpha} / distill_features={rc.distill_features} "
-                             "needs a teacher")
         from .distill import DistillationTrainer
 
         kw = {"trainer_cls": DistillationTrainer,

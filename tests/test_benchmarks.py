@@ -206,13 +206,17 @@ def test_generate_speed_smallest(tmp_path):
     out = tmp_path / "gs.json"
     rc = generate_speed.main(["--data", str(data), "--config-dir", str(cfg_dir), "--docs", "4", "--max-length", "6",
                               "--batch-sizes", "2", "--dtypes", "int8", "--beam-docs", "2", "--threads", "1",
-                              "--structured", "2,1,0.5,0.5", "--json", str(out)])
+                              "--structured", "2,1,0.5,0.5", "1,1,1,1", "--json", str(out)])
     assert rc == 0  # the exact paths (ours fp32, CTranslate2 fp32 greedy) matched the reference
     runs = json.loads(out.read_text())["runs"]
     assert {"reference (Trainer, bs 2)", "ctranslate2 fp32, bs 2", "ctranslate2 int8 beams4",
             "torch fp32 beams4"} <= set(runs)
     assert runs["ctranslate2 fp32, bs 2"]["identical_to_torch"] == 4
     assert any(k.startswith("ctranslate2 fp32 structured") for k in runs)
+    # every structured shape also through beams, and against the dense model on its own engine
+    beams = [k for k, r in runs.items() if r["group"] == "structured beams"]
+    assert len(beams) == 2 * 3, beams  # two shapes x (torch, CTranslate2 fp32, int8)
+    assert all(runs[k]["speedup_vs_dense_same_engine"] > 0 for k in beams if k.startswith("ctranslate2"))
     page = (tmp_path / "README.md").read_text()
     assert "| ctranslate2 int8 beams4 | beams |" in page and "--json" in page
 

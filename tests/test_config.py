@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
-from summprune.config import ConfigError, expand_stages, load_config, save_config
+from summprune.config import ConfigError, load_config, save_config
+from summprune.methods.stages import expand_stages
 
 CONFIGS = sorted((ROOT / "configs").glob("*.toml"))
 

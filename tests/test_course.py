@@ -200,7 +200,8 @@ def test_seed_recipe_on_t5_small_shape_is_read_by_the_grader(shared_dir, tmp_pat
     six stage ratios were test_prune's test_seed_recipe_ratios_on_t5_small_shape; one prune of
     the t5-small shape now checks both.)"""
     from summprune.__main__ import main
-    from summprune.config import expand_stages, load_config
+    from summprune.config import load_config
+    from summprune.methods.stages import expand_stages
     from summprune.modeling import load_tokenizer, random_model_from_config
 
     src = tmp_path / "t5rand"

@@ -18,8 +18,8 @@ from summprune.prune import apply_stage, permanent_copy, prepare_model
 
 AMOUNTS = {"enc_self_attn": 0.3, "enc_ffn": 0.5, "dec_self_attn": 0.3, "cross_attn": 0.3, "dec_ffn": 0.5, "lm_head": 0.4}
 #: (id, family, tiny_config keyword arguments): t5-small's layout, the v1.1 / flan-T5 one, BART, Pegasus
-FAMILIES = [("t5", "t5", {}), ("t5-v1.1", "t5", {"gated": True, "tied": False}), ("bart", "bart", {}),
-            ("pegasus", "pegasus", {})]
+FAMILIES = [("t5", "t5", {}), ("t5-v1.1", "t5", {"gated": True, "tied": False}),
+            ("mt5", "t5", {"gated": True, "tied": False, "mt5": True}), ("bart", "bart", {}), ("pegasus", "pegasus", {})]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -105,9 +105,10 @@ def test_the_course_format_round_trips_for_t5_families(fam, tmp_path):
     assert torch.equal(logits(got), logits(m))
 
 
-def test_gradual_magnitude_and_obs_prune_every_family(fam):
-    from summprune import prune as P
-    from summprune.methods.gradual import plan_gradual
+@pytest.mark.parametrize("importance", ["magnitude", "wanda", "obs"])
+def test_gradual_magnitude_wanda_and_obs_prune_every_family(fam, importance):
+    """Each registered gradual criterion, two cubic steps to an honest 0.5, on every family."""
+    from summprune.methods.gradual import CRITERIA, plan_gradual
 
     _, family, kw = fam
     m = tiny(family, kw)
@@ -117,9 +118,10 @@ def test_gradual_magnitude_and_obs_prune_every_family(fam):
     ids = torch.randint(3, 120, (4, 12))
     batches = [{"input_ids": ids[i:i + 2], "attention_mask": torch.ones(2, 12, dtype=torch.long),
                 "labels": ids[i:i + 2, :6].clone()} for i in (0, 2)]
-    P.obs_step(m, plan["step_keep"][0], None, "tied", batches, progress=False)
-    P.prune_to_counts(m, plan["step_keep"][1], None, "tied")
+    for keep in plan["step_keep"]:
+        CRITERIA[importance].cut(m, keep, None, "tied", batches, progress=False)
     assert sparsity.nonzero_ratio(m) <= 0.5
+    assert sparsity.nonzero_ratio(m) > 0.49  # the exact count, not more
     assert torch.isfinite(logits(m)).all()
 
 
@@ -326,20 +328,31 @@ def test_ctranslate2_scores_tokens_as_torch_does_for_t5_untied_by_nature(tmp_pat
     assert torch.allclose(got, want, atol=2e-3), (got - want).abs().max()
 
 
-def test_each_choice_has_one_registry_and_the_config_check_agrees():
-    """The torch-free config check lists the names the registries implement: neither can gain a
-    criterion the other lacks."""
+def test_each_choice_has_one_registry_and_the_config_check_agrees(monkeypatch):
+    """Each method's section and validator live in its module, and the config check reads the
+    names from the registries themselves: a criterion added by one function and one registry
+    line is accepted by a config at once, and one that is not there is refused."""
     from summprune import config as C
+    from summprune.config import ConfigError, load_config
     from summprune.methods import REGISTRY
-    from summprune.methods.gradual import CRITERIA
-    from summprune.methods.structured import SCORERS
-
+    from summprune.methods.gradual import CRITERIA, Criterion, GradualConfig
+    from summprune.methods.structured import SCORERS, StructuredConfig
     from summprune.models import family_of
 
-    assert set(C.GRADUAL_IMPORTANCES) == set(CRITERIA)
     assert {family_of(t).name for t in supported_model_types()} == set(C.TINY_FAMILIES)
-    assert set(C.IMPORTANCES) == set(SCORERS)
     assert {"stages", "gradual", "structured"} <= set(REGISTRY)
+    assert C.SECTIONS["gradual"].cls is GradualConfig and C.SECTIONS["structured"].cls is StructuredConfig
+    assert C.GradualConfig is GradualConfig  # still importable from its old home
+    base = ["prune.gradual.target_nonzero_ratio=0.5"]
+    with pytest.raises(ConfigError, match="importance='random'"):
+        load_config(None, base + ["prune.gradual.importance=random"])
+    with pytest.raises(ConfigError, match="importance='random'"):
+        load_config(None, ["prune.structured.ffn_keep=0.5", "prune.structured.importance=random"])
+    monkeypatch.setitem(CRITERIA, "random", Criterion(lambda *a, **k: {}))
+    monkeypatch.setitem(SCORERS, "random", (lambda model, batches: {}, False))
+    assert load_config(None, base + ["prune.gradual.importance=random"]).prune.gradual.importance == "random"
+    assert load_config(None, ["prune.structured.ffn_keep=0.5",
+                              "prune.structured.importance=random"]).prune.structured.importance == "random"
 
 
 def test_inputs_longer_than_learned_positions_are_refused_or_capped(tmp_path, capsys):

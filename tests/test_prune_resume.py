@@ -35,8 +35,24 @@ def counts(path):
     return [(s["stage"], s["method"], s["nonzero"], round(s["mask_ratio"], 10)) for s in info["stages"]]
 
 
+@pytest.fixture(params=["t5", "bart"])
+def family_dir(request, tmp_path, tiny_dir):
+    """A tiny model directory of each layout: t5-small's, and BART's (steps rebuilt by its family)."""
+    if request.param == "t5":
+        return tiny_dir
+    from summprune.modeling import build_tiny_model
+    from summprune.synthetic import make_corpus
+    from summprune.tokenizer import train_tokenizer
+
+    d = tmp_path / "tiny_bart"
+    build_tiny_model(vocab_size=100, d_model=32, layers=2, heads=4, d_ff=64, family="bart").save_pretrained(d)
+    train_tokenizer([r["text"] for r in make_corpus(20)], vocab_size=100).save_pretrained(d)
+    return d
+
+
 @pytest.mark.slow
-def test_prune_killed_at_three_points_resumes_to_the_uninterrupted_counts(tmp_path, tiny_dir):
+def test_prune_killed_at_three_points_resumes_to_the_uninterrupted_counts(tmp_path, family_dir):
+    tiny_dir = family_dir
     ref = launch(tiny_dir, tmp_path / "ref", None)
     assert ref.returncode == 0, ref.stderr[-2000:]
     out, work = tmp_path / "out", tmp_path / "out.trainer"

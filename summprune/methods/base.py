@@ -78,7 +78,7 @@ class Method:
 
     def distills(self) -> bool:
         items = self.config if isinstance(self.config, list) else [self.config]
-        return any(isinstance(c, RecoveryConfig) and c.recovers() and c.distill_alpha < 1.0 for c in items)
+        return any(isinstance(c, RecoveryConfig) and c.needs_teacher() for c in items)
 
     def prepare(self, model: nn.Module) -> None:
         pass

@@ -26,10 +26,80 @@ from torch import nn
 from .. import allocate as A
 from .. import prune as P
 from .. import sparsity as S
-from ..config import GradualConfig, RecoveryConfig
+from ..config import PruneConfig, RecoveryConfig, _help
 from ..modeling import group_modules
-from ..schedules import keep_counts
+from ..schedules import SCHEDULES, keep_counts
 from .base import Method, Step, register
+
+
+@dataclass
+class GradualConfig(RecoveryConfig):
+    target_nonzero_ratio: float = _help(
+        "Honest nonzero_ratio to reach (non-zeros the model computes with / dense parameters, the "
+        "tied embedding counted once), never exceeded; required, in (0, 1).",
+        default=0.0,
+    )
+    schedule: str = _help(
+        "Cumulative sparsity per step: 'cubic' (Zhu & Gupta 2017), 'linear', 'geometric' (the same "
+        "fraction of the remaining weights each step, like the course recipe) or 'constant' (all at "
+        "the first step, then recovery only).",
+        default="cubic",
+    )
+    steps: int = _help("Pruning steps (each followed by recovery).", default=10)
+    final_recover_steps: int = _help(
+        "Extra recovery steps after the last pruning step (added to its recover_steps).", default=0)
+    final_recover_epochs: float = _help("Extra recovery epochs after the last pruning step.", default=0.0)
+    allocation: str = _help(
+        "Per-group sparsity: 'uniform' (same fraction of every group), 'global' (one L1 threshold "
+        "over all prunable weights), 'reference' (the course recipe's group proportions scaled to the "
+        "target) or 'auto' (measured per-group sensitivity, least predicted loss).",
+        default="uniform",
+    )
+    sensitivity_levels: list[float] = _help(
+        "allocation='auto': group sparsities at which each group's validation loss is measured; "
+        "the highest is the most a group can be pruned.",
+        default_factory=lambda: [0.5, 0.7, 0.8, 0.9, 0.95, 0.98],
+    )
+    sensitivity_docs: int = _help("allocation='auto': validation documents for the loss.", default=64)
+    eval_every: int = _help("Generate and score every N steps (0 = after the last step only).", default=0)
+    importance: str = _help(
+        "Which weights a step cuts within a group: 'magnitude' (|w|, L1), 'wanda' (|w| times the "
+        "L2 norm of its input feature over calibration batches, Sun et al. 2023) or 'obs' (second "
+        "order, SparseGPT-style: saliency w^2/[H^-1]_jj^2 from the layer's input Hessian, and the "
+        "remaining weights updated to compensate; uniform within a group), measured again at "
+        "every step.", default="magnitude")
+    importance_batches: int = _help("importance='wanda' or 'obs': training batches measured per step.",
+                                    default=16)
+
+
+def validate_gradual(gr: GradualConfig, pr: PruneConfig, bad) -> None:
+    """Beyond the types; the choices are this module's registries (CRITERIA, allocate.A.ALLOCATIONS)."""
+    if pr.stages:
+        bad(" and prune.stages are alternatives (a target ratio, or explicit stages): remove one")
+    if not 0.0 < gr.target_nonzero_ratio < 1.0:
+        bad(f".target_nonzero_ratio={gr.target_nonzero_ratio}: set the honest nonzero_ratio to reach, in (0, 1)")
+    if gr.schedule not in SCHEDULES:
+        bad(f".schedule={gr.schedule!r}: choose one of {list(SCHEDULES)}")
+    if gr.steps < 1:
+        bad(f".steps={gr.steps}: must be >= 1")
+    if min(gr.final_recover_steps, gr.final_recover_epochs) < 0:
+        bad(": final recovery steps/epochs must be >= 0")
+    if gr.allocation not in A.ALLOCATIONS:
+        bad(f".allocation={gr.allocation!r}: choose one of {list(A.ALLOCATIONS)}")
+    lv = gr.sensitivity_levels
+    if not lv or any(not 0.0 < x < 1.0 for x in lv) or any(b <= a for a, b in zip(lv, lv[1:])):
+        bad(f".sensitivity_levels={lv}: need increasing sparsities in (0, 1)")
+    if gr.sensitivity_docs < 1:
+        bad(f".sensitivity_docs={gr.sensitivity_docs}: must be >= 1")
+    if gr.allocation == "auto" and pr.tie_mode == "course":
+        bad(".allocation='auto' needs prune.tie_mode 'tied' or 'untie'")
+    if gr.eval_every < 0:
+        bad(f".eval_every={gr.eval_every}: must be >= 0")
+    if gr.importance not in CRITERIA:
+        bad(f".importance={gr.importance!r}: choose one of {list(CRITERIA)}")
+    if gr.importance_batches < 1:
+        bad(f".importance_batches={gr.importance_batches}: must be >= 1")
+
 
 _weight = P.current_weight
 
@@ -134,8 +204,7 @@ class Criterion:
     needs_data: bool = False
 
 
-#: ``prune.gradual.importance`` -> its criterion (``config.GRADUAL_IMPORTANCES`` lists the same
-#: names for the torch-free config check; tests/test_gradual.py holds the two equal)
+#: ``prune.gradual.importance`` -> its criterion; the config check reads the names from here
 CRITERIA: dict[str, Criterion] = {}
 
 
@@ -187,13 +256,14 @@ class Gradual(Method):
 
     name = "gradual"
     config_cls = GradualConfig
+    validate = staticmethod(validate_gradual)
 
     def prepare(self, model: nn.Module) -> None:
         P.prepare_model(model, self.tie_mode)
 
     def distills(self) -> bool:
         g = self.config  # the last step's final budget counts: it may be the only recovery
-        return g.distill_alpha < 1.0 and (g.recovers() or g.final_recover_steps > 0 or g.final_recover_epochs > 0)
+        return g.distils() and (g.recovers() or g.final_recover_steps > 0 or g.final_recover_epochs > 0)
 
     def plan(self, model: nn.Module, ctx) -> dict:
         g = self.config

@@ -11,12 +11,47 @@ cut gradual pruning uses. ``configs/seed.toml`` therefore still gives 0.7729, 0.
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+
 from torch import nn
 
 from .. import prune as P
-from ..config import StageConfig, expand_stages
+from ..config import GROUPS, PruneConfig, RecoveryConfig, _help
 from ..schedules import amount_counts
 from .base import Method, Step, register
+
+
+@dataclass
+class StageConfig(RecoveryConfig):
+    amounts: dict[str, float] = _help(
+        "Per-group fraction of the weights *still unpruned* to prune in this stage "
+        "(torch.nn.utils.prune semantics). Groups not named are left alone.",
+        default_factory=dict,
+    )
+    repeat: int = _help("Apply this stage N times in a row (the course's five equal stages).", default=1)
+
+
+def expand_stages(stages: list[StageConfig]) -> list[StageConfig]:
+    """Unroll ``repeat`` so that each entry is one applied stage."""
+    out: list[StageConfig] = []
+    for st in stages:
+        for _ in range(st.repeat):
+            out.append(dataclasses.replace(st, repeat=1))
+    return out
+
+
+def validate_stage(st: StageConfig, pr: PruneConfig, bad) -> None:
+    """Beyond the types: known groups, amounts in [0, 1), repeat >= 1."""
+    groups = set(GROUPS) | set(pr.groups)
+    for g, a in st.amounts.items():
+        if g not in groups:
+            bad(f".amounts: unknown group {g!r}; known groups: {sorted(groups)}")
+        if not 0.0 <= a < 1.0:
+            bad(f".amounts.{g}={a}: an amount is a fraction of the weights still unpruned and must be in [0, 1)")
+    if st.repeat < 1:
+        bad(f".repeat={st.repeat}: must be >= 1")
+
 
 
 @register
@@ -24,6 +59,7 @@ class Stages(Method):
     name = "stages"
     config_cls = StageConfig
     many = True
+    validate = staticmethod(validate_stage)
 
     def prepare(self, model: nn.Module) -> None:
         P.prepare_model(model, self.tie_mode)

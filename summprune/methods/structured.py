@@ -43,8 +43,52 @@ import torch
 from torch import nn
 
 from .. import sparsity as S
-from ..config import LAYER_SELECTIONS, StructuredConfig
+from ..config import PruneConfig, RecoveryConfig, _help
 from .base import Method, Step, register
+
+#: Which blocks stay when depth is cut (:func:`select_layers`).
+LAYER_SELECTIONS = ("spread", "first")
+
+
+@dataclass
+class StructuredConfig(RecoveryConfig):
+    """Physical removal of FFN neurons, attention heads and layers (summprune.methods.structured),
+    applied after fine-tuning and before any unstructured pruning; the result is a standard
+    smaller T5."""
+
+    ffn_keep: float = _help("Fraction of FFN neurons kept in every block (one d_ff for all).", default=1.0)
+    heads_keep: float = _help("Fraction of attention heads kept in every attention (one num_heads).", default=1.0)
+    encoder_layers: int = _help("Encoder blocks kept (0 = all).", default=0)
+    decoder_layers: int = _help("Decoder blocks kept (0 = all); decoder depth dominates generation time.",
+                                default=0)
+    layer_selection: str = _help("Which blocks stay: 'spread' (evenly spaced, first and last kept) or 'first'.",
+                                 default="spread")
+    importance: str = _help(
+        "Neuron/head ranking: 'taylor' ((sum w*dL/dw)^2 over training batches, Molchanov et al. 2019) "
+        "or 'weight' (weight norms).",
+        default="taylor",
+    )
+    importance_batches: int = _help("importance='taylor': training batches measured.", default=32)
+    # Removal costs more than masking: recovery distils from the model before removal by default.
+    distill_alpha: float = _help("As in every section (RecoveryConfig); 0.5 here: removal needs the teacher.",
+                                 default=0.5)
+
+
+def validate_structured(sc: StructuredConfig, pr: PruneConfig, bad) -> None:
+    """Beyond the types; importances are :data:`SCORERS`' names."""
+    for k in ("ffn_keep", "heads_keep"):
+        v = getattr(sc, k)
+        if not 0.0 < v <= 1.0:
+            bad(f".{k}={v}: a fraction kept, in (0, 1]")
+    if sc.encoder_layers < 0 or sc.decoder_layers < 0:
+        bad(": encoder_layers/decoder_layers must be >= 0 (0 = keep all)")
+    if sc.layer_selection not in LAYER_SELECTIONS:
+        bad(f".layer_selection={sc.layer_selection!r}: choose one of {list(LAYER_SELECTIONS)}")
+    if sc.importance not in SCORERS:
+        bad(f".importance={sc.importance!r}: choose one of {list(SCORERS)}")
+    if sc.importance_batches < 1:
+        bad(f".importance_batches={sc.importance_batches}: must be >= 1")
+
 
 _STACKS = ("encoder", "decoder")
 #: (stack, index of the block sub-layer, attribute) of the attention modules; "kind" names
@@ -440,9 +484,8 @@ def describe(model: nn.Module) -> str:
             f"{params / 1e6:.1f}M params")
 
 
-#: ``prune.structured.importance`` -> ``(scores(model, batches), needs training batches)``
-#: (``config.IMPORTANCES`` lists the same names for the torch-free config check; the tests hold
-#: the two equal). A new criterion is one function and one line here.
+#: ``prune.structured.importance`` -> ``(scores(model, batches), needs training batches)``; the
+#: config check reads the names from here. A new criterion is one function and one line here.
 SCORERS: dict[str, tuple[Callable[[nn.Module, Iterable[dict] | None], dict[str, torch.Tensor]], bool]] = {
     "weight": (lambda model, batches: weight_importance(model), False),
     "taylor": (taylor_importance, True),
@@ -476,6 +519,7 @@ class Structured(Method):
     name = "structured"
     config_cls = StructuredConfig
     structural = True
+    validate = staticmethod(validate_structured)
 
     def plan(self, model: nn.Module, ctx) -> StructurePlan:
         sc = self.config

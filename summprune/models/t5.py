@@ -34,12 +34,13 @@ def native_tied(config) -> bool:
 
 
 def tiny_config(vocab_size: int, d_model: int = 64, layers: int = 2, heads: int = 4, d_ff: int = 128,
-                pad_id: int = 0, eos_id: int = 1, gated: bool = False, tied: bool = True):
+                pad_id: int = 0, eos_id: int = 1, gated: bool = False, tied: bool = True, mt5: bool = False):
     """A T5 of the t5-small layout (ReLU FFN, tied embedding, relative attention), only smaller;
-    ``gated`` / ``tied=False``: the T5 v1.1 / flan-T5 layout."""
-    from transformers import T5Config
+    ``gated`` / ``tied=False``: the T5 v1.1 / flan-T5 layout; ``mt5``: an ``MT5Config`` (mT5's
+    classes; its checkpoints are gated and untied)."""
+    from transformers import MT5Config, T5Config
 
-    return T5Config(
+    return (MT5Config if mt5 else T5Config)(
         vocab_size=vocab_size, d_model=d_model, d_kv=d_model // heads, d_ff=d_ff, num_layers=layers,
         num_decoder_layers=layers, num_heads=heads, relative_attention_num_buckets=32,
         relative_attention_max_distance=128, dropout_rate=0.1,
