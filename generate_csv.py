@@ -160,7 +160,7 @@ def resolve_inputs(args, model_dir: Path) -> tuple[dict, dict]:
         elif isinstance(recorded.get(k), type(getattr(defaults, k))):
             out[k], source[k] = recorded[k], f"{info.name}"
         elif k == "prefix":
-            out[k], source[k] = (fam.default_prefix if fam else defaults.prefix), "default"
+            out[k], source[k] = (fam.default_prefix if fam else "summarize: "), "default"
         else:
             out[k], source[k] = getattr(defaults, k), "default"
     if out["max_source_length"] < 1:

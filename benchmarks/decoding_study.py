@@ -186,13 +186,15 @@ def main(argv=None) -> int:
     for seed in a.seeds:
         model_dir = train(a.config, seed, Path(a.runs), a.overrides)
         model, tok = load_model(model_dir), load_tokenizer(model_dir)
+        from summprune.pipeline import resolved_prefix
+
         for length in a.lengths:
             for name in a.settings:
                 if (seed, name, length) in done:
                     continue
                 dec = {"max_length": length, **SETTINGS[name]}
                 t0 = time.perf_counter()
-                preds = generate_summaries(model, tok, texts, prefix=cfg.data.prefix,
+                preds = generate_summaries(model, tok, texts, prefix=resolved_prefix(cfg.data.prefix, model),
                                            max_source_length=cfg.data.max_source_length,
                                            batch_size=a.batch_size, progress=False, **dec)
                 dt = time.perf_counter() - t0

@@ -32,7 +32,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 BART_BASE = {"d_model": 768, "layers": 6, "heads": 12, "d_ff": 3072, "max_positions": 1024}
 
 
-def make_model(shape: str, shared: Path, out: Path, seed: int = 0) -> dict:
+#: --tiny (the test's size): the same families and paths, small matrices
+TINY = {"d_model": 32, "layers": 2, "heads": 4, "d_ff": 64}
+
+
+def make_model(shape: str, shared: Path, out: Path, seed: int = 0, tiny: bool = False) -> dict:
     """A random model of ``shape`` saved (hf format, with the t5-small tokenizer) to ``out``."""
     import torch
 
@@ -40,11 +44,13 @@ def make_model(shape: str, shared: Path, out: Path, seed: int = 0) -> dict:
     from summprune.modeling import build_tiny_model, load_tokenizer, random_model_from_config
 
     tok = load_tokenizer(shared / "t5-small")
+    ids = {"pad_id": tok.pad_token_id, "eos_id": tok.eos_token_id}
     if shape == "t5-small":
-        model = random_model_from_config(shared / "t5-small", seed=seed)
+        model = (build_tiny_model(vocab_size=len(tok), seed=seed, family="t5", **ids, **TINY) if tiny
+                 else random_model_from_config(shared / "t5-small", seed=seed))
     elif shape == "bart-base":
-        model = build_tiny_model(vocab_size=len(tok), seed=seed, family="bart", pad_id=tok.pad_token_id,
-                                 eos_id=tok.eos_token_id, **BART_BASE)
+        sizes = {**TINY, "max_positions": 1024} if tiny else BART_BASE
+        model = build_tiny_model(vocab_size=len(tok), seed=seed, family="bart", **ids, **sizes)
     else:
         raise ValueError(shape)
     model.eval()
@@ -69,7 +75,7 @@ def run_shape(shape: str, a, work: Path) -> dict:
     d = work / shape
     rec: dict = {"shape": shape}
     t0 = time.time()
-    rec.update(make_model(shape, Path(a.shared), d / "dense"))
+    rec.update(make_model(shape, Path(a.shared), d / "dense", tiny=a.tiny))
     print(f"{shape}: random model, {rec['params']:,} params ({rec['model_type']})", flush=True)
     pruned = d / "pruned"
     argv = ["prune", "--model", str(d / "dense"), "--config", str(ROOT / "configs" / "gradual_kd_030.toml"),
@@ -129,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=3, help="gradual steps to 0.30")
     p.add_argument("--shapes", nargs="+", default=["t5-small", "bart-base"], choices=["t5-small", "bart-base"])
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--tiny", action="store_true", help="small matrices, same families and paths (the test's size)")
     p.add_argument("--work", default=str(ROOT / "runs" / "family_shapes"))
     p.add_argument("--json", default=None, help="write results.json here (and README.md beside it)")
     p.add_argument("--page-only", action="store_true", help="rewrite README.md beside --json; measure nothing")
@@ -146,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.threads:
         torch.set_num_threads(a.threads)
     report = {"docs": a.docs, "threads": torch.get_num_threads(), "steps": a.steps, "machine": pages.machine(),
+              **({"tiny": True} if a.tiny else {}),
               "command": "python benchmarks/family_shapes.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
               "shapes": [run_shape(s, a, Path(a.work)) for s in a.shapes]}
     ok = all(r["prune_rc"] == 0 and r["torch_rc"] == 0 and r["ctranslate2_rc"] == 0 and r["nonzero_ratio"] <= 0.30

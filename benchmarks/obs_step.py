@@ -210,7 +210,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = [json.loads(line) for line in data.read_text(encoding="utf-8").splitlines() if line.strip()]
     need = n_batches * batch_size
     docs = [{"text": rows[i % len(rows)]["text"], "summary": rows[i % len(rows)]["summary"]} for i in range(need)]
-    ds = tokenize(datasets.Dataset.from_list(docs), tok, cfg.data.prefix, max_src, cfg.data.max_target_length)
+    from summprune.pipeline import resolved_prefix
+
+    ds = tokenize(datasets.Dataset.from_list(docs), tok, resolved_prefix(cfg.data.prefix, model), max_src,
+                  cfg.data.max_target_length)
     batches = importance_batches(model, tok, ds, n_batches, batch_size)
 
     prepare_model(model, cfg.prune.tie_mode)

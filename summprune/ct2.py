@@ -116,6 +116,11 @@ def convert(model_dir: str | Path, log=None) -> Path:
         model = load_model(model_dir)  # every format, checked; pruning permanent; compact int8 dequantized
         family_of(model).ct2_prepare(model)  # what the converter needs of this family
         tok = load_tokenizer(model_dir)
+        if getattr(tok, "bos_token", None) is None and getattr(model.config, "bos_token_id", None) is not None:
+            # the BART/Pegasus converters copy the tokenizer's bos_token into the converted config,
+            # and a tokenizer without one (T5's SentencePiece, under a BART-layout model) wrote null:
+            # name the model's own bos_token_id (this tokenizer object lives for this conversion only)
+            tok.bos_token = tok.convert_ids_to_tokens(int(model.config.bos_token_id))
         if log:
             log(f"converting {model_dir} for ctranslate2 (once; cached in {out})")
 

@@ -70,6 +70,22 @@ def build_model_and_tokenizer(cfg_model, train_texts: list[str] | None = None):
     return model, tok
 
 
+def resolved_prefix(prefix: str, model_or_type) -> str:
+    """``data.prefix`` as used: 'auto' is the family's convention (``model_or_type``: a model or a
+    model_type such as ``model.tiny_family``)."""
+    if prefix != "auto":
+        return prefix
+    from .models import family_of
+
+    return family_of(model_or_type).default_prefix
+
+
+def with_prefix(cfg: ExperimentConfig, prefix: str) -> ExperimentConfig:
+    """``cfg`` with ``data.prefix`` resolved: what pruning.json records and the data work uses (the
+    run folder's config.json keeps the value as given, so a resume compares like with like)."""
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, prefix=prefix))
+
+
 def check_groups(model, cfg: ExperimentConfig) -> None:
     """The recipe's layer groups against this model, before any data or folder is touched: a
     pattern that matches nothing, or a module in two groups, names ``prune.groups``."""
@@ -335,8 +351,10 @@ def _run(cfg: ExperimentConfig, state, log_print: Callable[[str], None], overwri
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     # The on-the-fly tokenizer (tiny model) sees inputs exactly as the model will, prefix included.
+    tiny_prefix = resolved_prefix(cfg.data.prefix, cfg.model.tiny_family) if cfg.model.name == "tiny" else ""
     model, tok = build_model_and_tokenizer(
-        cfg.model, [cfg.data.prefix + t for t in train_raw["text"]] + list(train_raw["summary"]))
+        cfg.model, [tiny_prefix + t for t in train_raw["text"]] + list(train_raw["summary"]))
+    dcfg = with_prefix(cfg, resolved_prefix(cfg.data.prefix, model))
     check_groups(model, cfg)
     if main:
         if overwrite and run_dir.is_dir():
@@ -354,7 +372,7 @@ def _run(cfg: ExperimentConfig, state, log_print: Callable[[str], None], overwri
             append_jsonl(metrics_path, {**rec, "t": round(time.time() - t_start, 2)})
     if torch.cuda.is_available():
         model.to(state.device)
-    tokenize = lambda ds: D.tokenize(ds, tok, cfg.data.prefix, cfg.data.max_source_length,
+    tokenize = lambda ds: D.tokenize(ds, tok, dcfg.data.prefix, cfg.data.max_source_length,
                                      cfg.data.max_target_length)
     train_ds = tokenize(train_raw)
     eval_rows = val_raw.select(range(min(cfg.eval.docs, len(val_raw))))
@@ -362,7 +380,7 @@ def _run(cfg: ExperimentConfig, state, log_print: Callable[[str], None], overwri
     def evaluate_fn(model) -> dict:
         res = {}
         if main:
-            res = evaluate(model, tok, eval_rows, prefix=cfg.data.prefix,
+            res = evaluate(model, tok, eval_rows, prefix=dcfg.data.prefix,
                            max_source_length=cfg.data.max_source_length, batch_size=cfg.eval.batch_size,
                            **cfg.eval.decoding())
             log_print(f"  kaggle={res['kaggle_score']:.4f} rougeLsum={res['rougeLsum']:.4f} "
@@ -424,7 +442,7 @@ def _run(cfg: ExperimentConfig, state, log_print: Callable[[str], None], overwri
     final = stage_record(model, cfg.prune.groups)
     if records:
         final.update({k: records[-1][k] for k in ("kaggle_score", "rougeLsum") if k in records[-1]})
-    info = pruning_info(cfg, records, final, sections)
+    info = pruning_info(dcfg, records, final, sections)
     summary = {}
     if main:
         log_print(f"[{cfg.name}] exporting to {cfg.output_dir} ({cfg.export_format})")
@@ -644,6 +662,7 @@ def _prune_existing(model_dir, cfg, out: Path, train: bool, overwrite: bool, sta
     model = load_model(model_dir)
     tok = load_tokenizer(model_dir)
     check_groups(model, cfg)
+    dcfg = with_prefix(cfg, resolved_prefix(cfg.data.prefix, model))
     head, emb = model.get_output_embeddings(), model.get_input_embeddings()
     if (cfg.export_format == "course" and getattr(model.config, "tie_word_embeddings", False)
             and head is not None and head.weight is not emb.weight):
@@ -656,7 +675,7 @@ def _prune_existing(model_dir, cfg, out: Path, train: bool, overwrite: bool, sta
     metrics_path = checkpoint_dir = None
     if train:
         train_raw, val_raw = load_train_val(cfg.data)
-        train_ds, val_ds = (D.tokenize(x, tok, cfg.data.prefix, cfg.data.max_source_length, cfg.data.max_target_length)
+        train_ds, val_ds = (D.tokenize(x, tok, dcfg.data.prefix, cfg.data.max_source_length, cfg.data.max_target_length)
                             for x in (train_raw, val_raw))
         if main:
             open_prune_work(work_dir, request, resuming)
@@ -674,7 +693,7 @@ def _prune_existing(model_dir, cfg, out: Path, train: bool, overwrite: bool, sta
                                            checkpoint_dir=checkpoint_dir,
                                            log_print=log_print if main else (lambda _msg: None))
     final = stage_record(model, cfg.prune.groups)
-    info = pruning_info(cfg, records, final, sections)
+    info = pruning_info(dcfg, records, final, sections)
     if main:
         log_print(f"[{cfg.name}] exporting to {out} ({cfg.export_format})")
         export(model.to("cpu"), tok, out, info, cfg.export_format, cfg.export_dtype, decoding=cfg.eval.decoding())

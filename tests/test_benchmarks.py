@@ -292,3 +292,30 @@ def test_score_speed_smallest(tmp_path):
     res = json.loads((out / "results.json").read_text())
     assert res["docs"] == 20 and res["difference"] <= 1e-9 and "rouge_seconds" in res
     assert "Speed-up of ours over the reference" in (out / "README.md").read_text()
+
+
+def test_family_shapes_smallest(tmp_path, shared_dir):
+    """Both families through the CLI's prune --no-train to an honest 0.30 and generate_csv.py with
+    both engines, at the test's size: the rows of docs/results/family_shapes, and their page."""
+    pytest.importorskip("ctranslate2")
+    import family_shapes
+
+    out = tmp_path / "fs" / "results.json"
+    assert family_shapes.main(["--tiny", "--docs", "2", "--steps", "2", "--threads", "1", "--work", str(tmp_path / "w"),
+                               "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["shapes"]
+    assert [r["model_type"] for r in rows] == ["t5", "bart"]
+    assert all(0.29 < r["nonzero_ratio"] <= 0.30 and r["identical"] == r["docs"] == 2 for r in rows)
+    assert "| bart-base | bart |" in (out.parent / "README.md").read_text()
+
+
+def test_frontier_joins_the_committed_results(tmp_path):
+    """The frontier page from the committed speed and quality files: every point names a shape
+    timed in one run and a quality measured with seeds."""
+    import frontier
+
+    assert frontier.main(["--out", str(tmp_path)]) == 0
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert {r["shape"] for r in res["rows"]} >= {"6+3 L, ffn 1, heads 1"}
+    assert all(r["seeds"] >= 3 and r["pct_min"] <= r["pct_mean"] <= r["pct_max"] for r in res["rows"])
+    assert (tmp_path / "frontier.png").is_file() and "| 6+3 L, ffn 1, heads 1 |" in (tmp_path / "README.md").read_text()

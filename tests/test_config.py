@@ -35,7 +35,7 @@ def test_defaults_are_the_course_hyperparameters():
     t = cfg.train
     assert (t.learning_rate, t.weight_decay, t.lr_scheduler, t.epochs, t.seed, t.batch_size) == (
         2e-5, 0.01, "linear", 4.0, 42, 2)
-    assert cfg.data.prefix == "summarize: " and cfg.data.max_source_length == 1024
+    assert cfg.data.prefix == "auto" and cfg.data.max_source_length == 1024  # the family's: T5 "summarize: "
     assert cfg.data.max_target_length == 128 and cfg.eval.max_length == 128
     assert cfg.prune.tie_mode == "tied"
 

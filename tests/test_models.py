@@ -284,6 +284,11 @@ def test_run_fine_tunes_prunes_and_exports_every_family(tmp_path, family, kw):
     assert family_of(got).name == family
     assert summary["final"]["nonzero_ratio"] == pytest.approx(sparsity.nonzero_ratio(got), abs=1e-9)
     assert summary["final"]["nonzero_ratio"] < 0.8
+    # data.prefix 'auto' is the family's convention, recorded for generate_csv.py; the run folder's
+    # config keeps 'auto' (a resume compares it as given)
+    info = json.loads((tmp_path / "model" / "pruning.json").read_text())
+    assert info["data"]["prefix"] == family_of(got).default_prefix == ("summarize: " if family == "t5" else "")
+    assert json.loads((tmp_path / "runs" / cfg.name / "config.json").read_text())["data"]["prefix"] == "auto"
 
 
 @pytest.mark.parametrize("kind", ["t5", "t5-v1.1", "mt5"])
