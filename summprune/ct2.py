@@ -169,9 +169,21 @@ class Ct2Model:
         kind, _, index = str(device).partition(":")
         import torch
 
-        translator = ct2.Translator(str(path), device=kind, device_index=int(index or 0),
-                                    compute_type=COMPUTE_TYPES[dtype], inter_threads=1,
-                                    intra_threads=threads or torch.get_num_threads())
+        def load():
+            return ct2.Translator(str(path), device=kind, device_index=int(index or 0),
+                                  compute_type=COMPUTE_TYPES[dtype], inter_threads=1,
+                                  intra_threads=threads or torch.get_num_threads())
+
+        try:
+            translator = load()
+        except RuntimeError as e:
+            # a cached conversion this CTranslate2 cannot read (e.g. one written before a converter
+            # fix: a null bos_token) is converted again, once
+            if log:
+                log(f"the cached conversion {path} does not load ({e}); converting again")
+            shutil.rmtree(path, ignore_errors=True)
+            path = convert(model_dir, log=log)
+            translator = load()
         from .io.files import read_json
         from .io.hf import load_generation_config
 

@@ -80,6 +80,20 @@ def resolved_prefix(prefix: str, model_or_type) -> str:
     return family_of(model_or_type).default_prefix
 
 
+def known_prefix(cfg: ExperimentConfig, model_dir=None) -> str | None:
+    """``data.prefix`` resolved before any model is loaded, where the family is known from
+    ``model.tiny_family`` or a model directory's config.json; None where it is not (a hub name)."""
+    if cfg.data.prefix != "auto":
+        return cfg.data.prefix
+    src = model_dir if model_dir is not None else (cfg.model.tiny_family if cfg.model.name == "tiny" else cfg.model.name)
+    if src != cfg.model.tiny_family and not Path(str(src)).expanduser().is_dir():
+        return None
+    try:
+        return resolved_prefix("auto", str(Path(str(src)).expanduser()) if src != cfg.model.tiny_family else src)
+    except ValueError:
+        return None
+
+
 def with_prefix(cfg: ExperimentConfig, prefix: str) -> ExperimentConfig:
     """``cfg`` with ``data.prefix`` resolved: what pruning.json records and the data work uses (the
     run folder's config.json keeps the value as given, so a resume compares like with like)."""
@@ -398,7 +412,7 @@ def _run(cfg: ExperimentConfig, state, log_print: Callable[[str], None], overwri
 
     # Fine-tune, or reuse the fine-tuned checkpoint of an identical earlier run (hours on t5-small).
     ft_dir = run_dir / "finetuned"
-    fp = _fingerprint(cfg.data, cfg.model, cfg.train)
+    fp = _fingerprint(dcfg.data, cfg.model, cfg.train)  # resolved: a run saved before "auto" keeps its fingerprint
     if cfg.finetune:
         stamp = ft_dir / "fingerprint.txt"
         if stamp.is_file() and stamp.read_text().strip() == fp:
@@ -501,6 +515,11 @@ def run_folder_matches(run_dir: Path, cfg: ExperimentConfig, overwrite: bool) ->
         return False
     new = json.loads(json.dumps(config_to_dict(cfg)))
     old = with_new_defaults(old)
+    # a run saved before data.prefix defaulted to 'auto' holds the prefix that then was the default
+    # ("summarize: "): the same run if 'auto' resolves to it for this model
+    if (isinstance(old, dict) and isinstance(old.get("data"), dict) and new["data"]["prefix"] == "auto"
+            and old["data"].get("prefix") not in (None, "auto") and old["data"]["prefix"] == known_prefix(cfg)):
+        old["data"]["prefix"] = "auto"
     if old == new:
         return True
     diff = sorted(_diff_keys(old, new)) if isinstance(old, dict) else ["(unreadable config.json)"]
@@ -654,7 +673,8 @@ def _prune_existing(model_dir, cfg, out: Path, train: bool, overwrite: bool, sta
                     load_tokenizer) -> dict:
     main = state.is_main_process
     work_dir = prune_work_dir(out)
-    request = _prune_request(model_dir, cfg, train)
+    kp = known_prefix(cfg, model_dir)  # resolved, so a work folder from before 'auto' stays the same request
+    request = _prune_request(model_dir, with_prefix(cfg, kp) if kp is not None else cfg, train)
     # fails before any loading or training, touching nothing
     resuming = check_prune_work(work_dir, request, overwrite) if train and main else False
     if main:

@@ -14,6 +14,7 @@ pytest.importorskip("ctranslate2")
 from conftest import ROOT  # noqa: E402
 from summprune import ct2  # noqa: E402
 from summprune import generate as gen  # noqa: E402
+from summprune.config import DECODING_DEFAULTS  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location("generate_csv", ROOT / "generate_csv.py")
 generate_csv = importlib.util.module_from_spec(_spec)
@@ -120,6 +121,38 @@ def test_converted_once_and_keyed_by_the_model_files(setup, tmp_path):
     m.save_pretrained(str(other))
     assert ct2.model_key(other) != ct2.model_key(setup["dir"])
     assert not list((tmp_path / "cache" / "ctranslate2").glob("*.tmp-*"))  # nothing half-written
+
+
+def test_a_cached_conversion_that_does_not_load_is_converted_again(setup, tmp_path):
+    """A conversion written by an older converter (here: its config.json holding a null token, as
+    the BART converter wrote for a tokenizer without a bos token) is replaced, not an error forever."""
+    logs = []
+    ct2.Ct2Model.from_dir(setup["dir"], setup["tok"], threads=1)
+    path = ct2.cache_root() / ct2.model_key(setup["dir"])
+    cfg = json.loads((path / "config.json").read_text())
+    cfg["unk_token"] = None
+    (path / "config.json").write_text(json.dumps(cfg))
+    m = ct2.Ct2Model.from_dir(setup["dir"], setup["tok"], threads=1, log=logs.append)
+    assert any("converting again" in x for x in logs)
+    assert json.loads((path / "config.json").read_text())["unk_token"] is not None
+    assert m.generate_ids([[5, 6, 7, 1]], {**DECODING_DEFAULTS, "max_length": 5})
+
+
+def test_a_bart_layout_with_a_tokenizer_without_bos_converts(tmp_path):
+    """A BART-layout model with T5's kind of tokenizer (no bos token): the converter used to write
+    a null bos_token that CTranslate2 then could not load."""
+    from summprune.modeling import build_tiny_model
+    from summprune.synthetic import make_corpus
+    from summprune.tokenizer import train_tokenizer
+
+    tok = train_tokenizer([r["text"] for r in make_corpus(10)], vocab_size=120)
+    assert tok.bos_token is None
+    d = tmp_path / "bart"
+    build_tiny_model(vocab_size=len(tok), d_model=32, layers=2, heads=4, d_ff=64, family="bart").save_pretrained(d)
+    tok.save_pretrained(d)
+    m = ct2.Ct2Model.from_dir(d, tok, threads=1)
+    assert json.loads((ct2.cache_root() / ct2.model_key(d) / "config.json").read_text())["bos_token"] is not None
+    assert m.generate_ids([[5, 6, 7, 1]], {**DECODING_DEFAULTS, "max_length": 5})
 
 
 def run(setup, out, *extra):

@@ -386,3 +386,26 @@ def test_export_on_a_full_disk_is_a_message_naming_the_output(tmp_path, tiny_dir
     err = capsys.readouterr().err
     assert f"error: {out}: cannot be written (No space left on device)" in err and "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny"]
+
+
+def test_a_run_saved_before_auto_prefix_is_the_same_run(tmp_path):
+    """Run folders saved when data.prefix defaulted to "summarize: " resume under 'auto' where that
+    is what 'auto' resolves to (T5), and only there."""
+    import json
+
+    from summprune.config import load_config, config_to_dict
+    from summprune.pipeline import run_folder_matches
+    cfg = load_config(None, ["model.name=tiny", f"runs_dir={tmp_path}", "name=r"])
+    d = tmp_path / "r"; d.mkdir()
+    old = json.loads(json.dumps(config_to_dict(cfg))); old["data"]["prefix"] = "summarize: "
+    (d / "config.json").write_text(json.dumps(old))
+    assert run_folder_matches(d, cfg, False)
+    old["data"]["prefix"] = "sum: "
+    (d / "config.json").write_text(json.dumps(old))
+    with pytest.raises(ValueError, match="data.prefix"):
+        run_folder_matches(d, cfg, False)
+    bart = load_config(None, ["model.name=tiny", "model.tiny_family=bart", f"runs_dir={tmp_path}", "name=r"])
+    old = json.loads(json.dumps(config_to_dict(bart))); old["data"]["prefix"] = "summarize: "
+    (d / "config.json").write_text(json.dumps(old))
+    with pytest.raises(ValueError, match="data.prefix"):  # BART's 'auto' is no prefix: another run
+        run_folder_matches(d, bart, False)
