@@ -115,9 +115,13 @@ def check_groups(model, cfg: ExperimentConfig) -> None:
     if limit is not None and cfg.data.max_source_length > limit:
         raise ValueError(f"data.max_source_length={cfg.data.max_source_length}: this {fam.name} model reads at most "
                          f"{limit} input tokens (config.json max_position_embeddings)")
-    if "structured" in cfg.prune.methods and not fam.structured:
+    sc = cfg.prune.methods.get("structured")
+    if sc is not None and fam.structure is None:
         raise ValueError(f"[prune.structured]: structured pruning is not implemented for {fam.name} models "
                          f"({type(model).__name__}); use [[prune.stages]] or [prune.gradual] for it")
+    if sc is not None and not fam.structure.heads and sc.heads_keep != 1:
+        raise ValueError(f"prune.structured.heads_keep={sc.heads_keep}: a {fam.name} model's head size is d_model / "
+                         "heads, so its heads cannot be cut (blocks and FFN neurons can); use heads_keep=1")
 
 
 def append_jsonl(path: str | Path, record: dict) -> None:

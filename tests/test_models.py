@@ -186,16 +186,64 @@ def test_an_unsupported_model_type_is_one_error_listing_the_supported(tmp_path):
     assert supported_model_types() == ["bart", "mt5", "pegasus", "t5"]
 
 
-def test_structured_pruning_is_refused_by_name_for_families_without_it():
+def test_structured_pruning_cuts_blocks_and_neurons_of_every_family(fam, tmp_path):
+    """[prune.structured] through the driver on every family: a standard smaller model of the same
+    class (fewer blocks, narrower FFNs; heads where the family can cut them), whose kept blocks are
+    the original's, equal to masking where no block is removed, back through compact exactly;
+    Taylor importance reaches the FFN biases (BART, Pegasus)."""
+    import copy
+
+    from summprune.config import ExperimentConfig, PruneConfig, TrainConfig
+    from summprune.methods import structured as S
+    from summprune.pipeline import prune_model
+
+    name, family, kw = fam
+    m = build_tiny_model(vocab_size=120, d_model=64, layers=4, heads=4, d_ff=128, family=family, **kw).eval()
+    st = family_of(m).structure
+    heads = 0.5 if st.heads else 1.0
+    sc = S.StructuredConfig(ffn_keep=0.5, heads_keep=heads, decoder_layers=2, importance="weight")
+    cfg = ExperimentConfig(train=TrainConfig(batch_size=2), prune=PruneConfig(methods={"structured": sc}))
+    small, _, sections = prune_model(copy.deepcopy(m), None, cfg, work_dir=tmp_path / "w", log_print=lambda s: None)
+    assert type(small) is type(m)
+    c = small.config
+    assert getattr(c, st.layers["decoder"]) == 2 and getattr(c, st.layers["encoder"]) == 4
+    assert all(getattr(c, st.ffn_dim[k]) == 64 for k in ("encoder", "decoder"))
+    old_dec, new_dec = S.blocks(m, "decoder"), S.blocks(small, "decoder")
+    keep = sections["structured"]["plan"]["decoder_layers"]
+    assert keep == [0, 3]  # evenly spaced, first and last
+    # a kept block's norms are the original block's (its linears are narrower)
+    for i, j in enumerate(keep):
+        for (n, a), (_, b) in zip(old_dec[j].named_parameters(), new_dec[i].named_parameters()):
+            if a.shape == b.shape and "norm" in n:
+                assert torch.equal(a, b), n
+    # no block removed: the smaller model is the masked one
+    plan = S.plan_structure(m, S.weight_importance(m), ffn_keep=0.5, heads_keep=heads)
+    masked = copy.deepcopy(m)
+    S.mask_plan(masked, plan)
+    assert torch.allclose(logits(S.apply_plan(m, plan)), logits(masked), atol=1e-5)
+    got = load_model(export_model(small, tmp_path / "c", format="compact"))
+    assert torch.equal(logits(got), logits(small))
+    scores = S.taylor_importance(m, [{"input_ids": X, "attention_mask": (X != 0).long(), "labels": Y[:, 1:].contiguous()}])
+    assert all(torch.isfinite(v).all() and (v > 0).any() for v in scores.values())
+    if not st.heads:
+        with pytest.raises(ValueError, match="heads cannot be cut"):
+            S.plan_structure(m, scores, heads_keep=0.5)
+
+
+def test_structured_pruning_is_refused_by_name_for_a_family_without_a_structure(monkeypatch):
+    import dataclasses
+
+    from summprune import models as M
     from summprune.methods import structured as S
 
-    m = tiny("bart", {})
+    monkeypatch.setitem(M._FAMILIES, "bart", dataclasses.replace(M._FAMILIES["bart"], structure=None))
     with pytest.raises(TypeError, match=r"structured pruning .* not 'bart'"):
-        S._check_t5(m)
+        S.structure_of(tiny("bart", {}))
 
 
+@pytest.mark.parametrize("shrunk", [False, True], ids=["full", "structured"])
 @pytest.mark.parametrize("family", ["bart", "pegasus"])
-def test_bart_and_pegasus_convert_for_ctranslate2_and_greedy_matches_torch(tmp_path, monkeypatch, family):
+def test_bart_and_pegasus_convert_for_ctranslate2_and_greedy_matches_torch(tmp_path, monkeypatch, family, shrunk):
     pytest.importorskip("ctranslate2")
     from summprune import ct2
     from summprune.generate import generate_summaries
@@ -212,6 +260,10 @@ def test_bart_and_pegasus_convert_for_ctranslate2_and_greedy_matches_torch(tmp_p
             if p.dim() == 2:
                 if not n.endswith("embed_positions.weight") or family == "bart":  # Pegasus': sinusoids
                     p.normal_(0, 0.5)
+    if shrunk:  # a structured student (1 decoder block, half the FFN) converts as the family's own shape
+        from summprune.methods.structured import shrink
+
+        m, _ = shrink(m, ffn_keep=0.5, decoder_layers=1)
     prepare_model(m, "tied")
     apply_stage(m, AMOUNTS)
     d = export_model(m, tmp_path / family, format="compact", tokenizer=tok)

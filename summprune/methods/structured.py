@@ -1,4 +1,5 @@
-"""Structured pruning: remove whole FFN neurons, attention heads and layers from a T5.
+"""Structured pruning: remove whole FFN neurons, attention heads and layers (T5; BART and Pegasus:
+blocks and FFN neurons, whose head size is tied to ``d_model / heads``).
 
 Unstructured zeros shrink the file but no dense matmul gets faster. Removing structure does: the
 result is a *standard, smaller* ``T5ForConditionalGeneration`` (smaller ``d_ff``, ``num_heads``,
@@ -54,7 +55,7 @@ LAYER_SELECTIONS = ("spread", "first")
 class StructuredConfig(RecoveryConfig):
     """Physical removal of FFN neurons, attention heads and layers (summprune.methods.structured),
     applied after fine-tuning and before any unstructured pruning; the result is a standard
-    smaller T5."""
+    smaller model of the same family (heads: T5 only)."""
 
     ffn_keep: float = _help("Fraction of FFN neurons kept in every block (one d_ff for all).", default=1.0)
     heads_keep: float = _help("Fraction of attention heads kept in every attention (one num_heads).", default=1.0)
@@ -101,36 +102,47 @@ _FFN = {"encoder": 1, "decoder": 2}
 # ----------------------------------------------------------------------------- the model's structure
 
 
-def _check_t5(model: nn.Module) -> None:
+def structure_of(model: nn.Module):
+    """The family's :class:`~summprune.models.Structure`; TypeError naming the families that have
+    one, ValueError if the model still carries unstructured masks."""
     from ..models import family_of, supported_model_types
 
     fam = family_of(model)
-    if not fam.structured:
-        able = sorted(t for t in supported_model_types() if family_of(t).structured)
+    if fam.structure is None:
+        able = sorted(t for t in supported_model_types() if family_of(t).structure is not None)
         raise TypeError(f"structured pruning (heads, FFN neurons, blocks) is implemented for the model types "
                         f"{', '.join(able)}, not {model.config.model_type!r} ({type(model).__name__}); use "
                         "unstructured pruning (stages or gradual) for it")
-    for stack in _STACKS:
-        if not hasattr(getattr(model, stack, None), "block"):
-            raise TypeError(f"structured pruning needs a T5-style encoder-decoder ({type(model).__name__} has no "
-                            f"{stack}.block)")
     for name, mod in model.named_modules():
         if any(k.endswith("_orig") for k in mod._parameters):
             raise ValueError(f"module {name!r} carries an unstructured pruning mask: apply structured pruning "
                              f"before unstructured pruning (or make the masks permanent first)")
+    return fam.structure
+
+
+_check_t5 = structure_of  # the name the tests of the T5-only version used
+
+
+def blocks(model: nn.Module, stack: str) -> nn.ModuleList:
+    return model.get_submodule(structure_of(model).blocks[stack])
 
 
 def ffn_modules(model: nn.Module) -> dict[str, nn.Module]:
-    """``name -> DenseReluDense`` (or gated) module of every block, encoder first."""
+    """``name -> FFN module`` of every block (T5's ``DenseReluDense``, BART's layer), encoder first."""
+    st = structure_of(model)
     out = {}
     for stack in _STACKS:
-        for i, block in enumerate(getattr(model, stack).block):
-            out[f"{stack}.block.{i}.layer.{_FFN[stack]}.DenseReluDense"] = block.layer[_FFN[stack]].DenseReluDense
+        for i, block in enumerate(model.get_submodule(st.blocks[stack])):
+            sub = st.ffn[stack]
+            out[f"{st.blocks[stack]}.{i}" + (f".{sub}" if sub else "")] = block.get_submodule(sub) if sub else block
     return out
 
 
 def attention_modules(model: nn.Module) -> dict[str, dict[str, nn.Module]]:
-    """``kind -> {name: T5Attention}`` for kinds ``enc_self``, ``dec_self``, ``cross``."""
+    """``kind -> {name: T5Attention}`` for kinds ``enc_self``, ``dec_self``, ``cross``; empty where
+    the family's heads cannot be cut."""
+    if not structure_of(model).heads:
+        return {}
     out: dict[str, dict[str, nn.Module]] = {}
     for kind, (stack, sub, attr) in _ATTN.items():
         out[kind] = {f"{stack}.block.{i}.layer.{sub}.{attr}": getattr(block.layer[sub], attr)
@@ -138,8 +150,12 @@ def attention_modules(model: nn.Module) -> dict[str, dict[str, nn.Module]]:
     return out
 
 
-def _wi(ffn: nn.Module) -> list[nn.Linear]:
-    return [getattr(ffn, n) for n in ("wi", "wi_0", "wi_1") if hasattr(ffn, n)]
+def _wi(ffn: nn.Module, st) -> list[nn.Linear]:
+    return [getattr(ffn, n) for n in st.ffn_in if hasattr(ffn, n)]
+
+
+def _wo(ffn: nn.Module, st) -> nn.Linear:
+    return getattr(ffn, st.ffn_out)
 
 
 def _head_slices(att: nn.Module) -> list[slice]:
@@ -152,12 +168,12 @@ def _head_slices(att: nn.Module) -> list[slice]:
 
 def weight_importance(model: nn.Module) -> dict[str, torch.Tensor]:
     """``module name -> score per neuron / head`` from weight norms (see the module docstring)."""
-    _check_t5(model)
+    st = structure_of(model)
     scores: dict[str, torch.Tensor] = {}
     with torch.no_grad():
         for name, ffn in ffn_modules(model).items():
-            w_in = torch.stack([w.weight.float().norm(dim=1) for w in _wi(ffn)]).norm(dim=0)
-            scores[name] = (w_in * ffn.wo.weight.float().norm(dim=0)).cpu()
+            w_in = torch.stack([w.weight.float().norm(dim=1) for w in _wi(ffn, st)]).norm(dim=0)
+            scores[name] = (w_in * _wo(ffn, st).weight.float().norm(dim=0)).cpu()
         for mods in attention_modules(model).values():
             for name, att in mods.items():
                 scores[name] = torch.stack([att.v.weight[s].float().norm() * att.o.weight[:, s].float().norm()
@@ -167,9 +183,12 @@ def weight_importance(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def _structure_params(model: nn.Module) -> dict[str, list[tuple[torch.Tensor, int]]]:
     """``module name -> [(weight, axis along which the structures lie)]``."""
+    st = structure_of(model)
     out: dict[str, list[tuple[torch.Tensor, int]]] = {}
     for name, ffn in ffn_modules(model).items():
-        out[name] = [(w.weight, 0) for w in _wi(ffn)] + [(ffn.wo.weight, 1)]
+        # a neuron is its input rows (and their biases, BART's) and its output column
+        out[name] = ([(w.weight, 0) for w in _wi(ffn, st)] + [(w.bias, 0) for w in _wi(ffn, st) if w.bias is not None]
+                     + [(_wo(ffn, st).weight, 1)])
     for mods in attention_modules(model).values():
         for name, att in mods.items():
             out[name] = [(att.q.weight, 0), (att.k.weight, 0), (att.v.weight, 0), (att.o.weight, 1)]
@@ -186,9 +205,9 @@ def taylor_importance(model: nn.Module, batches: Iterable[dict]) -> dict[str, to
     """``module name -> score per neuron / head``: sum over ``batches`` of
     ``(sum_{w in structure} w * dL/dw)**2``. Batches are model inputs with ``labels``. Dropout is
     off while measuring; the model's train/eval mode and its gradients are restored afterwards."""
-    _check_t5(model)
+    st = structure_of(model)
     params = _structure_params(model)
-    n_struct = {name: (ffn.wo.weight.shape[1]) for name, ffn in ffn_modules(model).items()}
+    n_struct = {name: (_wo(ffn, st).weight.shape[1]) for name, ffn in ffn_modules(model).items()}
     for mods in attention_modules(model).values():
         n_struct.update({name: att.n_heads for name, att in mods.items()})
     scores = {name: torch.zeros(n, dtype=torch.float64) for name, n in n_struct.items()}
@@ -287,25 +306,32 @@ def plan_structure(model: nn.Module, importance: dict[str, torch.Tensor], *, ffn
     """The plan keeping ``ffn_keep`` of the FFN neurons and ``heads_keep`` of the heads (fractions
     in (0, 1]) and ``encoder_layers``/``decoder_layers`` blocks (0 = all), the most
     important ones by ``importance`` (from :func:`weight_importance` or :func:`taylor_importance`)."""
-    _check_t5(model)
+    st = structure_of(model)
     cfg = model.config
-    n_enc, n_dec = len(model.encoder.block), len(model.decoder.block)
+    n_enc, n_dec = len(blocks(model, "encoder")), len(blocks(model, "decoder"))
     enc = select_layers(n_enc, encoder_layers or n_enc, layer_selection)
     dec = select_layers(n_dec, decoder_layers or n_dec, layer_selection)
-    kept_blocks = {f"encoder.block.{i}." for i in enc} | {f"decoder.block.{i}." for i in dec}
+    kept_blocks = {f"{st.blocks['encoder']}.{i}." for i in enc} | {f"{st.blocks['decoder']}.{i}." for i in dec}
 
     def kept(name: str) -> bool:
-        return any(name.startswith(p) for p in kept_blocks)
+        return any((name + ".").startswith(p) for p in kept_blocks)
 
     missing = [n for n in list(ffn_modules(model)) + [n for m in attention_modules(model).values() for n in m]
                if n not in importance]
     if missing:
         raise ValueError(f"importance has no scores for {missing[:3]}{' ...' if len(missing) > 3 else ''}")
-    k_ff = keep_count(cfg.d_ff, ffn_keep, "ffn_keep")
-    k_h = keep_count(cfg.num_heads, heads_keep, "heads_keep")
+    if not st.heads and heads_keep != 1:
+        raise ValueError(f"heads_keep={heads_keep}: a {cfg.model_type} model's head size is d_model / heads, so its "
+                         "heads cannot be cut (blocks and FFN neurons can); use heads_keep=1")
+    k_h = keep_count(getattr(cfg, "num_heads", 1), heads_keep, "heads_keep")
     plan = StructurePlan(encoder_layers=enc, decoder_layers=dec)
-    plan.ffn = {n: _top(importance[n], k_ff) for n in ffn_modules(model) if kept(n)}
+    for stack in _STACKS:
+        k_ff = keep_count(getattr(cfg, st.ffn_dim[stack]), ffn_keep, "ffn_keep")
+        plan.ffn.update({n: _top(importance[n], k_ff) for n in ffn_modules(model)
+                         if kept(n) and n.startswith(st.blocks[stack] + ".")})
     att = attention_modules(model)
+    if not att:
+        return plan
     for kind, attr in (("enc_self", "enc_self_heads"), ("dec_self", "dec_self_heads")):
         # one choice for the whole stack: the summed score over the blocks that stay
         total = sum(importance[n].double() for n in att[kind] if kept(n))
@@ -321,26 +347,29 @@ def _head_index(heads: list[int], d_kv: int) -> torch.Tensor:
     return torch.cat([torch.arange(h * d_kv, (h + 1) * d_kv) for h in heads])
 
 
-def _old_name(new_name: str, plan: StructurePlan) -> str:
+def _old_name(new_name: str, plan: StructurePlan, st) -> str:
     """The original parameter name a parameter of the smaller model comes from."""
-    parts = new_name.split(".")
-    if len(parts) > 2 and parts[0] in _STACKS and parts[1] == "block":
-        layers = plan.encoder_layers if parts[0] == "encoder" else plan.decoder_layers
-        parts[2] = str(layers[int(parts[2])])
-    return ".".join(parts)
+    for stack in _STACKS:
+        pre = st.blocks[stack] + "."
+        if new_name.startswith(pre):
+            idx, _, tail = new_name[len(pre):].partition(".")
+            layers = plan.encoder_layers if stack == "encoder" else plan.decoder_layers
+            return f"{pre}{layers[int(idx)]}.{tail}"
+    return new_name
 
 
-def _slice_for(old_name: str, plan: StructurePlan, d_kv: int) -> tuple[int, torch.Tensor] | None:
+def _slice_for(old_name: str, plan: StructurePlan, d_kv: int | None, st) -> tuple[int, torch.Tensor] | None:
     """(axis, kept indices) for one original parameter, or None if it is copied whole."""
+    module, _, kind = old_name.rpartition(".")  # kind: weight / bias
+    parent, _, linear = module.rpartition(".")
+    if parent in plan.ffn:
+        idx = torch.tensor(plan.ffn[parent])
+        if linear == st.ffn_out:
+            return (1, idx) if kind == "weight" else None  # the output bias stays whole
+        return (0, idx) if linear in st.ffn_in else None
     parts = old_name.split(".")
-    if len(parts) < 2 or parts[0] not in _STACKS or parts[1] != "block":
-        return None
-    module = ".".join(parts[:-2])  # drop "<linear>.weight"
-    linear = parts[-2]
-    if module in plan.ffn:
-        idx = torch.tensor(plan.ffn[module])
-        return (1, idx) if linear == "wo" else (0, idx) if linear.startswith("wi") else None
-    if parts[-3] in ("SelfAttention", "EncDecAttention"):
+    if st.heads and len(parts) > 3 and parts[-3] in ("SelfAttention", "EncDecAttention"):
+        module = ".".join(parts[:-2])  # drop "<linear>.weight"
         if parts[-3] == "EncDecAttention":
             heads = plan.cross_heads[module]
         else:
@@ -353,46 +382,64 @@ def _slice_for(old_name: str, plan: StructurePlan, d_kv: int) -> tuple[int, torc
 
 
 def smaller_config(model: nn.Module, plan: StructurePlan):
+    st = structure_of(model)
     cfg = copy.deepcopy(model.config)
-    first_ffn = next(iter(plan.ffn.values()))
-    cfg.num_layers = len(plan.encoder_layers)
-    cfg.num_decoder_layers = len(plan.decoder_layers)
-    cfg.d_ff = len(first_ffn)
-    cfg.num_heads = len(plan.enc_self_heads)
+    for stack, layers in (("encoder", plan.encoder_layers), ("decoder", plan.decoder_layers)):
+        setattr(cfg, st.layers[stack], len(layers))
+        first = next(v for n, v in plan.ffn.items() if n.startswith(st.blocks[stack] + "."))
+        setattr(cfg, st.ffn_dim[stack], len(first))
+    if st.heads:
+        cfg.num_heads = len(plan.enc_self_heads)
     return cfg
 
 
 def check_plan(model: nn.Module, plan: StructurePlan) -> None:
-    """ValueError unless ``plan`` describes a uniform, standard T5 inside ``model``."""
-    n_enc, n_dec = len(model.encoder.block), len(model.decoder.block)
+    """ValueError unless ``plan`` describes a uniform, standard model of the family inside ``model``."""
+    st = structure_of(model)
+    n_enc, n_dec = len(blocks(model, "encoder")), len(blocks(model, "decoder"))
     for what, layers, n in (("encoder_layers", plan.encoder_layers, n_enc), ("decoder_layers", plan.decoder_layers, n_dec)):
         if not layers or sorted(set(layers)) != list(layers) or layers[0] < 0 or layers[-1] >= n:
             raise ValueError(f"plan.{what}={layers}: must be sorted, distinct, within 0..{n - 1}")
     if len(plan.encoder_layers) < len(plan.decoder_layers):
         # generate() builds its DynamicCache from the top-level config, whose num_hidden_layers is
-        # T5's num_layers (the encoder's): decoder layer_idx >= num_layers -> IndexError
+        # the encoder's block count (T5's num_layers, BART's encoder_layers): decoder layer_idx
+        # beyond it -> IndexError
         raise ValueError(f"the plan keeps {len(plan.encoder_layers)} encoder but {len(plan.decoder_layers)} decoder "
-                         f"blocks: a T5 with fewer encoder than decoder blocks cannot generate with the KV cache "
-                         f"in transformers 5 (the cache is sized by num_layers); keep at least as many encoder "
-                         f"blocks as decoder blocks")
-    expect = {f"encoder.block.{i}.layer.1.DenseReluDense" for i in plan.encoder_layers}
-    expect |= {f"decoder.block.{i}.layer.2.DenseReluDense" for i in plan.decoder_layers}
+                         f"blocks: a model with fewer encoder than decoder blocks cannot generate with the KV cache "
+                         f"in transformers 5 (the cache is sized by the encoder's count); keep at least as many "
+                         f"encoder blocks as decoder blocks")
+    names = list(ffn_modules(model))
+    expect = {n for n in names for stack, layers in (("encoder", plan.encoder_layers), ("decoder", plan.decoder_layers))
+              for i in layers if (n + ".").startswith(f"{st.blocks[stack]}.{i}.")}
     if set(plan.ffn) != expect:
         raise ValueError(f"plan.ffn must name exactly the FFNs of the kept layers; differs on "
                          f"{sorted(set(plan.ffn) ^ expect)[:3]}")
-    sizes = {len(v) for v in plan.ffn.values()}
-    if len(sizes) != 1:
-        raise ValueError(f"every FFN must keep the same number of neurons (T5Config has one d_ff); got {sorted(sizes)}")
+    by_key: dict[str, set[int]] = {}
+    for n, v in plan.ffn.items():
+        stack = "encoder" if n.startswith(st.blocks["encoder"] + ".") else "decoder"
+        by_key.setdefault(st.ffn_dim[stack], set()).add(len(v))
+    if any(len(v) != 1 for v in by_key.values()):
+        raise ValueError(f"every FFN must keep the same number of neurons (one {' / '.join(by_key)} in the config); "
+                         f"got {sorted(set().union(*by_key.values()))}")
+    for n, idx in plan.ffn.items():
+        stack = "encoder" if n.startswith(st.blocks["encoder"] + ".") else "decoder"
+        limit = getattr(model.config, st.ffn_dim[stack])
+        if not idx or sorted(set(idx)) != list(idx) or idx[0] < 0 or idx[-1] >= limit:
+            raise ValueError(f"plan ffn indices {idx[:5]}...: must be sorted, distinct, within 0..{limit - 1}")
+    if not st.heads:
+        if plan.enc_self_heads or plan.dec_self_heads or plan.cross_heads:
+            raise ValueError(f"a {model.config.model_type} model's heads cannot be cut: the plan must name none")
+        return
     cross = {f"decoder.block.{i}.layer.1.EncDecAttention" for i in plan.decoder_layers}
     if set(plan.cross_heads) != cross:
         raise ValueError("plan.cross_heads must name exactly the cross-attentions of the kept decoder layers")
     head_sets = [plan.enc_self_heads, plan.dec_self_heads, *plan.cross_heads.values()]
     if len({len(h) for h in head_sets}) != 1:
         raise ValueError("every attention must keep the same number of heads (T5Config has one num_heads)")
-    d_ff, n_heads = model.config.d_ff, model.config.num_heads
-    for idx, limit, what in [(v, d_ff, "ffn") for v in plan.ffn.values()] + [(h, n_heads, "heads") for h in head_sets]:
-        if not idx or sorted(set(idx)) != list(idx) or idx[0] < 0 or idx[-1] >= limit:
-            raise ValueError(f"plan {what} indices {idx[:5]}...: must be sorted, distinct, within 0..{limit - 1}")
+    n_heads = model.config.num_heads
+    for idx in head_sets:
+        if not idx or sorted(set(idx)) != list(idx) or idx[0] < 0 or idx[-1] >= n_heads:
+            raise ValueError(f"plan heads indices {idx[:5]}...: must be sorted, distinct, within 0..{n_heads - 1}")
 
 
 def _mirror_ties(model: nn.Module, new_model: nn.Module) -> None:
@@ -401,11 +448,12 @@ def _mirror_ties(model: nn.Module, new_model: nn.Module) -> None:
     5 forces ``tie_word_embeddings``), but ``model`` may carry its own lm_head (``tie_mode``
     'untie'/'course', then masks made permanent): loading its state dict into the tied new model
     would write lm_head's values over the input embedding."""
+    st = structure_of(model)
     old = dict(model.named_parameters(remove_duplicate=False))
     by_old: dict[int, nn.Parameter] = {}
     used: set[int] = set()
     for name, p in list(new_model.named_parameters(remove_duplicate=False)):
-        if name.split(".")[1:2] == ["block"] or name not in old:
+        if any(name.startswith(b + ".") for b in st.blocks.values()) or name not in old:
             continue
         key = id(old[name])
         q = by_old.get(key)
@@ -424,23 +472,23 @@ def apply_plan(model: nn.Module, plan: StructurePlan) -> nn.Module:
     Every parameter is a slice of the original's: the smaller model computes exactly what the
     original computes with the removed neurons' and heads' output weights set to zero (and the
     removed layers skipped)."""
-    _check_t5(model)
+    st = structure_of(model)
     check_plan(model, plan)
     cfg = smaller_config(model, plan)
     old = model.state_dict()
-    d_kv = model.config.d_kv
+    d_kv = getattr(model.config, "d_kv", None)
     new_model = type(model)(cfg).to(device=next(model.parameters()).device, dtype=next(model.parameters()).dtype)
     _mirror_ties(model, new_model)
     sd = {}
     for name in new_model.state_dict():
-        src = _old_name(name, plan)
+        src = _old_name(name, plan, st)
         if "relative_attention_bias" in name:
             # the stack's position bias lives in block 0 whatever block becomes the new first one
             parts = src.split(".")
             parts[2] = "0"
             src = ".".join(parts)
         t = old[src]
-        sl = _slice_for(src, plan, d_kv)
+        sl = _slice_for(src, plan, d_kv, st)
         if sl is not None:
             axis, idx = sl
             t = t.index_select(axis, idx.to(t.device))
@@ -456,14 +504,15 @@ def mask_plan(model: nn.Module, plan: StructurePlan) -> None:
     """Zero, in place, the output weights of the neurons and heads ``plan`` removes (layers are
     not touched): the masked model computes what :func:`apply_plan`'s smaller model computes when
     the plan keeps every layer. Used to test the physical removal."""
-    _check_t5(model)
+    st = structure_of(model)
     check_plan(model, plan)
-    d_kv = model.config.d_kv
+    d_kv = getattr(model.config, "d_kv", None)
     with torch.no_grad():
         for name, ffn in ffn_modules(model).items():
             if name in plan.ffn:
-                drop = sorted(set(range(ffn.wo.weight.shape[1])) - set(plan.ffn[name]))
-                ffn.wo.weight[:, drop] = 0
+                out = _wo(ffn, st)
+                drop = sorted(set(range(out.weight.shape[1])) - set(plan.ffn[name]))
+                out.weight[:, drop] = 0
         for kind, mods in attention_modules(model).items():
             for name, att in mods.items():
                 if kind == "cross":
@@ -479,9 +528,12 @@ def mask_plan(model: nn.Module, plan: StructurePlan) -> None:
 def describe(model: nn.Module) -> str:
     """'enc 6 / dec 2 layers, d_ff 1024, 4 heads, 35.2M params'."""
     c = model.config
+    st = structure_of(model)
     params = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
-    return (f"enc {c.num_layers} / dec {c.num_decoder_layers} layers, d_ff {c.d_ff}, {c.num_heads} heads, "
-            f"{params / 1e6:.1f}M params")
+    ffn = "/".join(sorted({str(getattr(c, st.ffn_dim[k])) for k in _STACKS}))
+    heads = getattr(c, "num_heads", None) or getattr(c, "encoder_attention_heads", None)
+    return (f"enc {getattr(c, st.layers['encoder'])} / dec {getattr(c, st.layers['decoder'])} layers, d_ff {ffn}, "
+            f"{heads} heads, {params / 1e6:.1f}M params")
 
 
 #: ``prune.structured.importance`` -> ``(scores(model, batches), needs training batches)``; the

@@ -27,6 +27,27 @@ GROUPS = ("enc_self_attn", "enc_ffn", "dec_self_attn", "cross_attn", "dec_ffn", 
 
 
 @dataclass(frozen=True)
+class Structure:
+    """Where structured pruning finds a family's pieces, as attribute paths (dots) from the model
+    and from one block, and which config keys hold their sizes."""
+
+    #: stack -> path of its block list (``encoder.block`` / ``model.encoder.layers``)
+    blocks: dict[str, str]
+    #: stack -> path of the FFN within a block ("" where the block holds the linears itself)
+    ffn: dict[str, str]
+    #: the FFN's input linears (rows = neurons; their biases too) and output linear (columns)
+    ffn_in: tuple[str, ...]
+    ffn_out: str
+    #: stack -> the config key of its FFN width
+    ffn_dim: dict[str, str]
+    #: stack -> the config key of its number of blocks
+    layers: dict[str, str]
+    #: heads can be cut (T5: ``d_kv`` is its own key); None where the head size is
+    #: ``d_model / heads`` (BART, Pegasus), so heads stay
+    heads: bool = False
+
+
+@dataclass(frozen=True)
 class Family:
     """What the package needs to know of one architecture family."""
 
@@ -51,8 +72,8 @@ class Family:
     tiny_config: Callable[..., Any]
     #: regexes of state-dict names that int8 keeps in float (non-weight tensors are never quantized)
     int8_exempt: tuple[str, ...] = ()
-    #: structured pruning (heads, FFN neurons, blocks) is implemented for this family
-    structured: bool = False
+    #: where structured pruning finds blocks, FFNs (and heads): None = not supported
+    structure: Structure | None = None
     #: ``model -> None``: fix-ups of the loaded model (a copy) before CTranslate2 converts it
     #: (config keys its converter reads that transformers 5 no longer sets, ...)
     ct2_prepare: Callable[[nn.Module], None] = field(default=lambda model: None)

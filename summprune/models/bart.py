@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from . import Family, register
+from . import Family, Structure, register
 
 GROUP_PATTERNS = {
     "enc_self_attn": r"^model\.encoder\.layers\.\d+\.self_attn\.(q|k|v|out)_proj$",
@@ -58,10 +58,16 @@ def _freeze_sinusoids(model: nn.Module) -> None:
             p.requires_grad_(False)
 
 
+#: blocks and FFN neurons can be cut; heads cannot (the head size is d_model / heads)
+STRUCTURE = Structure(blocks={"encoder": "model.encoder.layers", "decoder": "model.decoder.layers"},
+                      ffn={"encoder": "", "decoder": ""}, ffn_in=("fc1",), ffn_out="fc2",
+                      ffn_dim={"encoder": "encoder_ffn_dim", "decoder": "decoder_ffn_dim"},
+                      layers={"encoder": "encoder_layers", "decoder": "decoder_layers"})
+
 _COMMON = dict(
     group_patterns=GROUP_PATTERNS, config_limits=CONFIG_LIMITS, default_prefix="",
     native_tied=lambda config: bool(getattr(config, "tie_word_embeddings", True)),
-    max_source_positions=lambda config: int(config.max_position_embeddings),
+    max_source_positions=lambda config: int(config.max_position_embeddings), structure=STRUCTURE,
 )
 
 def _ct2_keys(**keys):

@@ -3,7 +3,7 @@ flan-T5 (gated FFN ``wi_0``/``wi_1``, an output projection of its own) and mT5 (
 
 from __future__ import annotations
 
-from . import Family, register
+from . import Family, Structure, register
 
 #: encoder layer.0 = self-attention, layer.1 = FFN; decoder layer.0 = self-attention, layer.1 =
 #: cross-attention, layer.2 = FFN.
@@ -59,6 +59,10 @@ def _ct2_prepare(model) -> None:
 T5 = register(Family(
     name="t5", model_types=("t5", "mt5"), group_patterns=GROUP_PATTERNS, config_limits=CONFIG_LIMITS,
     default_prefix="summarize: ", native_tied=native_tied, max_source_positions=lambda config: None,
-    tiny_config=tiny_config, int8_exempt=(r"relative_attention_bias\.weight$",), structured=True,
+    tiny_config=tiny_config, int8_exempt=(r"relative_attention_bias\.weight$",),
+    structure=Structure(blocks={"encoder": "encoder.block", "decoder": "decoder.block"},
+                        ffn={"encoder": "layer.1.DenseReluDense", "decoder": "layer.2.DenseReluDense"},
+                        ffn_in=("wi", "wi_0", "wi_1"), ffn_out="wo", ffn_dim={"encoder": "d_ff", "decoder": "d_ff"},
+                        layers={"encoder": "num_layers", "decoder": "num_decoder_layers"}, heads=True),
     ct2_prepare=_ct2_prepare,
 ))
