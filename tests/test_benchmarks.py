@@ -306,6 +306,7 @@ def test_family_shapes_smallest(tmp_path, shared_dir):
     rows = json.loads(out.read_text())["shapes"]
     assert [r["model_type"] for r in rows] == ["t5", "bart"]
     assert all(0.29 < r["nonzero_ratio"] <= 0.30 and r["identical"] == r["docs"] == 2 for r in rows)
+    assert all(r["distinct_summaries"] == 2 for r in rows)  # outputs that depend on the input
     assert "| bart-base | bart |" in (out.parent / "README.md").read_text()
 
 

@@ -42,7 +42,8 @@ def _figures() -> list[tuple[str, str]]:
     gs = _json("generate_speed/results.json")["runs"]
     obs = _json("obs_step/results.json")
     sq = _json("sparsity_quality/results.json")["records"]
-    st = _json("structured_speed/results.json")
+    fr = {(r["shape"], r["steps"], r["engine"], r["mode"]): r for r in _json("frontier/results.json")["rows"]}
+    six3 = lambda engine, mode: fr[("6+3 L, ffn 1, heads 1", 400, engine, mode)]  # noqa: E731
     return [
         ("int8 MB at 0.30", f"**{cs['0.3']['sizes']['compact-int8']['MB']:.1f} MB**"),
         ("fp16 MB at 0.30", f"fp16 {cs['0.3']['sizes']['compact-fp16']['MB']:.1f} MB"),
@@ -55,9 +56,10 @@ def _figures() -> list[tuple[str, str]]:
         ("beams int8", f"int8 **{gs['ctranslate2 int8 beams4']['speedup_vs_torch']:.2f}×**"),
         ("OBS step before", f"**{obs['before']['total_seconds']:.1f} s** before"),
         ("OBS step after", f"**{obs['after']['total_seconds']:.1f} s** now"),
-        ("structured speed", f"**{st['speed']['variants']['enc4_dec3_ffn50_heads50']['speedup']:.2f}×**"),
-        ("structured quality", "**{:.1f}%**".format(
-            _pct_of_control(st["quality"]["records"], "enc4_dec3_ffn50_heads50", None, 100, key="variant"))),
+        ("6+3 quality", f"**{six3('torch fp32', 'greedy')['pct_mean']:.1f}%**"),
+        ("6+3 torch", f"torch **{six3('torch fp32', 'greedy')['speedup_vs_dense_torch']:.2f}×**"),
+        ("6+3 int8 greedy", f"int8 **{six3('CTranslate2 int8', 'greedy')['speedup_vs_dense_torch']:.2f}×** greedy"),
+        ("6+3 int8 beams", f"**{six3('CTranslate2 int8', 'beams')['speedup_vs_dense_torch']:.2f}×** with 4 beams"),
     ]
 
 
