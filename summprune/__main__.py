@@ -103,12 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("export", help="convert a model directory to the compact, hf or course format")
     e.add_argument("--model", required=True, help="model directory (any format) or hub name")
     e.add_argument("--output", required=True, help="directory to write")
-    from .export import FORMATS  # the registry: a registered format is a choice here too
+    from .export import FORMATS, stored_dtypes  # the registry: a registered format is a choice here too
 
     e.add_argument("--format", choices=list(FORMATS), default="compact",
                    help="compact: non-zeros + bitmask (small); hf: save_pretrained; course: hf + "
                         "model_state_dict.pth, what the course's grader reads")
-    e.add_argument("--dtype", choices=sorted({d for f in FORMATS.values() for d in f.dtypes}), default="fp32",
+    e.add_argument("--dtype", choices=stored_dtypes(), default="fp32",
                    help="value dtype of the compact format: fp32 is bit-exact; fp16/bf16 round every value; "
                         "int8 stores each matrix row as int8 times a scale (zeros exact, the smallest file)")
     e.set_defaults(fn=_cmd_export)

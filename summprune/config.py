@@ -614,14 +614,14 @@ def validate(cfg: ExperimentConfig, source: str = "<config>") -> None:
             bad(f"{k}={v}: must be <= {MAX_BATCH:,}")
     if cfg.train.precision not in ("auto", "fp32", "bf16", "fp16"):
         bad(f"train.precision={cfg.train.precision!r}: choose auto, fp32, bf16 or fp16")
-    from .export import FORMATS  # the registry (imports torch; a config is checked before a run anyway)
+    from .export import FORMATS, stored_dtypes  # the registry (imports torch; a config is checked before a run anyway)
 
     if cfg.export_format not in FORMATS:
         bad(f"export_format={cfg.export_format!r}: choose one of {list(FORMATS)}")
     if cfg.export_format == "course" and cfg.prune.tie_mode == "untie":
         bad("export_format='course' with prune.tie_mode='untie': the course's loader ties lm_head to the "
             "embedding and cannot hold an lm_head of its own; use tie_mode 'tied' or 'course'")
-    stored = sorted({d for f in FORMATS.values() for d in f.dtypes})
+    stored = stored_dtypes()
     if cfg.export_dtype not in stored:
         bad(f"export_dtype={cfg.export_dtype!r}: choose one of {stored}")
     elif cfg.export_format in FORMATS and cfg.export_dtype not in FORMATS[cfg.export_format].dtypes:

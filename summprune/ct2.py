@@ -55,7 +55,9 @@ def check_dtype(device: str, dtype: str) -> None:
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("SUMMPRUNE_CACHE", Path.home() / ".cache" / "summprune")).expanduser() / "ctranslate2"
+    from .io.files import cache_dir
+
+    return cache_dir("ctranslate2")
 
 
 def conversion_files(model_dir: str | Path) -> list[str]:

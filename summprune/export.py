@@ -40,7 +40,8 @@ import torch
 from torch import nn
 from transformers import T5ForConditionalGeneration
 
-from .io.compact import _DTYPE_ALIASES, COMPACT_WEIGHTS, DTYPES, FORMAT, MANIFEST, VERSION, dtype_name, encode_model, load_compact
+from .io.compact import (_DTYPE_ALIASES, COMPACT_WEIGHTS, DTYPES, FORMAT, MANIFEST, VALUE_DTYPES, VERSION, dtype_name,
+                          encode_model, load_compact)
 from .io.course import STATE_FILE as COURSE_STATE  # course format; the one pickle read (weights_only=True)
 from .io.files import PICKLE_SUFFIXES, atomic_dir, check_output, dir_size, read_json, write_json
 from .io import hf
@@ -71,6 +72,11 @@ FORMATS: dict[str, Format] = {}
 def register_format(fmt: Format) -> Format:
     FORMATS[fmt.name] = fmt
     return fmt
+
+
+def stored_dtypes() -> list[str]:
+    """Every value dtype some registered format stores (``export --dtype``, ``export_dtype``)."""
+    return sorted({d for f in FORMATS.values() for d in f.dtypes})
 
 
 def check_dtype(fmt: Format, dtype: str | None) -> str:
@@ -200,7 +206,7 @@ def _save(fn: Callable[..., Path]) -> Callable[..., Path]:
 
 
 register_format(Format("compact", save_compact, lambda p: (p / MANIFEST).is_file(), load_compact,
-                       dtypes=("fp32", "fp16", "bf16", "int8")))
+                       dtypes=VALUE_DTYPES))
 register_format(Format("course", _save(save_course),
                        lambda p: (p / COURSE_STATE).is_file() and (p / "config.json").is_file(), _load_course))
 register_format(Format("hf", _save(save_hf), lambda p: (p / "config.json").is_file(), _load_hf))

@@ -85,12 +85,12 @@ def known_prefix(cfg: ExperimentConfig, model_dir=None) -> str | None:
     ``model.tiny_family`` or a model directory's config.json; None where it is not (a hub name)."""
     if cfg.data.prefix != "auto":
         return cfg.data.prefix
-    src = model_dir if model_dir is not None else (cfg.model.tiny_family if cfg.model.name == "tiny" else cfg.model.name)
-    if src != cfg.model.tiny_family and not Path(str(src)).expanduser().is_dir():
-        return None
+    if model_dir is None and cfg.model.name == "tiny":
+        return resolved_prefix("auto", cfg.model.tiny_family)
+    src = Path(str(model_dir if model_dir is not None else cfg.model.name)).expanduser()
     try:
-        return resolved_prefix("auto", str(Path(str(src)).expanduser()) if src != cfg.model.tiny_family else src)
-    except ValueError:
+        return resolved_prefix("auto", str(src)) if src.is_dir() else None
+    except ValueError:  # an unsupported model_type: loading it will say so
         return None
 
 
@@ -369,7 +369,7 @@ def _run(cfg: ExperimentConfig, state, log_print: Callable[[str], None], overwri
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     # The on-the-fly tokenizer (tiny model) sees inputs exactly as the model will, prefix included.
-    tiny_prefix = resolved_prefix(cfg.data.prefix, cfg.model.tiny_family) if cfg.model.name == "tiny" else ""
+    tiny_prefix = (known_prefix(cfg) or "") if cfg.model.name == "tiny" else ""
     model, tok = build_model_and_tokenizer(
         cfg.model, [tiny_prefix + t for t in train_raw["text"]] + list(train_raw["summary"]))
     dcfg = with_prefix(cfg, resolved_prefix(cfg.data.prefix, model))

@@ -34,7 +34,9 @@ CHUNK = 256
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("SUMMPRUNE_CACHE", Path.home() / ".cache" / "summprune")).expanduser() / "teacher_summaries"
+    from .io.files import cache_dir
+
+    return cache_dir("teacher_summaries")
 
 
 def cache_key(teacher: nn.Module, input_ids: list[list[int]], *, num_beams: int, max_length: int) -> str:

@@ -28,6 +28,12 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 MODEL_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "compact.json", "model_state_dict.pth")
 
 
+def cache_dir(kind: str) -> Path:
+    """``$SUMMPRUNE_CACHE/<kind>`` (default ``~/.cache/summprune/<kind>``): work kept between runs
+    and keyed by content (CTranslate2 conversions, teacher summaries)."""
+    return Path(os.environ.get("SUMMPRUNE_CACHE", Path.home() / ".cache" / "summprune")).expanduser() / kind
+
+
 def _is_model_dir(d: Path) -> bool:
     # config.json alone is not enough: a run folder has one too (and finetuned/, steps/, metrics)
     return (d / "config.json").is_file() and any((d / w).is_file() for w in MODEL_WEIGHTS)

@@ -120,8 +120,6 @@ def structure_of(model: nn.Module):
     return fam.structure
 
 
-_check_t5 = structure_of  # the name the tests of the T5-only version used
-
 
 def blocks(model: nn.Module, stack: str) -> nn.ModuleList:
     return model.get_submodule(structure_of(model).blocks[stack])
