@@ -88,7 +88,7 @@ def shape_label(cfg) -> str:
 
 
 def make_variant(model, spec, full_layers: int = 6, importance: str = "weight", train_ds=None, tok=None,
-                 batch_size: int = 16, work_dir: Path | str = "runs/structured_speed"):
+                 batch_size: int = 16, work_dir: Path | str = "runs/structured_speed", layer_selection: str = "spread"):
     """The structured variant ``spec`` of ``model`` (layer counts scaled from a 6-layer stack),
     cut by the package's driver from a ``[prune.structured]`` section, without recovery."""
     from summprune.config import ExperimentConfig, PruneConfig, TrainConfig
@@ -101,7 +101,8 @@ def make_variant(model, spec, full_layers: int = 6, importance: str = "weight", 
     if (scale(enc, n_enc), scale(dec, n_dec), ffn, heads) == (n_enc, n_dec, 1.0, 1.0):
         return copy.deepcopy(model), None
     sc = StructuredConfig(ffn_keep=ffn, heads_keep=heads, encoder_layers=scale(enc, n_enc),
-                          decoder_layers=scale(dec, n_dec), importance=importance, importance_batches=16)
+                          decoder_layers=scale(dec, n_dec), importance=importance, importance_batches=16,
+                          layer_selection=layer_selection)
     cfg = ExperimentConfig(train=TrainConfig(batch_size=batch_size), prune=PruneConfig(methods={"structured": sc}))
     small, _, sections = prune_model(copy.deepcopy(model), tok, cfg, train_ds=train_ds, work_dir=work_dir,
                                      log_print=lambda s: None)
@@ -177,12 +178,15 @@ def run_quality(a, names: list[str], results: dict, save) -> None:
                 "alpha": 0.5, "temperature": 2.0, "importance": "taylor", "importance_batches": 16,
                 "eval_docs": len(rows), "recover_lr": a.recover_lr, "batch_size": a.recovery_batch_size,
                 **({"distill_features": a.distill_features} if a.distill_features else {}),
-                **({"distill_sequences": a.distill_sequences} if a.distill_sequences else {})}
+                **({"distill_sequences": a.distill_sequences} if a.distill_sequences else {}),
+                **({"layer_selection": a.layer_selection} if a.layer_selection != "spread" else {})}
     q = results.setdefault("quality", {})
     if q.get("settings") != settings:
         q.clear()
         q["settings"] = settings
     q.setdefault("records", [])
+    reuse_records(q, a.reuse, names, a.seeds)
+    save()
     if "dense" not in q:
         q["dense"] = {**G.score(dense, tok, rows, msl), "params": n_params(dense), "shape": shape_label(dense.config)}
         save()
@@ -194,6 +198,8 @@ def run_quality(a, names: list[str], results: dict, save) -> None:
                         "--distill-sequences", str(a.distill_sequences)])
     work = Path(a.work)
     for name in names:
+        if name == "dense" and a.no_control:
+            continue
         for seed in a.seeds:
             variant = "dense_control" if name == "dense" else name
             if any(r["variant"] == variant and r["seed"] == seed for r in q["records"]):
@@ -203,7 +209,8 @@ def run_quality(a, names: list[str], results: dict, save) -> None:
             # training batches), then the package's recovery distilled from the dense proxy, what
             # `run` does after the removal; the control gets the same recovery without removal
             model, plan = make_variant(dense, VARIANTS[name], importance="taylor", train_ds=train_ds, tok=tok,
-                                       batch_size=a.recovery_batch_size, work_dir=work)
+                                       batch_size=a.recovery_batch_size, work_dir=work,
+                                       layer_selection=a.layer_selection)
             before = G.score(model, tok, rows, msl) if name != "dense" else None
             sq.distilled_recovery(model, dense, tok, train_ds, qa, seed, a.recovery_steps, work)
             after = G.score(model, tok, rows, msl)
@@ -217,6 +224,33 @@ def run_quality(a, names: list[str], results: dict, save) -> None:
                 f"{before['kaggle_score'] if before else float('nan'):.4f} after removal -> "
                 f"{after['kaggle_score']:.4f} after {a.recovery_steps} KD steps (title {after['title_rate']:.0%}, "
                 f"{after['empty']} empty) [{rec['seconds']} s]")
+
+
+#: settings that change how a variant is cut but not the dense control (nothing is cut from it)
+CUT_ONLY = ("importance", "importance_batches", "layer_selection")
+
+
+def reuse_records(q: dict, paths: list[str], names: list[str], seeds: list[int]) -> None:
+    """Copy into ``q`` the records of other runs' results.json that this run would otherwise train
+    again: a variant's records where every setting is equal, the dense control's where the settings
+    differ at most in how variants are cut (``CUT_ONLY``). Each copy names its file (``copied_from``);
+    anything else in those files is ignored, so a copy is never of a different experiment."""
+    wanted = {"dense_control" if n == "dense" else n for n in names}
+    strip = lambda s: {k: v for k, v in s.items() if k not in CUT_ONLY}  # noqa: E731
+    for path in paths:
+        if not Path(path).is_file():
+            raise SystemExit(f"--reuse: {path} does not exist")
+        other = json.loads(Path(path).read_text()).get("quality", {})
+        same, same_control = other.get("settings") == q["settings"], strip(other.get("settings") or {}) == strip(q["settings"])
+        if not same_control:
+            raise SystemExit(f"--reuse: {path} was measured with other settings than this run:\n"
+                             f"  {other.get('settings')}\n  {q['settings']}")
+        for r in other.get("records", []):
+            ok = same or (same_control and r["variant"] == "dense_control")
+            have = any(x["variant"] == r["variant"] and x["seed"] == r["seed"] for x in q["records"])
+            if ok and not have and r["variant"] in wanted and r["seed"] in seeds:
+                q["records"].append({**r, "copied_from": r.get("copied_from") or str(path)})
+                log(f"  reused {r['variant']} seed {r['seed']} from {path}")
 
 
 def quality_stats(q: dict) -> dict:
@@ -263,6 +297,11 @@ def write_outputs(results: dict, names: list[str], out: Path, a) -> str:
                      f"{st['batch_size']}, learning rate {st['recover_lr']}; variants are cut with Taylor importance. "
                      "Mean [min-max] over seeds; '% of control' is of the control's mean; 'vs control': beats / "
                      "ties / loses to by non-overlapping ranges.")
+        copied = sorted({(r["variant"], r["copied_from"]) for r in q.get("records", []) if r.get("copied_from")})
+        for v, src in copied:
+            seeds = sorted(r["seed"] for r in q["records"] if r["variant"] == v and r.get("copied_from") == src)
+            lines.append(f"The {v} records of seeds {', '.join(map(str, seeds))} are copied from `{src}` "
+                         "(`--reuse`: the same settings and seeds, trained there, not again here).")
     lines += ["", "| variant | t5-small shape | params (M) | s/doc | speed-up | proxy shape | seeds | proxy course, removed | "
               "proxy course, recovered | % of control | vs control | title copied |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -348,6 +387,15 @@ def parse_args(argv):
     p.add_argument("--distill-sequences", type=float, default=0.0,
                    help="proxy: share of training rows labelled with the dense proxy's greedy summaries "
                         "(sequence-level KD, beside the logit KD; 0 = none)")
+    p.add_argument("--layer-selection", default="spread", choices=["spread", "first"],
+                   help="which decoder/encoder blocks a depth cut keeps: evenly spaced with the first and last "
+                        "('spread'), or the first ones")
+    p.add_argument("--reuse", nargs="+", default=[], metavar="RESULTS_JSON",
+                   help="proxy: copy records from these results.json files instead of training them again: a "
+                        "variant's where every setting is equal, the control's where only how variants are cut "
+                        "differs; each copy names its file")
+    p.add_argument("--no-control", action="store_true",
+                   help="proxy: train no dense control here (it comes from --reuse, e.g. a run started beside this one)")
     p.add_argument("--recovery-docs", type=int, default=4000, help="proxy: training bills the recoveries draw from")
     p.add_argument("--eval-docs", type=int, default=100, help="proxy: held-out bills scored per record")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="proxy: recovery seeds per variant")

@@ -165,6 +165,25 @@ def test_structured_speed_smallest(tmp_path, proxy_dir, shared_dir):
     page = (out / "README.md").read_text()
     assert "python benchmarks/structured_speed.py" in page and "| ffn50 |" in page
 
+    # a second run that keeps the first blocks reuses the control (nothing is cut from it) but trains
+    # its own variant; a run with other recovery settings refuses the file
+    base = ["--proxy", str(proxy_dir), "--skip-speed", "--recovery-steps", "2", "--seeds", "0", "--eval-docs", "3",
+            "--recovery-docs", "30", "--threads", "1", "--work", str(tmp_path / "w")]
+    out2 = tmp_path / "first"
+    assert structured_speed.main([*base, "--quality-variants", "ffn50", "--layer-selection", "first", "--no-control",
+                                  "--reuse", str(out / "results.json"), "--out", str(out2)]) == 0
+    res2 = json.loads((out2 / "results.json").read_text())["quality"]
+    assert res2["settings"]["layer_selection"] == "first"
+    ctrl = [r for r in res2["records"] if r["variant"] == "dense_control"]
+    assert len(ctrl) == 1 and ctrl[0]["copied_from"] == str(out / "results.json")
+    assert ctrl[0]["kaggle_score"] == next(r for r in recs if r["variant"] == "dense_control")["kaggle_score"]
+    own = next(r for r in res2["records"] if r["variant"] == "ffn50")
+    assert "copied_from" not in own and own["plan"]["ffn"]
+    assert "copied from" in (out2 / "README.md").read_text()
+    with pytest.raises(SystemExit, match="other settings"):
+        structured_speed.main([*base[:4], "3", *base[5:], "--quality-variants", "ffn50", "--no-control",
+                               "--reuse", str(out / "results.json"), "--out", str(tmp_path / "other")])
+
 
 def test_decoding_study_smallest(tmp_path):
     import decoding_study
