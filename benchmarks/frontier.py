@@ -45,7 +45,8 @@ def quality_points(paths: list[Path]) -> list[dict]:
         c = sum(ctrl) / len(ctrl)
         st = q.get("settings", {})
         objective = "logit KD" + (" + features" if st.get("distill_features") else "") + \
-                    (" + sequences" if st.get("distill_sequences") else "")
+                    (" + sequences" if st.get("distill_sequences") else "") + \
+                    (f", {st['layer_selection']} blocks" if st.get("layer_selection", "spread") != "spread" else "")
         for v in sorted({r["variant"] for r in recs} - {"dense_control"}):
             vals = [100 * r["kaggle_score"] / c for r in recs if r["variant"] == v]
             out.append({"variant": v, "steps": st.get("recovery_steps"), "objective": objective, "source": str(path),
@@ -146,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     root = pages.REPO / "docs" / "results"
     p.add_argument("--speed", default=str(root / "generate_speed_shapes" / "results.json"))
     p.add_argument("--quality", nargs="+", default=[str(root / d / "results.json") for d in (
-        "structured_speed", "structured_depth400", "structured_dec2_400", "structured_seqkd", "structured_seqkd400")
+        "structured_speed", "structured_depth400", "structured_dec2_400", "structured_dec1_400", "structured_width400",
+        "structured_1600", "structured_first", "structured_kd_features", "structured_seqkd", "structured_seqkd400")
         if (root / d / "results.json").is_file()])
     p.add_argument("--out", default=str(root / "frontier"))
     a = p.parse_args(argv)

@@ -29,6 +29,13 @@ seeds' min-max ranges do not overlap.
 Outputs in ``--out`` (default docs/results/structured_speed/): results.json (``quality.records``:
 one record per variant and seed, with ``variant``, ``seed``, ``recovery_steps``, ``kaggle_score``,
 ``rougeLsum``; written after each, so an interrupted run resumes), table.md, speed_quality.png.
+
+Long budgets on few cores: run the control and the variants as separate one-thread processes
+(``--quality-variants dense`` in one, ``--no-control`` in the other, each its own ``--out``), then
+join them with ``--reuse`` (a run whose records all come from ``--reuse`` trains nothing and writes
+the page). ``--reuse`` copies a variant's records only from a file with equal settings, and the
+control's also from one that differs only in how variants are cut (``CUT_ONLY``: nothing is cut
+from the control); every copy keeps ``copied_from``, and the page names it.
 """
 
 from __future__ import annotations
