@@ -285,6 +285,8 @@ def write_outputs(results: dict, names: list[str], out: Path, a) -> str:
     q = results.get("quality", {})
     qs = quality_stats(q)
     ctrl = qs.get("dense_control")
+    # only the rows something was measured for (a quality-only run would list every variant empty)
+    names = [n for n in names if n in sp or ("dense_control" if n == "dense" else n) in qs]
     lines = []
     if "speed" in results:
         s = results["speed"]
@@ -301,7 +303,9 @@ def write_outputs(results: dict, names: list[str], out: Path, a) -> str:
                      + (f", {st['distill_sequences']:.0%} of the training rows labelled with the dense proxy's "
                         "greedy summaries" if st.get("distill_sequences") else "")
                      + f"), batch "
-                     f"{st['batch_size']}, learning rate {st['recover_lr']}; variants are cut with Taylor importance. "
+                     f"{st['batch_size']}, learning rate {st['recover_lr']}; variants are cut with Taylor importance"
+                     + (", keeping the first blocks of a depth cut (not spread)" if st.get("layer_selection") == "first" else "")
+                     + ". "
                      "Mean [min-max] over seeds; '% of control' is of the control's mean; 'vs control': beats / "
                      "ties / loses to by non-overlapping ranges.")
         copied = sorted({(r["variant"], r["copied_from"]) for r in q.get("records", []) if r.get("copied_from")})
