@@ -99,6 +99,9 @@ class Records:
             have[k] = r
             self.records.append(r)
             new += 1
+        # the part's commands join this file's (each measured some of the records)
+        self.data.setdefault("commands", []).extend(c for c in other.get("commands", [])
+                                                    if c not in self.data.get("commands", []))
         for k, v in other.items():  # e.g. "dense": the same proxy and rows give the same scores
             self.data.setdefault(k, v)
         self.save()

@@ -138,6 +138,8 @@ def test_sparsity_quality_budget_axis_merges_parts(tmp_path, proxy_dir):
     assert sorted((r["method"], r["recovery_steps"]) for r in recs) == sorted(
         [(m, n) for m in ("dense_control", "oneshot") for n in (1, 2)] * 2)
     assert (a / "budget.png").is_file() and "Recovery-budget axis" in (a / "table.md").read_text()
+    page = (a / "README.md").read_text()  # the page names both parts' commands, not the merge
+    assert all(f"--recovery-steps {n} --out {d}" in page for n, d in ((1, a), (2, b))) and "--merge" not in page
     # merging again adds nothing; a different result for a cell already there is refused
     assert sparsity_quality.main([*base, "--out", str(a), "--merge", str(b / "results.json")]) == 0
     assert len(json.loads((a / "results.json").read_text())["records"]) == 8
