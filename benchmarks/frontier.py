@@ -84,10 +84,11 @@ def plot(rows: list[dict], dense: dict, out: Path) -> None:
     import matplotlib.pyplot as plt
 
     modes = [m for m in ("greedy", "beams") if any(r["mode"] == m for r in rows)]
-    fig, axes = plt.subplots(1, len(modes), figsize=(6.5 * len(modes), 5), squeeze=False)
-    markers = {"torch fp32": "o", "CTranslate2 fp32": "s", "CTranslate2 int8": "^"}
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     shapes = sorted({(r["shape"], r["steps"], r["objective"]) for r in rows})
+    # one key below both panels: inside an axis it hides the points it names
+    fig, axes = plt.subplots(1, len(modes), figsize=(6.5 * len(modes), 5 + 0.17 * len(shapes)), squeeze=False)
+    markers = {"torch fp32": "o", "CTranslate2 fp32": "s", "CTranslate2 int8": "^"}
+    colors = [plt.cm.tab20(i) for i in range(20)]  # 20 distinct colours: a point per (shape, budget, objective)
     for ax, mode in zip(axes[0], modes):
         for i, key in enumerate(shapes):
             for r in (r for r in rows if r["mode"] == mode and (r["shape"], r["steps"], r["objective"]) == key):
@@ -102,8 +103,10 @@ def plot(rows: list[dict], dense: dict, out: Path) -> None:
         ax.set_xlabel(f"speed-up vs dense torch fp32 ({mode}; t5-small shape, 2 CPU threads)")
         ax.set_ylabel("% of the equally trained control (proxy, mean, min-max)")
         ax.set_title(f"{mode}: circle torch, square CTranslate2 fp32, triangle int8; black = dense")
-        ax.legend(fontsize=7, loc="center right")
-    fig.tight_layout()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    key_height = (0.17 * len(shapes) / 3 + 0.4) / (5 + 0.17 * len(shapes))
+    fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=3, frameon=False)
+    fig.tight_layout(rect=(0, key_height, 1, 1))
     fig.savefig(out / "frontier.png", dpi=110)
     plt.close(fig)
 

@@ -311,7 +311,7 @@ def write_outputs(results: dict, names: list[str], out: Path, a) -> str:
         copied = sorted({(r["variant"], r["copied_from"]) for r in q.get("records", []) if r.get("copied_from")})
         for v, src in copied:
             seeds = sorted(r["seed"] for r in q["records"] if r["variant"] == v and r.get("copied_from") == src)
-            lines.append(f"The {v} records of seeds {', '.join(map(str, seeds))} are copied from `{src}` "
+            lines.append(f"The {v} records of seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))} are copied from `{src}` "
                          "(`--reuse`: the same settings and seeds, trained there, not again here).")
     lines += ["", "| variant | t5-small shape | params (M) | s/doc | speed-up | proxy shape | seeds | proxy course, removed | "
               "proxy course, recovered | % of control | vs control | title copied |",
@@ -368,6 +368,7 @@ def write_outputs(results: dict, names: list[str], out: Path, a) -> str:
     import pages
 
     pages.write_readme(out, "Structured variants: CPU generation speed and proxy quality", "structured_speed.py",
+                       "\n    ".join(results["commands"]) if results.get("commands") else
                        results.get("command") or "python benchmarks/structured_speed.py", table,
                        images=("speed_quality.png",), settings=results.get("quality", {}).get("settings"),
                        page_only="--skip-speed --skip-quality")
@@ -446,6 +447,9 @@ def main(argv: list[str] | None = None) -> int:
     names = [n for n in VARIANTS if n in a.variants]
     if not (a.skip_speed and a.skip_quality):
         results["command"] = "python benchmarks/structured_speed.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+        # every command that wrote into this file, in order (a long budget run in parts lists each)
+        if results["command"] not in results.setdefault("commands", []):
+            results["commands"].append(results["command"])
     if not a.skip_speed:
         results["speed"] = run_speed(a, names)
         save()
