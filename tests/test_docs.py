@@ -44,6 +44,9 @@ def _figures() -> list[tuple[str, str]]:
     sq = _json("sparsity_quality/results.json")["records"]
     fr = {(r["shape"], r["steps"], r["engine"], r["mode"]): r for r in _json("frontier/results.json")["rows"]}
     six3 = lambda engine, mode: fr[("6+3 L, ffn 1, heads 1", 400, engine, mode)]  # noqa: E731
+    w43 = lambda engine, mode: fr[("4+3 L, ffn 0.5, heads 0.5", 1600, engine, mode)]  # noqa: E731
+    gw = _json("generate_speed_width/results.json")["runs"]
+    quiet = lambda run: gw[run + "structured 4+3 L, ffn 0.5, heads 0.5"]  # noqa: E731  (the quiet 1-thread timing)
     return [
         ("int8 MB at 0.30", f"**{cs['0.3']['sizes']['compact-int8']['MB']:.1f} MB**"),
         ("fp16 MB at 0.30", f"fp16 {cs['0.3']['sizes']['compact-fp16']['MB']:.1f} MB"),
@@ -57,9 +60,18 @@ def _figures() -> list[tuple[str, str]]:
         ("OBS step before", f"**{obs['before']['total_seconds']:.1f} s** before"),
         ("OBS step after", f"**{obs['after']['total_seconds']:.1f} s** now"),
         ("6+3 quality", f"**{six3('torch fp32', 'greedy')['pct_mean']:.1f}%**"),
-        ("6+3 torch", f"torch **{six3('torch fp32', 'greedy')['speedup_vs_dense_torch']:.2f}×**"),
-        ("6+3 int8 greedy", f"int8 **{six3('CTranslate2 int8', 'greedy')['speedup_vs_dense_torch']:.2f}×** greedy"),
-        ("6+3 int8 beams", f"**{six3('CTranslate2 int8', 'beams')['speedup_vs_dense_torch']:.2f}×** with 4 beams"),
+        ("6+3 torch", f"torch {six3('torch fp32', 'greedy')['speedup_vs_dense_torch']:.2f}×"),
+        ("6+3 int8 greedy", f"int8 {six3('CTranslate2 int8', 'greedy')['speedup_vs_dense_torch']:.2f}× greedy"),
+        ("6+3 int8 beams", f"{six3('CTranslate2 int8', 'beams')['speedup_vs_dense_torch']:.2f}× with 4 beams"),
+        ("4+3 quality", f"**{w43('torch fp32', 'greedy')['pct_mean']:.1f}%** [{w43('torch fp32', 'greedy')['pct_min']:.1f}–"
+                        f"{w43('torch fp32', 'greedy')['pct_max']:.1f}%]"),
+        ("4+3 torch", f"torch **{quiet('torch fp32 ')['speedup_vs_torch']:.2f}×** greedy / "
+                      f"**{quiet('torch fp32 beams4 ')['speedup_vs_torch']:.2f}×** 4 beams"),
+        ("4+3 ct2 fp32", f"CTranslate2 fp32 {quiet('ctranslate2 fp32 ')['speedup_vs_dense_same_engine']:.2f}× / "
+                         f"{quiet('ctranslate2 fp32 beams4 ')['speedup_vs_dense_same_engine']:.2f}×"),
+        ("4+3 int8", f"int8 {quiet('ctranslate2 int8 ')['speedup_vs_dense_same_engine']:.2f}× / "
+                     f"{quiet('ctranslate2 int8 beams4 ')['speedup_vs_dense_same_engine']:.2f}×"),
+        ("4+3 int8 vs reference", f"int8 **{quiet('ctranslate2 int8 ')['speedup_vs_reference']:.1f}×** the reference path"),
     ]
 
 
