@@ -149,11 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="frontier.py", description=__doc__.split("\n\n")[0])
     root = pages.REPO / "docs" / "results"
     p.add_argument("--speed", default=str(root / "generate_speed_shapes" / "results.json"))
-    p.add_argument("--quality", nargs="+", default=[str(root / d / "results.json") for d in (
-        "structured_speed", "structured_depth400", "structured_dec2_400", "structured_dec1_400", "structured_width400",
-        "structured_1600", "structured_first", "structured_kd_features", "structured_seqkd", "structured_seqkd400",
-        "structured_seqkd400_width")
-        if (root / d / "results.json").is_file()])
+    # every structured_speed result folder (a part run without its control adds no point)
+    p.add_argument("--quality", nargs="+", default=[str(p) for p in sorted(root.glob("structured_*/results.json"))])
     p.add_argument("--out", default=str(root / "frontier"))
     a = p.parse_args(argv)
     speed = json.loads(pages.repo_path(a.speed).read_text())

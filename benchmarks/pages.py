@@ -21,6 +21,22 @@ def repo_path(p: str) -> Path:
     return alt if alt.exists() else path
 
 
+def record_command(data: dict, script: str, argv: list[str] | None) -> None:
+    """Add this invocation to ``data["commands"]``: every command that wrote into a results file,
+    in order, so a file filled by several runs (parts, resumes, added cells) names each."""
+    import shlex
+    import sys
+
+    cmd = f"python benchmarks/{script} " + shlex.join(argv if argv is not None else sys.argv[1:])
+    if cmd not in data.setdefault("commands", []):
+        data["commands"].append(cmd)
+
+
+def command_text(data: dict, default: str) -> str:
+    """The page's command block: ``data``'s commands one per line (older files: ``command``)."""
+    return "\n    ".join(data["commands"]) if data.get("commands") else data.get("command") or default
+
+
 def machine() -> dict:
     import time
 

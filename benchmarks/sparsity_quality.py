@@ -50,7 +50,6 @@ from __future__ import annotations
 import argparse
 import json
 import copy
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -347,10 +346,8 @@ def write_outputs(data: dict, out: Path, a) -> str:
     except ImportError:  # pragma: no cover
         G.log("matplotlib missing: no pareto.png")
     pages.write_readme(out, "Quality against honest sparsity on the proxy", "sparsity_quality.py",
-                       # every command that measured into this file, in order (a grid run in parts lists each)
-                       "\n    ".join(data["commands"]) if data.get("commands") else
-                       "python benchmarks/sparsity_quality.py (the grid was run in parts and "
-                       "merged with --merge; the commands are in docs/proxy.md)",
+                       pages.command_text(data, "python benchmarks/sparsity_quality.py (the grid was run in parts and "
+                                                "merged with --merge; the commands are in docs/proxy.md)"),
                        table, images=("pareto.png", "budget.png"), settings=data.get("settings"))
     return table
 
@@ -422,10 +419,8 @@ def main(argv: list[str] | None = None) -> int:
         "shape": f"{c.num_layers}+{c.num_decoder_layers} blocks, d_model {c.d_model}, {c.num_heads} heads, d_ff {c.d_ff}"}
     for path in a.merge or []:
         G.log(f"{path}: {store.merge(path, ('method', 'target', 'seed', 'recovery_steps'))} records added")
-    commands = store.data.setdefault("commands", [])
-    cmd = "python benchmarks/sparsity_quality.py " + shlex.join(argv if argv is not None else sys.argv[1:])
-    if not a.merge and cmd not in commands:  # a merge measures nothing: its parts' commands are listed
-        commands.append(cmd)
+    if not a.merge:  # a merge measures nothing: its parts' commands are listed
+        pages.record_command(store.data, "sparsity_quality.py", argv)
     if "dense" not in store.data:
         store.data["dense"] = {**G.score(dense, tok, rows, msl), "docs": len(rows)}
         store.save()

@@ -44,7 +44,6 @@ import argparse
 import copy
 import json
 import os
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -368,8 +367,7 @@ def write_outputs(results: dict, names: list[str], out: Path, a) -> str:
     import pages
 
     pages.write_readme(out, "Structured variants: CPU generation speed and proxy quality", "structured_speed.py",
-                       "\n    ".join(results["commands"]) if results.get("commands") else
-                       results.get("command") or "python benchmarks/structured_speed.py", table,
+                       pages.command_text(results, "python benchmarks/structured_speed.py"), table,
                        images=("speed_quality.png",), settings=results.get("quality", {}).get("settings"),
                        page_only="--skip-speed --skip-quality")
     return table
@@ -446,10 +444,9 @@ def main(argv: list[str] | None = None) -> int:
 
     names = [n for n in VARIANTS if n in a.variants]
     if not (a.skip_speed and a.skip_quality):
-        results["command"] = "python benchmarks/structured_speed.py " + shlex.join(argv if argv is not None else sys.argv[1:])
-        # every command that wrote into this file, in order (a long budget run in parts lists each)
-        if results["command"] not in results.setdefault("commands", []):
-            results["commands"].append(results["command"])
+        import pages
+
+        pages.record_command(results, "structured_speed.py", argv)
     if not a.skip_speed:
         results["speed"] = run_speed(a, names)
         save()

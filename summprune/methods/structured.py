@@ -120,7 +120,6 @@ def structure_of(model: nn.Module):
     return fam.structure
 
 
-
 def blocks(model: nn.Module, stack: str) -> nn.ModuleList:
     return model.get_submodule(structure_of(model).blocks[stack])
 
