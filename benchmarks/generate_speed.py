@@ -43,6 +43,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PREFIX = "summarize: "
 MAX_SOURCE = 1024
+# a run whose threads kept the CPUs under this share busy is flagged: other jobs took them
+BUSY_FLOOR = 0.85
+
+
+def versions() -> dict:
+    """The packages whose versions set these speeds, as installed (None: not installed)."""
+    import platform
+    from importlib import metadata
+
+    def version(name: str) -> str | None:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return None
+
+    return {"python": platform.python_version(), **{n: version(n) for n in ("torch", "transformers", "ctranslate2")}}
 
 
 @dataclass
@@ -180,8 +196,9 @@ def write_page(report: dict, out: Path) -> Path:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import pages
 
-    rows = ["| run | group | s/doc | speed-up vs torch | vs the reference | vs dense, same engine | identical to torch |",
-            "|---|---|---|---|---|---|---|"]
+    flagged = set(report.get("flagged_busy") or [])
+    rows = ["| run | group | s/doc | speed-up vs torch | vs the reference | vs dense, same engine | identical to torch "
+            "| CPU busy |", "|---|---|---|---|---|---|---|---|"]
     for name, r in report.get("runs", {}).items():
         same = r.get("identical_to_torch_structured", r.get("identical_to_torch"))
         same_s = "-" if same is None else f"{same}/{r.get('docs', '?')}"
@@ -190,8 +207,17 @@ def write_page(report: dict, out: Path) -> Path:
         if same_x is None and name.startswith("torch") and str(r.get("group", "")).startswith("structured"):
             same_x = r.get("speedup_vs_torch")  # the torch rows' base is the dense torch run
         same_eng = f"{same_x:.2f}x" if same_x else "-"
+        busy = "not recorded" if r.get("cpu_busy") is None else f"{r['cpu_busy']:.0%}"
+        if name in flagged:
+            busy += " **flagged**"
         rows.append(f"| {name} | {r.get('group', '-')} | {r['s_per_doc']:.3f} | {r.get('speedup_vs_torch', 0):.2f}x | "
-                    f"{ref} | {same_eng} | {same_s} |")
+                    f"{ref} | {same_eng} | {same_s} | {busy} |")
+    if flagged:
+        rows += ["", f"**Flagged** ({len(flagged)} rows): the run found its threads under {BUSY_FLOOR:.0%} busy "
+                 "there (other jobs on the CPUs, or an engine leaving a core idle); their times may be "
+                 "inflated, so quote them with the flag."]
+    if report.get("flagged_note"):
+        rows += ["", report["flagged_note"]]
     trained = report.get("trained")
     if trained is None and (out / "trained.json").is_file():
         trained = json.loads((out / "trained.json").read_text()).get("trained")
@@ -203,15 +229,20 @@ def write_page(report: dict, out: Path) -> Path:
             rows.append(f"| {t['model']} | {t['decoding']} | {t['docs']} | {t['identical']} | {t['kaggle_torch']:.4f} | "
                         f"{t['kaggle_ctranslate2']:.4f} | {t['s_per_doc_torch']:.3f} | {t['s_per_doc_ctranslate2']:.3f} |")
     settings = {k: report[k] for k in ("docs", "threads", "batch_size", "max_length") if k in report}
+    if "max_length" in report:  # random weights never stop early: every summary is forced to full length
+        settings["new tokens (forced)"] = report["max_length"] - 1
+    if report.get("versions"):
+        settings["versions"] = report["versions"] if isinstance(report["versions"], str) else \
+            ", ".join(f"{k} {v}" for k, v in report["versions"].items())
     return pages.write_readme(out, "Generation speed: torch and CTranslate2", "generate_speed.py",
                               report.get("command") or "python benchmarks/generate_speed.py --threads 2 --json "
                               "docs/results/generate_speed/results.json", "\n".join(rows),
                               settings=settings, page_only="--page-only --json FILE",
                               note="Random weights of the t5-small shape. 'identical to torch': to torch fp32 of the "
                                    "same group (the structured CTranslate2 rows: to the structured torch model). The "
-                                   "beam rows and their identity counts are "
-                                   "discussed in docs/formats-and-engines.md. output.txt is the console output of the "
-                                   "measured run.")
+                                   "beam rows and their identity counts are discussed in docs/formats-and-engines.md."
+                                   + (" output.txt is the console output of the measured run." if (out / "output.txt")
+                                      .is_file() else " The console output of the run was not kept."))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -351,6 +382,8 @@ def main(argv: list[str] | None = None) -> int:
     def keep(r: Run, group: str, base: Run, ref_run: Run | None = None) -> None:
         n_diff, share = differ(r.out, base.out)
         report["runs"][r.name] = {"group": group, "s_per_doc": r.wall / len(r.out), "wall_s": r.wall,
+                                  # under BUSY_FLOOR: other jobs took the CPUs and the row's time is inflated
+                                  "cpu_busy": round(r.cpu / (r.wall * threads), 3),
                                   "speedup_vs_torch": base.wall / r.wall, "identical_to_torch": len(r.out) - n_diff,
                                   "docs": len(r.out), "shared_words_before_first_difference": share,
                                   **({"speedup_vs_reference": ref_run.wall / r.wall} if ref_run else {})}
@@ -443,6 +476,9 @@ def main(argv: list[str] | None = None) -> int:
                           f"{sb.wall / r.wall:.2f}x structured torch beams", flush=True)
     if args.trained:
         report["trained"] = trained_agreement(args)
+    starved = [r.name for r in all_runs if r.cpu < BUSY_FLOOR * r.wall * threads]
+    report["flagged_busy"] = starved  # kept in the file, so every page and quote can carry the flag
+    report["versions"] = versions()
     if args.json:
         import json
 
@@ -452,9 +488,8 @@ def main(argv: list[str] | None = None) -> int:
         write_page(report, Path(args.json).parent)
         print(f"wrote {args.json} and README.md beside it")
     print(f"load average at the end: {os.getloadavg()[0]:.2f}")
-    starved = [r.name for r in all_runs if r.cpu < 0.85 * r.wall * threads]
     if starved:
-        print(f"WARNING: other jobs took the CPUs during: {', '.join(starved)} (under 85% busy); "
+        print(f"WARNING: other jobs took the CPUs during: {', '.join(starved)} (under {BUSY_FLOOR:.0%} busy); "
               "their times are inflated. Re-run on a quiet machine before quoting them.")
     if mismatched:
         print(f"FAILED: exact paths differ from the reference / torch fp32 in: {', '.join(mismatched)}")

@@ -238,8 +238,29 @@ def test_generate_speed_smallest(tmp_path):
     beams = [k for k, r in runs.items() if r["group"] == "structured beams"]
     assert len(beams) == 2 * 3, beams  # two shapes x (torch, CTranslate2 fp32, int8)
     assert all(runs[k]["speedup_vs_dense_same_engine"] > 0 for k in beams if k.startswith("ctranslate2"))
+    report = json.loads(out.read_text())
+    assert all(0 < r["cpu_busy"] for r in runs.values())  # each row's CPU use is kept, not only printed
+    assert {k for k, r in runs.items() if r["cpu_busy"] < generate_speed.BUSY_FLOOR} <= set(report["flagged_busy"])
+    assert all(runs[k]["cpu_busy"] < generate_speed.BUSY_FLOOR for k in report["flagged_busy"] if k in runs)
+    assert report["versions"]["torch"]
     page = (tmp_path / "README.md").read_text()
     assert "| ctranslate2 int8 beams4 | beams |" in page and "--json" in page
+    assert "new tokens (forced) 5" in page and "output.txt" not in page  # no console output kept here
+
+
+def test_generate_speed_page_carries_the_runs_flags(tmp_path):
+    """A row the run flagged as disturbed says so on the page; output.txt is cited only where it exists."""
+    import generate_speed
+
+    row = {"group": "greedy", "s_per_doc": 1.0, "speedup_vs_torch": 1.0, "identical_to_torch": 2, "docs": 2}
+    report = {"docs": 2, "threads": 2, "batch_size": 2, "max_length": 128, "flagged_busy": ["ctranslate2 int8, bs 2"],
+              "runs": {"ours fp32, bs 2": {**row, "cpu_busy": 0.97}, "ctranslate2 int8, bs 2": {**row, "cpu_busy": 0.7},
+                       "ctranslate2 fp32, bs 2": row}}
+    page = generate_speed.write_page(report, tmp_path).read_text()
+    assert "| 97% |" in page and "| 70% **flagged** |" in page and "| not recorded |" in page
+    assert "**Flagged** (1 rows)" in page and "new tokens (forced) 127" in page and "output.txt" not in page
+    (tmp_path / "output.txt").write_text("console\n")
+    assert "output.txt is the console output" in generate_speed.write_page(report, tmp_path).read_text()
 
 
 def test_obs_step_smallest(tmp_path, shared_dir):
