@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -362,3 +363,14 @@ def test_frontier_joins_the_committed_results(tmp_path):
     assert {r["shape"] for r in res["rows"]} >= {"6+3 L, ffn 1, heads 1"}
     assert all(r["seeds"] >= 3 and r["pct_min"] <= r["pct_mean"] <= r["pct_max"] for r in res["rows"])
     assert (tmp_path / "frontier.png").is_file() and "| 6+3 L, ffn 1, heads 1 |" in (tmp_path / "README.md").read_text()
+    # no path of this machine in the file: every source relative to the repository
+    assert not any(Path(r["source"]).is_absolute() for r in res["rows"]) and not Path(res["speed_source"]).is_absolute()
+    assert all((ROOT / r["source"]).is_file() for r in res["rows"])
+    # the speed run's flags follow its rows (the committed all-shapes run flagged CTranslate2 rows only)
+    assert any(r["speed_flagged"] for r in res["rows"])
+    assert not any(r["speed_flagged"] for r in res["rows"] if r["engine"] == "torch fp32")
+
+
+def test_the_committed_frontier_holds_no_absolute_path():
+    text = (ROOT / "docs" / "results" / "frontier" / "results.json").read_text()
+    assert str(ROOT) not in text and '"/' not in text
