@@ -1,8 +1,9 @@
 """On-disk size of a pruned t5-small in each save format, and whether each reloads exactly.
 
 A random model of the t5-small shape (no weights needed, only config.json) is pruned with the
-recipe's stages and no training -- sizes depend on the sparsity pattern's density, not on the
-values -- then saved as:
+recipe's stages and no training, then saved as (the uncompressed formats' sizes depend only on
+the sparsity pattern's density; compact's lzma-coded masks and int8 values also on the pattern's
+layout and the values, which are a random model's here):
 
   dense-hf       save_pretrained of the unpruned model (the baseline)
   course         what the course does: save_pretrained of the masked model (weight_orig +
@@ -178,8 +179,11 @@ def write_page(results: dict, path: Path) -> None:
     L = ["# Checkpoint size by format and dtype", "",
          "Written by `benchmarks/checkpoint_size.py` from `results.json` beside this page (its docstring says "
          "what each row is). Command:", "", "    " + results.get("command", "python benchmarks/checkpoint_size.py"), "",
-         f"Model: a random model of the shape in `{results['config_dir']}` (sizes depend on the sparsity pattern's "
-         "density, not on the values). MB = 10^6 bytes, model files only (no tokenizer). Machine: "
+         f"Model: a random model of the shape in `{results['config_dir']}`, pruned without training. The dense, "
+         "course and pruned-hf sizes and the computed limits depend only on the sparsity pattern's density; the "
+         "compact formats also lzma-code the masks (every dtype) and the int8 values where that saves at least 2%, "
+         "so their sizes depend on the pattern's layout and the values too: a trained model's may differ. "
+         "MB = 10^6 bytes, model files only (no tokenizer). Machine: "
          + (", ".join(f"{k} {v}" for k, v in results["machine"].items()) if "machine" in results else "not recorded")
          + " (save/load seconds are indicative: a shared machine).", "",
          f"## The reference recipe (`{results['recipe']}`, {results['stages']} stages, tie_mode "
@@ -219,9 +223,17 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--tmp-dir", default=None, help="where the checkpoints are written (deleted afterwards)")
     ap.add_argument("--json", default=None, help="also write the results to this JSON file")
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
+    ap.add_argument("--page-only", action="store_true",
+                    help="rewrite README.md beside --json from that file; measure nothing")
     ap.add_argument("--targets", type=float, nargs="*", default=[0.3, 0.1],
                     help="honest non-zero ratios to prune the random model to, one table each (none: skip)")
     args = ap.parse_args(argv)
+    if args.page_only:
+        if not args.json:
+            ap.error("--page-only needs --json (the results file to read)")
+        results = json.loads(Path(args.json).read_text(encoding="utf-8"))
+        write_page(results, Path(args.json).with_name("README.md"))
+        return results
     if args.threads:
         torch.set_num_threads(args.threads)
 

@@ -311,7 +311,7 @@ def write_outputs(results: dict, names: list[str], out: Path, a) -> str:
         for v, src in copied:
             seeds = sorted(r["seed"] for r in q["records"] if r["variant"] == v and r.get("copied_from") == src)
             lines.append(f"The {v} records of seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))} are copied from `{src}` "
-                         "(`--reuse`: the same recovery settings and seeds, trained there, not again here).")
+                         "(the same recovery settings and seeds: trained there, not again here).")
     lines += ["", "| variant | t5-small shape | params (M) | s/doc | speed-up | proxy shape | seeds | proxy course, removed | "
               "proxy course, recovered | % of control | vs control | title copied |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|"]

@@ -325,6 +325,11 @@ def test_checkpoint_size_smallest(tmp_path):
     assert t["density"] == pytest.approx(0.3, abs=0.01)
     page = (out.parent / "README.md").read_text()
     assert "Honest non-zero ratio 0.3" in page and "compact-int8" in page
+    # the page says which sizes depend on the density alone, and which (lzma-coded) on more
+    assert "not on the values" not in page and "depend on the pattern's layout and the values too" in page
+    (out.parent / "README.md").unlink()
+    assert checkpoint_size.main(["--page-only", "--json", str(out)]) == json.loads(out.read_text())  # measures nothing
+    assert (out.parent / "README.md").read_text() == page
 
 
 def test_score_speed_smallest(tmp_path):
@@ -374,3 +379,22 @@ def test_frontier_joins_the_committed_results(tmp_path):
 def test_the_committed_frontier_holds_no_absolute_path():
     text = (ROOT / "docs" / "results" / "frontier" / "results.json").read_text()
     assert str(ROOT) not in text and '"/' not in text
+
+
+def test_every_copied_control_names_its_source():
+    """A dense control found in several committed structured_* results files was trained once: every
+    copy names the file it came from (``copied_from``), and that file holds the same record."""
+    files = sorted((ROOT / "docs" / "results").glob("structured_*/**/results.json"))
+    seen: dict[str, list[tuple[str, dict]]] = {}
+    for f in files:
+        for r in json.loads(f.read_text())["quality"]["records"]:
+            if r["variant"] == "dense_control":
+                key = json.dumps({k: v for k, v in r.items() if k != "copied_from"}, sort_keys=True)
+                seen.setdefault(key, []).append((str(f.relative_to(ROOT)), r))
+    assert seen
+    for key, copies in seen.items():
+        originals = [f for f, r in copies if "copied_from" not in r]
+        assert len(originals) == 1, (originals, key[:80])
+        for f, r in copies:
+            if "copied_from" in r:
+                assert r["copied_from"] in {g for g, _ in copies} and r["copied_from"] != f, (f, r["copied_from"])
