@@ -7,7 +7,8 @@
 A randomly initialised model of the t5-small shape (``--config-dir``: config.json only, no
 weights; ``--tiny``: a 2+2-block, 32-wide T5 of the same layout instead) takes the first step of
 the recipe's gradual plan (``--recipe``, default configs/gradual_kd_030.toml: honest 0.30,
-cubic x 10, uniform allocation, tie_mode 'tied'), with calibration batches made as the recipe's
+cubic x 8, uniform allocation, tie_mode 'tied'; ``--steps`` another count: the committed run's
+recipe had 10), with calibration batches made as the recipe's
 run makes them (``methods.structured.importance_batches``: ``prune.gradual.importance_batches``
 batches of ``train.batch_size`` documents, ``"summarize: "`` + text truncated to
 ``data.max_source_length`` tokens, summaries to ``data.max_target_length``) from the real BillSum
@@ -168,6 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config-dir", default="../shared/t5-small", help="config.json and tokenizer of the model shape")
     ap.add_argument("--data", default="../shared/billsum/us_test_sample.jsonl", help="JSON lines with text and summary")
     ap.add_argument("--recipe", default="configs/gradual_kd_030.toml", help="experiment TOML: the plan and the batches")
+    ap.add_argument("--steps", type=int, default=None,
+                    help="gradual steps of the plan whose first step is timed (default: the recipe's; the "
+                         "committed run's recipe had 10)")
     ap.add_argument("--batches", type=int, default=None, help="calibration batches (default: the recipe's importance_batches)")
     ap.add_argument("--batch-size", type=int, default=None, help="documents per batch (default: the recipe's train.batch_size)")
     ap.add_argument("--max-source-length", type=int, default=None, help="input tokens (default: the recipe's)")
@@ -177,7 +181,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=1, help="runs of each side, alternating (the fastest is shown)")
     ap.add_argument("--note", default="", help="a sentence added to the page (e.g. why fewer batches)")
     ap.add_argument("--out", default="docs/results/obs_step", help="directory for results.json and README.md")
+    ap.add_argument("--page-only", action="store_true", help="rewrite README.md from --out's results.json; time nothing")
     args = ap.parse_args(argv)
+    if args.page_only:
+        out = _resolve(args.out)
+        write_page(json.loads((out / "results.json").read_text(encoding="utf-8")), out)
+        return 0
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -217,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     batches = importance_batches(model, tok, ds, n_batches, batch_size)
 
     prepare_model(model, cfg.prune.tie_mode)
-    plan = plan_gradual(model, gr.target_nonzero_ratio, schedule=gr.schedule, steps=gr.steps,
+    steps = args.steps or gr.steps
+    plan = plan_gradual(model, gr.target_nonzero_ratio, schedule=gr.schedule, steps=steps,
                         allocation=gr.allocation, patterns=cfg.prune.groups)
     keep = plan["step_keep"][0]
     start = sum(r["start"] for r in plan["groups"].values())
@@ -226,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     res: dict = {
         "command": "python benchmarks/obs_step.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
         "setup": {"model": model_name, "params": sum(p.numel() for p in model.parameters()), "recipe": args.recipe,
-                  "target": gr.target_nonzero_ratio, "schedule": gr.schedule, "steps": gr.steps,
+                  "target": gr.target_nonzero_ratio, "schedule": gr.schedule, "steps": steps,
                   "tie_mode": cfg.prune.tie_mode, "new_cuts": start - sum(keep.values()), "batches": len(batches),
                   "batch_size": batch_size, "max_source_length": max_src, "data": args.data, "data_docs": len(rows),
                   "docs_used": need, "batch_shapes_summary": ", ".join("x".join(map(str, s)) for s in shapes),
