@@ -45,7 +45,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pages import repo_path as _resolve  # noqa: E402  (shared with the other benchmarks)
+from pages import repo_path as _resolve, versions as _versions  # noqa: E402  (shared with the other benchmarks)
 
 
 def _state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -354,6 +354,7 @@ def main(argv: list[str] | None = None) -> dict:
         results["command"] = "python benchmarks/checkpoint_size.py " + shlex.join(argv if argv is not None else sys.argv[1:])
         results["machine"] = {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
                               "date": time.strftime("%Y-%m-%d", time.gmtime())}
+        results["versions"] = _versions()
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
         write_page(results, Path(args.json).with_name("README.md"))
     bad = [r[0] for r in rows if not r[2].startswith("exact")]

@@ -28,7 +28,9 @@ def load_proxy(proxy_dir: str | Path) -> tuple:
                          f"--out {d}` (about 45 min on 2 cores)")
     meta = json.loads((d / "proxy.json").read_text())
     # which proxy a record was measured on (settings hold it, so a retrained proxy redoes every cell)
-    meta["sha256"] = hashlib.sha256((d / "compact.safetensors").read_bytes()).hexdigest()[:16]
+    digest = hashlib.sha256((d / "compact.safetensors").read_bytes()).hexdigest()
+    meta["sha256"] = digest[:16]  # the settings' key (a results file's cells compare on it)
+    meta["sha256_full"] = digest  # what a record names the proxy by
     return load_model(d).eval(), load_tokenizer(d), meta, P.splits(meta)
 
 
@@ -102,6 +104,8 @@ class Records:
         # the part's commands join this file's (each measured some of the records)
         self.data.setdefault("commands", []).extend(c for c in other.get("commands", [])
                                                     if c not in self.data.get("commands", []))
+        for c, v in other.get("versions_by_command", {}).items():  # and what each ran on
+            self.data.setdefault("versions_by_command", {}).setdefault(c, v)
         for k, v in other.items():  # e.g. "dense": the same proxy and rows give the same scores
             self.data.setdefault(k, v)
         self.save()

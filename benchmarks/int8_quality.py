@@ -20,6 +20,7 @@ target and seed, written after each, so a stopped run resumes) and ``README.md``
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 import tempfile
@@ -30,6 +31,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import grid as G  # noqa: E402
+import pages  # noqa: E402
 import sparsity_quality as SQ  # noqa: E402
 
 METHOD = "gradual_kd"
@@ -46,6 +48,7 @@ def parse_args(argv):
     p.add_argument("--out", default=str(G.ROOT / "docs" / "results" / "int8_quality"))
     p.add_argument("--work", default=str(G.ROOT / "runs" / "int8_quality"), help="trainer scratch space")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--page-only", action="store_true", help="rewrite README.md from --out's results.json; prune nothing")
     p.add_argument("--steps", type=int, default=None, help="pruning steps (default: sparsity_quality.py's)")
     p.add_argument("--recovery-docs", type=int, default=None,
                    help="training bills the recoveries draw from (default: sparsity_quality.py's)")
@@ -96,18 +99,23 @@ def run_cell(target: float, seed: int, dense, tok, train_ds, val_ds, rows, msl: 
 
 def write_page(data: dict, out: Path, a) -> str:
     recs = data.get("records", [])
+    st = data.get("settings", {})
     lines = [
-        "# What int8 values cost on the proxy",
+        "# What int8 values cost on the synthetic proxy",
         "",
         "Written by `benchmarks/int8_quality.py` from `results.json` (its docstring says what runs). Command:",
         "",
         "    " + data.get("command", "python benchmarks/int8_quality.py"),
         "",
-        f"Each pruned model: the proxy ({data.get('proxy', {}).get('params', '?'):,} parameters) pruned by "
-        f"`{METHOD}` to the honest target with {a.recovery_steps} distilled recovery steps (the recipe of "
+        f"Each pruned model: the synthetic proxy ({data.get('proxy', {}).get('params', '?'):,} parameters, a copy-task "
+        f"model never pretrained) pruned by `{st.get('method', METHOD)}` to the honest target with "
+        f"{st.get('recovery_steps', a.recovery_steps)} distilled recovery steps (the recipe of "
         "`benchmarks/sparsity_quality.py`), one model per seed; exported as compact fp16 and compact int8, "
         f"each loaded back and scored greedily (max length 128) on {data.get('settings', {}).get('eval_docs', '?')} "
-        "held-out bills.",
+        "held-out bills."
+        + (" **Magnitude** importance (`gradual_kd`), not the OBS that the recommended recipes "
+           "(`configs/gradual_kd_030.toml`, `configs/gradual_kd.toml`) use: OBS updates the surviving weights, so "
+           "its int8 cost may differ (not measured)." if st.get("method", METHOD) == "gradual_kd" else ""),
         "",
         "| target | seed | fp16 course score | int8 course score | int8 - fp16 | identical summaries | "
         "honest ratio fp16 / int8 | fp16 MB | int8 MB |",
@@ -137,6 +145,10 @@ def write_page(data: dict, out: Path, a) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
+    if a.page_only:
+        out = Path(a.out)
+        print(write_page(json.loads((out / "results.json").read_text()), out, a))
+        return 0
     if a.threads:
         torch.set_num_threads(a.threads)
     t0 = time.time()
@@ -150,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
                                                                      "batch_size", "alpha", "temperature",
                                                                      "recovery_docs")}}
     store = G.Records(out / "results.json", settings)
-    store.data["proxy"] = {"params": meta["params"]}
+    store.data["proxy"] = {"params": meta["params"], "sha256": meta["sha256_full"]}
+    store.data["versions"] = pages.versions()
     store.data["command"] = "python benchmarks/int8_quality.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     train_ds = G.P.to_dataset(data["train"][: a.recovery_docs], tok, msl)
     val_ds = G.P.to_dataset(data["val"], tok, msl)

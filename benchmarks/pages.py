@@ -30,11 +30,27 @@ def record_command(data: dict, script: str, argv: list[str] | None) -> None:
     cmd = f"python benchmarks/{script} " + shlex.join(argv if argv is not None else sys.argv[1:])
     if cmd not in data.setdefault("commands", []):
         data["commands"].append(cmd)
+    data.setdefault("versions_by_command", {})[cmd] = versions()  # what this command ran on
 
 
 def command_text(data: dict, default: str) -> str:
     """The page's command block: ``data``'s commands one per line (older files: ``command``)."""
     return "\n    ".join(data["commands"]) if data.get("commands") else data.get("command") or default
+
+
+def versions() -> dict:
+    """The versions of what the measurements ran on, as installed now (None: not installed)."""
+    import platform
+    from importlib import metadata
+
+    def version(name: str) -> str | None:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return None
+
+    return {"python": platform.python_version(),
+            **{n: version(n) for n in ("torch", "transformers", "ctranslate2", "datasets", "rapidfuzz")}}
 
 
 def machine() -> dict:

@@ -414,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
                 **({"distill_sequences": a.distill_sequences} if a.distill_sequences else {})}
     store = G.Records(out / "results.json", settings, fresh=a.fresh, strict=bool(a.merge))
     c = dense.config
-    store.data["proxy"] = {"params": meta["params"], "steps": meta["steps"], "validity": {
+    store.data["proxy"] = {"params": meta["params"], "steps": meta["steps"], "sha256": meta["sha256_full"], "validity": {
         k: meta["validity"][k] for k in ("own_kaggle", "swapped_kaggle", "swapped_over_own", "title_rate", "act_rate")},
         "shape": f"{c.num_layers}+{c.num_decoder_layers} blocks, d_model {c.d_model}, {c.num_heads} heads, d_ff {c.d_ff}"}
     for path in a.merge or []:

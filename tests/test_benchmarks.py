@@ -108,6 +108,9 @@ def test_sparsity_quality_smallest(tmp_path, proxy_dir):
             assert r["nonzero_ratio"] == pytest.approx(0.5, abs=2e-3), r["method"]  # the driver hit the target
     assert (out / "table.md").is_file() and (out / "pareto.png").is_file()
     assert "gradual cubic, uniform, OBS" in (out / "README.md").read_text()
+    data = json.loads((out / "results.json").read_text())  # the proxy by its full hash, what each command ran on
+    assert len(data["proxy"]["sha256"]) == 64 and data["proxy"]["sha256"].startswith(data["settings"]["proxy_sha256"])
+    assert data["versions_by_command"][data["commands"][0]]["torch"]
     # resumable: a second run finds every record and trains nothing
     assert sparsity_quality.main(argv) == 0
     assert len(json.loads((out / "results.json").read_text())["records"]) == 10
@@ -141,6 +144,8 @@ def test_sparsity_quality_budget_axis_merges_parts(tmp_path, proxy_dir):
     assert (a / "budget.png").is_file() and "Recovery-budget axis" in (a / "table.md").read_text()
     page = (a / "README.md").read_text()  # the page names both parts' commands, not the merge
     assert all(f"--recovery-steps {n} --out {d}" in page for n, d in ((1, a), (2, b))) and "--merge" not in page
+    assert set(json.loads((a / "results.json").read_text())["versions_by_command"]) >= {
+        c for c in json.loads((a / "results.json").read_text())["commands"]}  # the part's versions came with it
     # merging again adds nothing; a different result for a cell already there is refused
     assert sparsity_quality.main([*base, "--out", str(a), "--merge", str(b / "results.json")]) == 0
     assert len(json.loads((a / "results.json").read_text())["records"]) == 8
@@ -164,6 +169,7 @@ def test_structured_speed_smallest(tmp_path, proxy_dir, shared_dir):
     assert all(r["recovery_steps"] == 2 for r in recs)
     assert next(r for r in recs if r["variant"] == "ffn50")["plan"]["ffn"]  # the driver's structure plan
     assert "ffn50" in res["speed"]["variants"]
+    assert len(res["proxy"]["sha256"]) == 64 and res["versions_by_command"]
     assert (out / "table.md").is_file()
     page = (out / "README.md").read_text()
     assert "python benchmarks/structured_speed.py" in page and "| ffn50 |" in page
@@ -301,7 +307,12 @@ def test_int8_quality_smallest(tmp_path, proxy_dir):
     assert r["fp16"]["nonzero_ratio"] == r["int8"]["nonzero_ratio"] == pytest.approx(0.5, abs=2e-3)
     # (this proxy's matrices are below int8's 4,096-element minimum except the embedding: no size claim)
     assert r["int8"]["bytes"] > 0 and r["fp16"]["bytes"] > 0 and 0 <= r["identical"] <= 1
-    assert "| 0.5 | 0 |" in (out / "README.md").read_text()
+    data = json.loads((out / "results.json").read_text())
+    assert len(data["proxy"]["sha256"]) == 64 and data["versions"]["torch"]
+    page = (out / "README.md").read_text()
+    assert "| 0.5 | 0 |" in page and "**Magnitude** importance" in page  # says which importance was measured
+    (out / "README.md").unlink()
+    assert int8_quality.main([*argv, "--page-only"]) == 0 and (out / "README.md").read_text() == page
     assert int8_quality.main(argv) == 0  # every record found: nothing pruned again
     assert len(json.loads((out / "results.json").read_text())["records"]) == 1
 
@@ -323,6 +334,7 @@ def test_checkpoint_size_smallest(tmp_path):
     assert t["sizes"]["compact-int8"]["bytes"] < t["sizes"]["compact-fp16"]["bytes"] < t["sizes"]["compact-fp32"]["bytes"]
     assert {"fp16+mask", "int8+entropy-mask", "dense-int8"} <= set(t["limits"])
     assert t["density"] == pytest.approx(0.3, abs=0.01)
+    assert json.loads(out.read_text())["versions"]["torch"]
     page = (out.parent / "README.md").read_text()
     assert "Honest non-zero ratio 0.3" in page and "compact-int8" in page
     # the page says which sizes depend on the density alone, and which (lzma-coded) on more
@@ -398,3 +410,22 @@ def test_every_copied_control_names_its_source():
         for f, r in copies:
             if "copied_from" in r:
                 assert r["copied_from"] in {g for g, _ in copies} and r["copied_from"] != f, (f, r["copied_from"])
+
+
+def test_every_committed_results_file_says_how_it_was_made():
+    """Each results file names its command(s), its package versions (or says 'not recorded'), and,
+    where it measured the proxy, the proxy's full sha256, which the committed proxy must match."""
+    import hashlib
+
+    results = ROOT / "docs" / "results"
+    proxy_sha = hashlib.sha256((results / "proxy" / "compact.safetensors").read_bytes()).hexdigest()
+    files = [p for p in sorted(results.glob("**/*.json")) if p.parent.name != "proxy"]
+    assert files
+    for p in files:
+        d = json.loads(p.read_text())
+        where = str(p.relative_to(ROOT))
+        assert d.get("command") or d.get("commands") or d.get("meta", {}).get("command"), where
+        if p.parent.name != "frontier":  # the frontier measures nothing: it joins other files
+            assert d.get("versions") or d.get("versions_by_command"), where
+        if "proxy_sha256" in json.dumps(d.get("settings", d.get("quality", {}).get("settings", {}))):
+            assert d["proxy"]["sha256"] == proxy_sha, where
