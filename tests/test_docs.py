@@ -36,6 +36,14 @@ def _int8_cost(target: float) -> float:
     return mean(100 * (r["fp16"]["kaggle_score"] - r["int8"]["kaggle_score"]) / r["fp16"]["kaggle_score"] for r in recs)
 
 
+S43 = "ctranslate2 int8 structured 4+3 L, ffn 0.5, heads 0.5"
+
+
+def flag(data: dict, run: str, text: str = " (flagged)") -> str:
+    """``text`` where the run that measured ``run`` flagged it as disturbed (threads under-busy)."""
+    return text if run in data.get("flagged_busy", []) else ""
+
+
 def _figures() -> list[tuple[str, str]]:
     """(what, the text the README's table must hold), each computed from a results file."""
     cs = _json("checkpoint_size/results.json")["targets"]
@@ -47,6 +55,14 @@ def _figures() -> list[tuple[str, str]]:
     w43 = lambda engine, mode: fr[("4+3 L, ffn 0.5, heads 0.5", 1600, engine, mode)]  # noqa: E731
     gw = _json("generate_speed_width/results.json")["runs"]
     quiet = lambda run: gw[run + "structured 4+3 L, ffn 0.5, heads 0.5"]  # noqa: E731  (the quiet 1-thread timing)
+    fr_dense = _json("frontier/results.json")["dense"]
+    x = lambda engine, mode: f"{six3(engine, mode)['speedup_vs_dense_same_engine']:.2f}×"  # noqa: E731
+    # a pair of same-engine ratios carries the flag where the speed run flagged either
+    flagged = lambda engine: " (flagged)" if any(six3(engine, m)["speed_flagged"] for m in ("greedy", "beams")) else ""  # noqa: E731
+    shapes, gsf = _json("generate_speed_shapes/results.json"), _json("generate_speed/results.json")
+    others = sorted((_json(f"{d}/results.json") for d in ("generate_speed_width_2threads", "generate_speed_shapes",
+                                                          "generate_speed")),
+                    key=lambda d: -d["runs"][S43]["speedup_vs_reference"])
     return [
         ("int8 MB at 0.30", f"**{cs['0.3']['sizes']['compact-int8']['MB']:.1f} MB**"),
         ("fp16 MB at 0.30", f"fp16 {cs['0.3']['sizes']['compact-fp16']['MB']:.1f} MB"),
@@ -56,13 +72,21 @@ def _figures() -> list[tuple[str, str]]:
         ("OBS at 0.30", f"**{_pct_of_control(sq, 'gradual_kd_obs', 0.3, 100):.1f}%**"),
         ("reference at 0.30", f"proportions {_pct_of_control(sq, 'reference', 0.3, 100):.1f}%"),
         ("beams fp32", f"fp32 **{gs['ctranslate2 fp32 beams4']['speedup_vs_torch']:.2f}×**"),
-        ("beams int8", f"int8 **{gs['ctranslate2 int8 beams4']['speedup_vs_torch']:.2f}×**"),
+        ("beams fp32 flag", f"fp32 **{gs['ctranslate2 fp32 beams4']['speedup_vs_torch']:.2f}×**"
+                            + flag(gsf, "ctranslate2 fp32 beams4") + " torch"),
+        ("beams int8", f"int8 **{gs['ctranslate2 int8 beams4']['speedup_vs_torch']:.2f}×**"
+                       + flag(gsf, "ctranslate2 int8 beams4")),
         ("OBS step before", f"**{obs['before']['total_seconds']:.1f} s** before"),
         ("OBS step after", f"**{obs['after']['total_seconds']:.1f} s** now"),
         ("6+3 quality", f"**{six3('torch fp32', 'greedy')['pct_mean']:.1f}%**"),
-        ("6+3 torch", f"torch {six3('torch fp32', 'greedy')['speedup_vs_dense_torch']:.2f}×"),
-        ("6+3 int8 greedy", f"int8 {six3('CTranslate2 int8', 'greedy')['speedup_vs_dense_torch']:.2f}× greedy"),
-        ("6+3 int8 beams", f"{six3('CTranslate2 int8', 'beams')['speedup_vs_dense_torch']:.2f}× with 4 beams"),
+        ("6+3 torch, same engine", f"torch {x('torch fp32', 'greedy')} greedy / {x('torch fp32', 'beams')} 4 beams"
+                                   + flagged("torch fp32")),
+        ("6+3 int8, same engine", f"CTranslate2 int8 {x('CTranslate2 int8', 'greedy')} / "
+                                  f"{x('CTranslate2 int8', 'beams')}" + flagged("CTranslate2 int8")),
+        ("6+3 int8 beams vs dense torch",
+         f"its {six3('CTranslate2 int8', 'beams')['speedup_vs_dense_torch']:.2f}× over dense torch with 4 beams"),
+        ("dense int8 beams: the engine", f"dense CTranslate2 int8 alone: {fr_dense['beams']['CTranslate2 int8']:.2f}×"
+                                         + flag(shapes, "ctranslate2 int8 beams4", ", flagged")),
         ("4+3 quality", f"**{w43('torch fp32', 'greedy')['pct_mean']:.1f}%** [{w43('torch fp32', 'greedy')['pct_min']:.1f}–"
                         f"{w43('torch fp32', 'greedy')['pct_max']:.1f}%]"),
         ("4+3 torch", f"torch **{quiet('torch fp32 ')['speedup_vs_torch']:.2f}×** greedy / "
@@ -72,6 +96,10 @@ def _figures() -> list[tuple[str, str]]:
         ("4+3 int8", f"int8 {quiet('ctranslate2 int8 ')['speedup_vs_dense_same_engine']:.2f}× / "
                      f"{quiet('ctranslate2 int8 beams4 ')['speedup_vs_dense_same_engine']:.2f}×"),
         ("4+3 int8 vs reference", f"int8 **{quiet('ctranslate2 int8 ')['speedup_vs_reference']:.1f}×** the reference path"),
+        # every other run of that shape, each with its flag (the figure alone would pick the best run)
+        ("4+3 int8 vs reference, other runs", "the shape's other runs, 2 threads: " + ", ".join(
+            f"{d['runs'][S43]['speedup_vs_reference']:.2f}×" for d in others) + (", all flagged" if all(
+                S43 in d.get("flagged_busy", []) for d in others) else "")),
     ]
 
 
@@ -103,3 +131,49 @@ def test_config_headers_are_short_and_name_their_command(config):
     header = re.match(r"(?:#[^\n]*\n)*", text).group(0).splitlines()
     assert 0 < len(header) <= 12
     assert any(f"configs/{config}" in line for line in header), "the header gives the command that runs it"
+
+
+def _speed_files() -> list[dict]:
+    return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(RESULTS.glob("generate_speed*/results.json"))]
+
+
+def test_the_headline_says_how_speeds_were_taken():
+    """Every speed forces the same number of new tokens, and the headline says how many and what a flag means."""
+    forced = {d["max_length"] - 1 for d in _speed_files()}
+    assert len(forced) == 1
+    intro = _headline_table().split("| what |")[0]
+    assert f"forced to {forced.pop()} new tokens" in " ".join(intro.split()) and "*flagged*" in intro
+
+
+def test_the_headline_labels_the_proxy_synthetic():
+    table = _headline_table()
+    quotes = [m.start() for m in re.finditer(r"proxy", table)]
+    assert quotes and all(table[:i].endswith("synthetic ") for i in quotes), "say 'synthetic proxy' each time"
+
+
+def test_the_structured_row_names_the_thread_count_of_its_figures():
+    row = next(line for line in _headline_table().splitlines() if "configs/structured_kd.toml" in line)
+    threads = _json("generate_speed_width/results.json")["threads"]
+    assert f"same engine, {threads} thread{'s' if threads > 1 else ''}:" in row
+
+
+def test_the_reference_path_range_covers_every_run_of_the_shape():
+    """The README's range over the reference path: every run that timed that shape, not the best ones."""
+    vals = [d["runs"][S43]["speedup_vs_reference"] for d in _speed_files() if S43 in d["runs"]]
+    assert len(vals) >= 2
+    assert f"**{min(vals):.1f}–{max(vals):.1f}×** the course's reference path" in README
+
+
+def test_the_proxy_saturation_quoted_is_that_of_every_control():
+    """'dense controls A–B: saturated' spans every dense control's mean in the committed results."""
+    means = []
+    for p in sorted(RESULTS.glob("**/results.json")):
+        d = json.loads(p.read_text(encoding="utf-8"))
+        recs = d.get("records") or d.get("quality", {}).get("records") or []
+        by_budget: dict = {}
+        for r in recs:
+            if r.get("method", r.get("variant")) == "dense_control":
+                by_budget.setdefault(r["recovery_steps"], []).append(r["kaggle_score"])
+        means += [mean(v) for v in by_budget.values()]
+    assert means
+    assert f"dense controls {min(means):.3f}–{max(means):.3f}: saturated" in " ".join(_headline_table().split())
