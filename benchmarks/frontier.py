@@ -9,7 +9,9 @@ one run). Quality: ``benchmarks/structured_speed.py`` result files (the proxy, e
 dense control recovered with the same budget, 3 seeds). Quality is the torch model's: CTranslate2
 fp32 greedy gives its tokens exactly (tests/test_ct2.py); int8 and beams are not re-scored on the
 proxy, so their points carry the torch model's quality (docs/results/int8_quality measures what
-int8 weights cost: -0.16% at honest 0.30). Nothing is measured here; this only joins the two.
+int8 weights cost on magnitude-pruned proxies: -0.16% at honest 0.30). Nothing is measured here;
+this only joins the two. The plot's top row is against the dense model on the same engine (where
+the 2.5x target applies), the bottom row against dense torch fp32 (what an engine itself adds).
 """
 
 from __future__ import annotations
