@@ -15,7 +15,7 @@ import re
 import secrets
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -236,6 +236,72 @@ def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
                 break
             h.update(b)
     return h.hexdigest()
+
+
+def file_digests(root: str | Path, names: Iterable[str] | None = None, *,
+                 follow_symlinks: bool = True) -> dict[str, str]:
+    """``{name: sha256}`` of the files ``root/name`` (``names`` relative to ``root``; default: every
+    file under it, recursively): the fingerprint a prune work folder keeps of the model it started
+    from and of each step's state, and every cache entry of what it holds, checked again before
+    use, so that content, not a path, decides what is reused. With ``follow_symlinks=False`` (a
+    cache entry: its files are ours, never links) a symlink is a ValueError naming it, as is a
+    name that is not a regular file."""
+    root = Path(root)
+    if names is None:
+        names = sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
+                       if p.is_symlink() or not p.is_dir())
+    out = {}
+    for name in names:
+        f = root / name
+        if not follow_symlinks and f.is_symlink():
+            raise ValueError(f"{f}: a symlink (to {os.readlink(f)}); refusing to read it as ours")
+        if not f.is_file():
+            raise ValueError(f"{f}: not a regular file")
+        out[name] = sha256_file(f)
+    return out
+
+
+def changed_files(recorded: Any, actual: dict[str, str]) -> list[str]:
+    """The names whose digest differs between ``recorded`` (as read back from a file: anything)
+    and ``actual`` (:func:`file_digests`), a name present in one only included; ``["(none
+    recorded)"]`` when ``recorded`` is not a ``{name: digest}`` table."""
+    if not isinstance(recorded, dict) or not all(isinstance(v, str) for v in recorded.values()):
+        return ["(none recorded)"]
+    return sorted(n for n in set(recorded) | set(actual) if recorded.get(n) != actual.get(n))
+
+
+def seal(manifest: Path, root: Path, names: Iterable[str] | None, identity: dict) -> None:
+    """Write ``manifest`` (atomically): ``identity`` (what the entry is for: its cache key, its
+    position) and the :func:`file_digests` of ``root/names`` (None: every file under ``root``); :func:`check_seal` verifies it."""
+    atomic_write_json(manifest, {**identity, "sha256": file_digests(root, names, follow_symlinks=False)})
+
+
+def check_seal(manifest: Path, root: Path, identity: dict, required: Iterable[str] = ()) -> str | None:
+    """None when ``manifest`` (written by :func:`seal`) records ``identity`` and the digests of the
+    files as they are now (``required`` names among them); otherwise why not, in words: a cache
+    entry must hold what its key names, not whatever well-formed files sit at its path."""
+    if manifest.is_symlink():
+        return f"{manifest.name} is a symlink"
+    if not manifest.is_file():
+        return f"it has no {manifest.name} recording its digests (written by an older version, or interrupted)"
+    try:
+        rec = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return f"its {manifest.name} is unreadable"
+    if not isinstance(rec, dict):
+        return f"its {manifest.name} is not a JSON object"
+    other = sorted(k for k in identity if rec.get(k) != identity[k])
+    if other:
+        return f"it was written for another {', '.join(other)} ({', '.join(f'{k}={rec.get(k)!r}' for k in other)})"
+    recorded = rec.get("sha256")
+    if changed_files(recorded, {}) == ["(none recorded)"] or not set(required) <= set(recorded):
+        return f"its {manifest.name} does not list its files"
+    try:
+        actual = file_digests(root, list(recorded), follow_symlinks=False)
+    except ValueError as e:
+        return str(e)
+    changed = changed_files(recorded, actual)
+    return f"{', '.join(changed[:4])} differ{'s' if len(changed) == 1 else ''} from its digest" if changed else None
 
 
 def dir_size(path: str | Path) -> int:
