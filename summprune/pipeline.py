@@ -439,7 +439,11 @@ def run(cfg: ExperimentConfig, *, overwrite: bool = False, log_print: Callable[[
     if not state.is_main_process:
         return _run(cfg, state, log_print, overwrite)
     runs = Path(cfg.runs_dir)
-    runs.mkdir(parents=True, exist_ok=True)
+    try:
+        runs.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OSError(f"runs_dir={cfg.runs_dir}: cannot be created ({e.strerror or e}); choose a writable "
+                      "runs_dir=") from None
     with lock_file(runs / f".{cfg.name}.lock", f"run folder {runs / cfg.name}"), lock_output(cfg.output_dir):
         return _run(cfg, state, log_print, overwrite)
 
@@ -462,6 +466,9 @@ def _run(cfg: ExperimentConfig, state, log_print: Callable[[str], None], overwri
         cfg.model, [tiny_prefix + t for t in train_raw["text"]] + list(train_raw["summary"]))
     dcfg = with_prefix(cfg, resolved_prefix(cfg.data.prefix, model))
     check_groups(model, cfg)
+    # the prefix against the input length (checked again by tokenize): a start that fails it must
+    # fail before the folder is written, or the corrected rerun finds "another config" there
+    D.check_prefix_fits(tok, dcfg.data.prefix, cfg.data.max_source_length)
     if main:
         if overwrite and run_dir.is_dir():
             clear_run_folder(run_dir)

@@ -323,35 +323,108 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _start_time(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot, /proc/<pid>/stat field 22), or None
+    where that cannot be read (no /proc, no such process): with its pid, what tells a lock's
+    holder from a later process that was given the same pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat[stat.rindex(")") + 2:].split()[19]  # fields after "pid (comm)" start at field 3
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _lock_text(pid: int) -> str:
+    started = _start_time(pid)
+    return f"{pid} {started}\n" if started else f"{pid}\n"
+
+
+def _lock_holder(path: Path) -> tuple[int | None, str | None]:
+    """``(pid, None)`` of the live process holding lock ``path``; ``(None, None)`` when the lock is
+    stale (its process is gone, or its pid now belongs to a process started later); ``(None,
+    why)`` when the lock is not one this module wrote (a directory, unreadable or garbage)."""
+    if path.is_dir():
+        return None, "is a directory, not a lock file"
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        return None, f"cannot be read ({getattr(e, 'strerror', None) or e})"
+    parts = text.split()
+    if not 1 <= len(parts) <= 2 or not parts[0].isdigit() or int(parts[0]) <= 0:
+        return None, f"does not hold a process id ({text[:40]!r})"
+    pid = int(parts[0])
+    if pid == os.getpid() or not _alive(pid):
+        return None, None
+    if len(parts) == 2:
+        started = _start_time(pid)
+        if started is not None and started != parts[1]:
+            return None, None  # the pid was reused: the holder is gone
+    return pid, None
+
+
+def _lock_write_error(e: OSError, path: Path, what: str) -> OSError:
+    """An OSError naming ``what`` and its lock (never the temporary file it is written through)."""
+    import errno
+
+    hint = {errno.EROFS: f"the folder {path.parent} is on a read-only file system",
+            errno.EACCES: f"the folder {path.parent} is not writable by this user",
+            errno.EPERM: f"the folder {path.parent} is not writable by this user",
+            errno.ENOSPC: f"free some space on the file system of {path.parent}",
+            errno.EDQUOT: f"free some space on the file system of {path.parent}"}.get(e.errno)
+    return LockWriteError(e.errno, e.strerror,
+                          f"{what}: cannot write its lock {path} ({e.strerror or e}){'; ' + hint if hint else ''}")
+
+
+class LockWriteError(OSError):
+    """A lock that cannot be written: ``errno``/``strerror`` as the file system said, the message
+    naming what is locked and the lock file."""
+
+    def __init__(self, code, strerror, message: str):
+        super().__init__(code, strerror)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
 @contextmanager
 def lock_file(path: str | Path, what: str) -> Iterator[Path]:
-    """Hold ``path`` (holding this process's pid) while the block runs.
+    """Hold ``path`` (holding this process's pid and start time) while the block runs.
 
     The lock appears with its pid already in it (written to a temporary file, then hard-linked
     into place, which fails if the lock exists), so a reader never sees an empty lock. A second
-    writer is refused with :class:`LockedError` naming the holder's pid; a lock left by a killed
-    process (its pid no longer alive) is taken over. On exit the lock is removed if it is still
-    ours.
+    writer is refused with :class:`LockedError` naming the holder's pid and the lock, which can be
+    deleted when no summprune command is running; a lock left by a killed process (its pid no
+    longer alive, or alive but started after the lock was written: a reused pid) is taken over.
+    A lock that is not one this function wrote (a directory, garbage, an empty file) is refused,
+    saying so. A folder where the lock cannot be written is an OSError naming ``what`` and the
+    lock. On exit the lock is removed if it is still ours.
     """
     path = Path(path)
-    me = f"{os.getpid()}\n"
+    me = _lock_text(os.getpid())
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    tmp.write_text(me)
+    try:
+        tmp.write_text(me)
+    except OSError as e:
+        raise _lock_write_error(e, path, what) from None
+    remove = f"if no summprune command is running on it, delete {path}"
     try:
         for _ in range(3):
             try:
                 os.link(tmp, path)
                 break
             except FileExistsError:
-                try:
-                    pid = int(path.read_text().strip())
-                except (OSError, ValueError):
-                    pid = -1  # unreadable: someone else's, treat as held
-                if pid == -1 or (pid != os.getpid() and _alive(pid)):
-                    raise LockedError(f"{what} is being written by process {pid if pid > 0 else '?'} (lock {path}); "
-                                      "wait for it to finish or stop it, or choose another output") from None
+                pid, odd = _lock_holder(path)
+                if odd is not None:
+                    raise LockedError(f"{what}: its lock {path} {odd}; {remove} and start again") from None
+                if pid is not None:
+                    raise LockedError(f"{what} is being written by process {pid} (lock {path}); wait for it to "
+                                      f"finish or stop it, or choose another output; {remove} (a pid reused "
+                                      "by another program keeps it)") from None
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()  # stale: its process is gone
+            except OSError as e:
+                raise _lock_write_error(e, path, what) from None
         else:
             raise LockedError(f"{what}: could not take the lock {path}")
     finally:
@@ -369,8 +442,12 @@ def lock_output(out: str | Path) -> contextlib.AbstractContextManager[Path]:
     writing one model directory (``prune``, ``export``, ``run``) would both "succeed", the second
     silently replacing the first's model; the second is refused instead."""
     out = Path(out).expanduser()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return lock_file(out.parent / f".{out.name}.lock", f"model directory {out}")
+    what = f"model directory {out}"
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise _lock_write_error(e, out.parent / f".{out.name}.lock", what) from None
+    return lock_file(out.parent / f".{out.name}.lock", what)
 
 
 # --------------------------------------------------------------------------------------------
