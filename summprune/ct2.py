@@ -5,7 +5,10 @@
 ``$SUMMPRUNE_CACHE`` (default ``~/.cache/summprune``)``/ctranslate2/<key>``, the key being the
 sha256 of every file the conversion reads (config, weights, generation config and tokenizer) and
 the ctranslate2 version, so a re-export or a changed vocabulary converts again and an unchanged
-model never does. The temp folder of a conversion that was killed is removed by the next one.
+model never does. Each entry holds :data:`ENTRY_MANIFEST` (its key and every file's sha256), checked on
+use: an entry that is not the conversion its key names (another model's put there, a file changed
+since, a symlink) is converted again with a warning. The temp folder of a conversion that was killed
+is removed by the next one.
 Every format converts: the model is loaded with ``summprune.load_model`` (compact and course
 directories included, checks and all; a compact int8 model dequantized) and handed to the
 converter in memory, with no dense copy written to disk first; structurally pruned (smaller) T5s

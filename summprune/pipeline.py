@@ -785,8 +785,9 @@ def prune_existing(model_dir: str | Path, cfg: ExperimentConfig, output: str | P
     Resumable as ``run`` is: ``<output>.trainer/`` (:func:`prune_work_dir`) gets the request
     (``prune.json``), the Trainer's files, ``metrics.jsonl`` (appended to) and the pruned state
     after every completed step (``steps/``); the same command started again after a kill goes on
-    after the last completed step, another model/config/--no-train is refused naming what differs
-    (``overwrite`` starts again). The output is locked while it is made: a second ``prune`` or an
+    after the last completed step, another model (by its files' content: :func:`model_fingerprint`),
+    config or --no-train is refused naming what differs, as is a step checkpoint that is not this
+    work's (:func:`load_step`); ``overwrite`` starts again. The output is locked while it is made: a second ``prune`` or an
     ``export`` to the same directory is refused, naming the first one's pid.
 
     With ``train=False`` no fine-tuning runs, no data is read and no work folder is written: the

@@ -12,6 +12,10 @@ documents' token ids, the decoding and the length limit. A second recovery with 
 (every step of a run, every seed of a benchmark) reads it back instead of generating again. The
 summaries are written in chunks of :data:`CHUNK` documents, each atomically, so an interrupted
 generation goes on from the last complete chunk. Files are safetensors (token ids), never pickles.
+Beside each chunk ``NNNNN.json`` (:func:`summprune.io.files.seal`) records the key, the chunk's
+position and row count and the file's sha256: a chunk is read back only while they match (a chunk
+of another key or with other summaries put in its place, a symlink, ids beyond the teacher's
+vocabulary are generated again, with a warning).
 
 :func:`with_teacher_labels` replaces the labels of a seeded ``share`` of the rows with the
 teacher's summaries (1.0: all of them; in between: the rest keep their references).
