@@ -787,8 +787,8 @@ def prune_existing(model_dir: str | Path, cfg: ExperimentConfig, output: str | P
     after every completed step (``steps/``); the same command started again after a kill goes on
     after the last completed step, another model (by its files' content: :func:`model_fingerprint`),
     config or --no-train is refused naming what differs, as is a step checkpoint that is not this
-    work's (:func:`load_step`); ``overwrite`` starts again. The output is locked while it is made: a second ``prune`` or an
-    ``export`` to the same directory is refused, naming the first one's pid.
+    work's (:func:`load_step`); ``overwrite`` starts again. The output is locked while it is made:
+    a second ``prune`` or an ``export`` to the same directory is refused, naming the first one's pid.
 
     With ``train=False`` no fine-tuning runs, no data is read and no work folder is written: the
     counts can be checked on any model of the right shape in seconds.

@@ -272,7 +272,8 @@ def changed_files(recorded: Any, actual: dict[str, str]) -> list[str]:
 
 def seal(manifest: Path, root: Path, names: Iterable[str] | None, identity: dict) -> None:
     """Write ``manifest`` (atomically): ``identity`` (what the entry is for: its cache key, its
-    position) and the :func:`file_digests` of ``root/names`` (None: every file under ``root``); :func:`check_seal` verifies it."""
+    position) and the :func:`file_digests` of ``root/names`` (None: every file under ``root``);
+    :func:`check_seal` verifies it."""
     atomic_write_json(manifest, {**identity, "sha256": file_digests(root, names, follow_symlinks=False)})
 
 
