@@ -127,7 +127,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    a = parser.parse_args(argv)
+    # key=value overrides may come before or after the flags (``run CONFIG --overwrite k=v``):
+    # argparse stops a positional list at the first flag and leaves the rest unrecognized, and
+    # its parse_intermixed_args does not take subcommands, so the leftovers that are overrides
+    # join the command's own
+    a, extra = parser.parse_known_args(argv)
+    odd = [x for x in extra if x.startswith("-") or "=" not in x or not hasattr(a, "overrides")]
+    if odd:
+        parser.error(f"unrecognized arguments: {' '.join(odd)}")
+    if extra:
+        a.overrides = [*a.overrides, *extra]
     try:
         return a.fn(a)
     except (ConfigError, ValueError, OSError) as e:  # FileNotFoundError, FileExistsError, PermissionError, ...

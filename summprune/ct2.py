@@ -5,7 +5,10 @@
 ``$SUMMPRUNE_CACHE`` (default ``~/.cache/summprune``)``/ctranslate2/<key>``, the key being the
 sha256 of every file the conversion reads (config, weights, generation config and tokenizer) and
 the ctranslate2 version, so a re-export or a changed vocabulary converts again and an unchanged
-model never does. The temp folder of a conversion that was killed is removed by the next one.
+model never does. Each entry holds :data:`ENTRY_MANIFEST` (its key and every file's sha256), checked on
+use: an entry that is not the conversion its key names (another model's put there, a file changed
+since, a symlink) is converted again with a warning. The temp folder of a conversion that was killed
+is removed by the next one.
 Every format converts: the model is loaded with ``summprune.load_model`` (compact and course
 directories included, checks and all; a compact int8 model dequantized) and handed to the
 converter in memory, with no dense copy written to disk first; structurally pruned (smaller) T5s
@@ -27,15 +30,13 @@ import hashlib
 import os
 import secrets
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
 #: generate_csv.py's --dtype per device: CTranslate2 compute types.
 COMPUTE_TYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "int8": "int8"}
 DEVICE_DTYPES = {"cpu": ("fp32", "int8"), "cuda": ("fp32", "fp16", "bf16", "int8")}
-#: The files that define a model (the cache key hashes them, and the others of conversion_files).
-_MODEL_FILES = ("config.json", "model.safetensors", "model.safetensors.index.json", "compact.json",
-                "compact.safetensors", "model_state_dict.pth")
 
 
 def import_ctranslate2():
@@ -65,14 +66,12 @@ def conversion_files(model_dir: str | Path) -> list[str]:
     generation_config.json and checksums, and the tokenizer files (copied into the conversion,
     whose vocabulary comes from them). A tokenizer file that is a symlink leaving the folder is a
     ValueError: the conversion would copy whatever it points at into the cache."""
-    from .io.hf import CHECKSUMS, TOKENIZER_FILES, file_inside, tokenizer_files
+    from .io.hf import file_inside, model_file_names, tokenizer_files
 
     d = Path(model_dir)
     for f in tokenizer_files(d):
         file_inside(d, f.name, "the tokenizer files the ctranslate2 conversion copies")
-    shards = sorted(p.name for p in d.glob("model-*.safetensors"))
-    names = [*_MODEL_FILES, *shards, "generation_config.json", CHECKSUMS, *TOKENIZER_FILES]
-    return [n for n in names if (d / n).is_file()]
+    return model_file_names(d)
 
 
 def model_key(model_dir: str | Path) -> str:
@@ -96,16 +95,45 @@ def _remove_stale_conversions(root: Path) -> None:
         _remove_stale_siblings(root / key)
 
 
+#: In each cache entry: its key and the sha256 of every file of the conversion (checked on use).
+ENTRY_MANIFEST = "summprune-entry.json"
+
+
+def _cached(out: Path, key: str, log=None) -> bool:
+    """True if the cache entry ``out`` holds the conversion its key names (its files as its
+    manifest records them); an entry that does not (another model's conversion put there, a
+    symlink, a file changed since, an entry written before entries had manifests) is removed,
+    with a warning, to be converted again."""
+    from .io.files import check_seal
+
+    if not out.exists() and not out.is_symlink():
+        return False
+    why = ("it is a symlink (to " + os.readlink(out) + ")" if out.is_symlink() else
+           check_seal(out / ENTRY_MANIFEST, out, {"key": key}, required=("model.bin",)))
+    if why is None:
+        return True
+    msg = f"the cached ctranslate2 conversion {out} is not the one of its key: {why}; converting again"
+    log(f"warning: {msg}") if log else warnings.warn(msg, stacklevel=3)
+    if out.is_symlink() or not out.is_dir():
+        out.unlink()  # the link, never what it points at
+    else:
+        shutil.rmtree(out)
+    return False
+
+
 def convert(model_dir: str | Path, log=None) -> Path:
     """The CTranslate2 directory of ``model_dir``, converted now if not in the cache yet. The
-    conversion is written beside the cache entry and renamed into place only when complete."""
+    conversion is written beside the cache entry and renamed into place only when complete; an
+    entry is used only while its files are those its manifest records for this key."""
+    from .io.files import seal
+
     ct2 = import_ctranslate2()
     key = model_key(model_dir)
     root = cache_root()
     out = root / key
     if root.is_dir():
         _remove_stale_conversions(root)
-    if (out / "model.bin").is_file():
+    if _cached(out, key, log):
         return out
     from .export import load_model
     from .modeling import load_tokenizer
@@ -138,6 +166,7 @@ def convert(model_dir: str | Path, log=None) -> Path:
 
         _Loaded(str(model_dir)).convert(str(tmp / "ct2"), force=True)
         del model
+        seal(tmp / "ct2" / ENTRY_MANIFEST, tmp / "ct2", None, {"key": key})
         try:
             os.rename(tmp / "ct2", out)
         except OSError:  # another process converted it meanwhile

@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -148,13 +149,15 @@ STEP_STATE = "state.safetensors"
 STEP_INFO = "step.json"
 
 
-def save_step(checkpoint_dir: str | Path, model, info: dict) -> None:
+def save_step(checkpoint_dir: str | Path, model, info: dict, owner: dict | None = None) -> None:
     """The pruned model after a completed step, masks included, and what the driver needs to go
     on from there (``info``: step numbers, records, sections, the plan being executed), written
-    atomically to ``checkpoint_dir/latest`` (one checkpoint kept: the newest)."""
+    atomically to ``checkpoint_dir/latest`` (one checkpoint kept: the newest). ``step.json`` also
+    records the state file's sha256 and ``owner`` (what the work folder was asked to do, the
+    starting model's fingerprint included), which :func:`load_step` checks before using it."""
     from safetensors.torch import save_file
 
-    from .io.files import atomic_dir, write_json
+    from .io.files import atomic_dir, file_digests, write_json
 
     # clones: safetensors refuses tensors that share memory (the tied embedding's names)
     sd = {k: v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}
@@ -163,39 +166,120 @@ def save_step(checkpoint_dir: str | Path, model, info: dict) -> None:
     ew = emb._parameters.get("weight_orig", emb._parameters.get("weight"))
     with atomic_dir(Path(checkpoint_dir) / "latest") as tmp:
         save_file(sd, str(tmp / STEP_STATE))
-        write_json(tmp / STEP_INFO, {**info, "config": model.config.to_dict(), "untied_lm_head": hw is not ew})
+        write_json(tmp / STEP_INFO, {**info, "config": model.config.to_dict(), "untied_lm_head": hw is not ew,
+                                     "state_sha256": file_digests(tmp, [STEP_STATE])[STEP_STATE],
+                                     **({"owner": owner} if owner is not None else {})})
 
 
-def load_step(checkpoint_dir: str | Path, tie_mode: str) -> tuple[torch.nn.Module, dict] | None:
+class StepError(ValueError):
+    """A step checkpoint that cannot be used: corrupt, changed since it was written, or written
+    for another work folder; the message says so and that ``--overwrite`` starts again."""
+
+
+def _normalized_owner(owner):
+    """``owner`` with its ``config`` resolved as this version resolves it (a key added since, with
+    its default, does not make a checkpoint someone else's)."""
+    if isinstance(owner, dict) and isinstance(owner.get("config"), dict):
+        return {**owner, "config": with_new_defaults(owner["config"])}
+    return owner
+
+
+def load_step(checkpoint_dir: str | Path, tie_mode: str, owner: dict | None = None,
+              note: Callable[[str], None] | None = None) -> tuple[torch.nn.Module, dict] | None:
     """The model and info of the newest step checkpoint, or None: the model is rebuilt from the
     saved config (a structural method may have changed the shape), masked where the state has
-    masks (``prune.identity``, then the saved ``weight_orig``/``weight_mask``), ties restored."""
+    masks (``prune.identity``, then the saved ``weight_orig``/``weight_mask``), ties restored.
+
+    Checked first, each a :class:`StepError` naming the file and suggesting ``--overwrite``: the
+    files are regular files in the folder (not symlinks), ``step.json`` is readable, the state's
+    sha256 is the one ``step.json`` records, and ``owner`` (when given) is the one it records: a
+    step copied from another prune, or from one that started from another model, is refused
+    naming the keys that differ. A checkpoint written before steps recorded these is used (with a
+    ``note``) after the checks it can have."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
     from torch.nn.utils import prune as torch_prune
     from transformers import AutoConfig
 
-    from .io.files import read_json
+    from .io.files import file_digests, read_json
     from .models import family_of
     from .prune import sync_tied_masks, untie_lm_head
 
     d = Path(checkpoint_dir) / "latest"
-    if not (d / STEP_INFO).is_file() or not (d / STEP_STATE).is_file():
+    hint = "; add --overwrite to start again (the steps done so far are lost)"
+    if not any(p.exists() or p.is_symlink() for p in (d / STEP_INFO, d / STEP_STATE)):
         return None
-    info = read_json(d / STEP_INFO)
-    sd = load_file(str(d / STEP_STATE))
+    for p in (d, d / STEP_INFO, d / STEP_STATE):
+        if p.is_symlink():
+            raise StepError(f"{p}: a symlink (to {os.readlink(p)}); a step checkpoint is never read through a "
+                            f"link{hint}")
+        if p != d and not p.is_file():
+            raise StepError(f"{p}: missing or not a regular file; the step checkpoint is incomplete{hint}")
+    try:
+        info = read_json(d / STEP_INFO)
+    except ValueError as e:
+        raise StepError(f"{e}{hint}") from None
+    if not isinstance(info, dict) or not isinstance(info.get("config"), dict):
+        raise StepError(f"{d / STEP_INFO}: not a step record (no model config in it){hint}")
+    legacy = []
+    recorded = info.get("state_sha256")
+    if recorded is None:
+        legacy.append("the state's digest")
+    elif recorded != file_digests(d, [STEP_STATE], follow_symlinks=False)[STEP_STATE]:
+        raise StepError(f"{d / STEP_STATE}: not the state {STEP_INFO} records (its sha256 differs: changed, "
+                        f"truncated or copied from elsewhere since it was written){hint}")
+    if owner is not None:
+        if "owner" not in info:
+            legacy.append("whose work it is")
+        else:
+            mine, theirs = _normalized_owner(json.loads(json.dumps(owner))), _normalized_owner(info["owner"])
+            if mine != theirs:
+                diff = sorted(_diff_keys(theirs, mine)) if isinstance(theirs, dict) else ["(unreadable owner)"]
+                raise StepError(f"{d}: a step checkpoint of another prune or model (differs in: "
+                                f"{', '.join(diff[:8])}{' ...' if len(diff) > 8 else ''}){hint}")
+    if legacy and note is not None:
+        note(f"{d} was written before step checkpoints recorded {' and '.join(legacy)}: used as it is")
+    try:
+        sd = load_file(str(d / STEP_STATE))
+    except (SafetensorError, OSError) as e:
+        raise StepError(f"{d / STEP_STATE}: cannot be read ({e}); the file is truncated or corrupt{hint}") from None
     config = info["config"]
-    fam = family_of(config)
-    model = fam.build(AutoConfig.for_model(config.get("model_type") or "t5", **{
-        k: v for k, v in config.items() if k != "model_type"}))
-    if info.get("untied_lm_head"):
-        untie_lm_head(model)
-    for name, mod in model.named_modules():
-        if f"{name}.weight_mask" in sd and "weight" in mod._parameters:
-            torch_prune.identity(mod, "weight")
-    model.load_state_dict(sd, strict=True)
+    try:
+        fam = family_of(config)
+        model = fam.build(AutoConfig.for_model(config.get("model_type") or "t5", **{
+            k: v for k, v in config.items() if k != "model_type"}))
+        if info.get("untied_lm_head"):
+            untie_lm_head(model)
+        for name, mod in model.named_modules():
+            if f"{name}.weight_mask" in sd and "weight" in mod._parameters:
+                torch_prune.identity(mod, "weight")
+        model.load_state_dict(sd, strict=True)
+    except (ValueError, TypeError, KeyError, RuntimeError) as e:
+        msg = " ".join(str(e).split())[:240] or type(e).__name__
+        raise StepError(f"{d}: the state does not fit the model {STEP_INFO} describes ({msg}){hint}") from None
     if tie_mode == "tied":
         sync_tied_masks(model)
     return model.eval(), info
+
+
+def _check_resume_info(info: dict, methods: list, where) -> None:
+    """StepError unless a step checkpoint's positions fit this recipe's methods (an edited or
+    foreign ``step.json`` must not fail with an IndexError deep in the driver)."""
+    def is_int(x) -> bool:
+        return isinstance(x, int) and not isinstance(x, bool)
+
+    problem = None
+    if not is_int(info.get("method")) or not 0 <= info["method"] < len(methods):
+        problem = f"method={info.get('method')!r}: this recipe has methods 0 to {len(methods) - 1}"
+    elif not is_int(info.get("method_step")) or info["method_step"] < 0:
+        problem = f"method_step={info.get('method_step')!r}: not a step index"
+    elif not is_int(info.get("step")) or info["step"] < 1:
+        problem = f"step={info.get('step')!r}: not a step number"
+    elif not isinstance(info.get("records"), list) or not isinstance(info.get("sections"), dict):
+        problem = "records/sections missing"
+    if problem:
+        raise StepError(f"{Path(where) / 'latest' / STEP_INFO}: {problem}; add --overwrite to start again "
+                        "(the steps done so far are lost)")
 
 
 def _json_plan(plan):
@@ -206,7 +290,7 @@ def prune_model(model, tokenizer, cfg: ExperimentConfig, *, train_ds=None, val_d
                 work_dir: str | Path = "runs/prune", metrics_path: str | Path | None = None,
                 evaluate_fn: Callable[[torch.nn.Module], dict] | None = None,
                 log: Callable[[dict], None] | None = None, cache: dict | None = None,
-                checkpoint_dir: str | Path | None = None,
+                checkpoint_dir: str | Path | None = None, checkpoint_owner: dict | None = None,
                 log_print: Callable[[str], None] = print) -> tuple[torch.nn.Module, list[dict], dict]:
     """The one pruning driver: run the config's methods in order (summprune.methods), each
     step = apply, recover, record the ratios, evaluate, log.
@@ -222,6 +306,8 @@ def prune_model(model, tokenizer, cfg: ExperimentConfig, *, train_ds=None, val_d
     With ``checkpoint_dir``, the pruned state is saved after every completed step
     (:func:`save_step`), and a start that finds a checkpoint there goes on after its step: a run
     killed anywhere loses at most the step in progress, and ends with the same counts.
+    ``checkpoint_owner`` (JSON: what the folder was asked to do) is recorded with every step and
+    a step recording another one is refused (:func:`load_step`).
     """
     from .methods import Context, build_methods
     from .recovery import make_teacher, recover
@@ -235,8 +321,10 @@ def prune_model(model, tokenizer, cfg: ExperimentConfig, *, train_ds=None, val_d
     records: list[dict] = []
     sections: dict = {}
     n = 0
-    resume = load_step(checkpoint_dir, cfg.prune.tie_mode) if checkpoint_dir is not None else None
+    resume = (load_step(checkpoint_dir, cfg.prune.tie_mode, checkpoint_owner, note=log_print)
+              if checkpoint_dir is not None else None)
     if resume is not None:
+        _check_resume_info(resume[1], methods, checkpoint_dir)
         device = next(model.parameters()).device
         model, info = resume
         model.to(device)
@@ -282,7 +370,7 @@ def prune_model(model, tokenizer, cfg: ExperimentConfig, *, train_ds=None, val_d
                     if main:
                         save_step(checkpoint_dir, model, {"step": n, "method": mi, "method_step": step.index,
                                                           "plan": _json_plan(plan), "records": records,
-                                                          "sections": sections})
+                                                          "sections": sections}, owner=checkpoint_owner)
                     if state is not None:
                         state.wait_for_everyone()
     finally:
@@ -351,7 +439,11 @@ def run(cfg: ExperimentConfig, *, overwrite: bool = False, log_print: Callable[[
     if not state.is_main_process:
         return _run(cfg, state, log_print, overwrite)
     runs = Path(cfg.runs_dir)
-    runs.mkdir(parents=True, exist_ok=True)
+    try:
+        runs.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OSError(f"runs_dir={cfg.runs_dir}: cannot be created ({e.strerror or e}); choose a writable "
+                      "runs_dir=") from None
     with lock_file(runs / f".{cfg.name}.lock", f"run folder {runs / cfg.name}"), lock_output(cfg.output_dir):
         return _run(cfg, state, log_print, overwrite)
 
@@ -374,6 +466,9 @@ def _run(cfg: ExperimentConfig, state, log_print: Callable[[str], None], overwri
         cfg.model, [tiny_prefix + t for t in train_raw["text"]] + list(train_raw["summary"]))
     dcfg = with_prefix(cfg, resolved_prefix(cfg.data.prefix, model))
     check_groups(model, cfg)
+    # the prefix against the input length (checked again by tokenize): a start that fails it must
+    # fail before the folder is written, or the corrected rerun finds "another config" there
+    D.check_prefix_fits(tok, dcfg.data.prefix, cfg.data.max_source_length)
     if main:
         if overwrite and run_dir.is_dir():
             clear_run_folder(run_dir)
@@ -456,7 +551,8 @@ def _run(cfg: ExperimentConfig, state, log_print: Callable[[str], None], overwri
     state.wait_for_everyone()
     model, records, sections = prune_model(
         model, tok, cfg, train_ds=train_ds, val_ds=tokenize(val_raw), state=state, work_dir=run_dir,
-        metrics_path=metrics_path, evaluate_fn=evaluate_fn, log=log, checkpoint_dir=steps_dir, log_print=log_print)
+        metrics_path=metrics_path, evaluate_fn=evaluate_fn, log=log, checkpoint_dir=steps_dir,
+        checkpoint_owner={"config": config_to_dict(cfg)}, log_print=log_print)
     final = stage_record(model, cfg.prune.groups)
     if records:
         final.update({k: records[-1][k] for k in ("kaggle_score", "rougeLsum") if k in records[-1]})
@@ -589,10 +685,32 @@ def prune_work_dir(output: str | Path) -> Path:
     return out.with_name(out.name + ".trainer")
 
 
+#: The key of ``prune.json`` holding the starting model's fingerprint.
+MODEL_DIGEST = "model_sha256"
+
+
+def model_fingerprint(model_dir: str | Path) -> dict[str, str] | None:
+    """``{file: sha256}`` of the files that decide what loading ``model_dir`` gives (config,
+    weights, tokenizer, generation config: :func:`summprune.io.hf.model_file_names`); None for
+    a name that is not a directory (a hub name). Reading the weights once is seconds at most
+    for t5-small, next to the minutes a prune step takes."""
+    from .io.files import file_digests
+    from .io.hf import model_file_names
+
+    d = Path(str(model_dir)).expanduser()
+    return file_digests(d, model_file_names(d)) if d.is_dir() else None
+
+
 def _prune_request(model_dir: str | Path, cfg: ExperimentConfig, train: bool) -> dict:
+    """What ``prune.json`` records: the model (its path, and, for a prune that trains and so keeps
+    a work folder, its content's fingerprint: a resume with another model at the same path is
+    refused), ``--no-train`` and the resolved config."""
     p = Path(str(model_dir)).expanduser()
     model = str(p.resolve()) if p.exists() else str(model_dir)
-    return json.loads(json.dumps({"model": model, "train": train, "config": config_to_dict(cfg)}))
+    req = {"model": model, "train": train, "config": config_to_dict(cfg)}
+    if train:
+        req[MODEL_DIGEST] = model_fingerprint(model_dir)
+    return json.loads(json.dumps(req))
 
 
 def check_prune_work(work_dir: Path, request: dict, overwrite: bool) -> bool:
@@ -621,20 +739,35 @@ def check_prune_work(work_dir: Path, request: dict, overwrite: bool) -> bool:
             old = "(unreadable)"
     if isinstance(old, dict) and isinstance(old.get("config"), dict):
         old = {**old, "config": with_new_defaults(old["config"])}
+    if isinstance(old, dict) and MODEL_DIGEST not in old:
+        # a work folder from before prune.json recorded the model's content: the same request if
+        # all else matches (open_prune_work records the fingerprint then)
+        old = {**old, MODEL_DIGEST: request.get(MODEL_DIGEST)}
     if old == request:
         return True
     if old is not None:
         diff = sorted(_diff_keys(old, request)) if isinstance(old, dict) else [f"(unreadable {PRUNE_REQUEST})"]
+        files = sorted(k[len(MODEL_DIGEST) + 1:] for k in diff if k.startswith(MODEL_DIGEST + "."))
+        what = (f"; the model at {request['model']} is not the one this work started from"
+                + (f" (its {', '.join(files[:6])} changed)" if files else "")
+                if files or MODEL_DIGEST in diff else "")
         raise ValueError(f"{work_dir} holds the checkpoints of another prune (differs in: {', '.join(diff[:8])}"
-                         f"{' ...' if len(diff) > 8 else ''}); add --overwrite to start again, or choose another "
-                         "--output")
+                         f"{' ...' if len(diff) > 8 else ''}){what}; add --overwrite to start again, or choose "
+                         "another --output")
     return False
 
 
-def open_prune_work(work_dir: Path, request: dict, resuming: bool) -> None:
+def open_prune_work(work_dir: Path, request: dict, resuming: bool, log_print: Callable[[str], None] = print) -> None:
     """A new work folder for ``request`` (an old one of ours emptied first), or, ``resuming``, the
-    one there as it is: its metrics are appended to, never wiped."""
+    one there as it is: its metrics are appended to, never wiped (a ``prune.json`` written before
+    it recorded the model's fingerprint gets it, with a note)."""
     if resuming:
+        saved = json.loads((work_dir / PRUNE_REQUEST).read_text(encoding="utf-8"))
+        if MODEL_DIGEST not in saved:
+            atomic_write_json(work_dir / PRUNE_REQUEST, request)
+            log_print(f"note: {work_dir / PRUNE_REQUEST} was written before it recorded the model's fingerprint; "
+                      f"recorded now from {request['model']} as it is (a model replaced before this resume "
+                      "cannot be told apart)")
         return
     if work_dir.is_dir():
         shutil.rmtree(work_dir)  # ours (checked): another request with --overwrite, or an unfinished start
@@ -652,9 +785,10 @@ def prune_existing(model_dir: str | Path, cfg: ExperimentConfig, output: str | P
     Resumable as ``run`` is: ``<output>.trainer/`` (:func:`prune_work_dir`) gets the request
     (``prune.json``), the Trainer's files, ``metrics.jsonl`` (appended to) and the pruned state
     after every completed step (``steps/``); the same command started again after a kill goes on
-    after the last completed step, another model/config/--no-train is refused naming what differs
-    (``overwrite`` starts again). The output is locked while it is made: a second ``prune`` or an
-    ``export`` to the same directory is refused, naming the first one's pid.
+    after the last completed step, another model (by its files' content: :func:`model_fingerprint`),
+    config or --no-train is refused naming what differs, as is a step checkpoint that is not this
+    work's (:func:`load_step`); ``overwrite`` starts again. The output is locked while it is made:
+    a second ``prune`` or an ``export`` to the same directory is refused, naming the first one's pid.
 
     With ``train=False`` no fine-tuning runs, no data is read and no work folder is written: the
     counts can be checked on any model of the right shape in seconds.
@@ -702,7 +836,7 @@ def _prune_existing(model_dir, cfg, out: Path, train: bool, overwrite: bool, sta
         train_ds, val_ds = (D.tokenize(x, tok, dcfg.data.prefix, cfg.data.max_source_length, cfg.data.max_target_length)
                             for x in (train_raw, val_raw))
         if main:
-            open_prune_work(work_dir, request, resuming)
+            open_prune_work(work_dir, request, resuming, log_print)
             if resuming:
                 log_print(f"[{cfg.name}] continuing the prune in {work_dir} (same model and config)")
         metrics_path, checkpoint_dir = work_dir / "metrics.jsonl", work_dir / "steps"
@@ -714,7 +848,7 @@ def _prune_existing(model_dir, cfg, out: Path, train: bool, overwrite: bool, sta
 
     model, records, sections = prune_model(model, tok, cfg, train_ds=train_ds, val_ds=val_ds, state=state,
                                            work_dir=work_dir, metrics_path=metrics_path, log=log,
-                                           checkpoint_dir=checkpoint_dir,
+                                           checkpoint_dir=checkpoint_dir, checkpoint_owner=request,
                                            log_print=log_print if main else (lambda _msg: None))
     final = stage_record(model, cfg.prune.groups)
     info = pruning_info(dcfg, records, final, sections)

@@ -12,6 +12,10 @@ documents' token ids, the decoding and the length limit. A second recovery with 
 (every step of a run, every seed of a benchmark) reads it back instead of generating again. The
 summaries are written in chunks of :data:`CHUNK` documents, each atomically, so an interrupted
 generation goes on from the last complete chunk. Files are safetensors (token ids), never pickles.
+Beside each chunk ``NNNNN.json`` (:func:`summprune.io.files.seal`) records the key, the chunk's
+position and row count and the file's sha256: a chunk is read back only while they match (a chunk
+of another key or with other summaries put in its place, a symlink, ids beyond the teacher's
+vocabulary are generated again, with a warning).
 
 :func:`with_teacher_labels` replaces the labels of a seeded ``share`` of the rows with the
 teacher's summaries (1.0: all of them; in between: the rest keep their references).
@@ -23,6 +27,8 @@ import hashlib
 import json
 import os
 import random
+import shutil
+import warnings
 from pathlib import Path
 
 import torch
@@ -69,8 +75,9 @@ def _save_chunk(path: Path, seqs: list[list[int]]) -> None:
     os.replace(tmp, path)
 
 
-def _load_chunk(path: Path, expect: int) -> list[list[int]] | None:
-    """The chunk's sequences, or None when the file is not a complete chunk of ``expect`` rows."""
+def _load_chunk(path: Path, expect: int, vocab_size: int) -> list[list[int]] | None:
+    """The chunk's sequences, or None when the file is not a complete chunk of ``expect`` rows of
+    token ids below ``vocab_size`` (an id beyond the embedding would fail every recovery on it)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -79,10 +86,31 @@ def _load_chunk(path: Path, expect: int) -> list[list[int]] | None:
         ids, lengths = t["ids"], t["lengths"]
     except (SafetensorError, KeyError, OSError, RuntimeError):
         return None
-    if ids.dim() != 2 or lengths.shape != (expect,) or ids.shape[0] != expect or int(lengths.max()) > ids.shape[1] \
-            or int(lengths.min()) < 0:
+    if ids.dim() != 2 or lengths.dim() != 1 or lengths.shape != (expect,) or ids.shape[0] != expect \
+            or int(lengths.max()) > ids.shape[1] or int(lengths.min()) < 0:
         return None
-    return [ids[i, : int(n)].tolist() for i, n in enumerate(lengths)]
+    seqs = [ids[i, : int(n)].tolist() for i, n in enumerate(lengths)]
+    if any(not 0 <= t < vocab_size for seq in seqs for t in seq):
+        return None
+    return seqs
+
+
+def _chunk_problem(folder: Path, index: int, key: str, rows: int, vocab_size: int) -> tuple[list | None, str | None]:
+    """``(sequences, None)`` of cached chunk ``index`` when it is the one of ``key`` (its manifest
+    names this key, position and row count, and the file's digest matches), else ``(None, why)``;
+    ``(None, None)`` when there is no such chunk yet."""
+    from .io.files import check_seal
+
+    path, manifest = folder / f"{index:05d}.safetensors", folder / f"{index:05d}.json"
+    if not any(p.exists() or p.is_symlink() for p in (path, manifest)):
+        return None, None
+    why = check_seal(manifest, folder, {"key": key, "chunk": index, "rows": rows}, required=(path.name,))
+    if why is not None:
+        return None, why
+    seqs = _load_chunk(path, rows, vocab_size)
+    if seqs is None:
+        return None, f"it is not {rows} summaries of token ids below the teacher's vocab_size={vocab_size}"
+    return seqs, None
 
 
 @torch.no_grad()
@@ -123,12 +151,19 @@ def teacher_summaries(teacher: nn.Module, train_ds, pad_id: int, *, num_beams: i
     label, so teacher summaries are never longer than what fine-tuning saw."""
     from tqdm.auto import tqdm
 
+    from .io.files import seal
+
     input_ids = [list(x) for x in train_ds["input_ids"]]
     if max_length is None:
         max_length = max((len(x) for x in train_ds["labels"]), default=1) + 1  # + the decoder start token
     key = cache_key(teacher, input_ids, num_beams=num_beams, max_length=max_length)
     folder = Path(cache_dir) if cache_dir is not None else cache_root() / key
+    if folder.is_symlink():  # a cache entry is ours: never written through a link to elsewhere
+        warnings.warn(f"the teacher-summary cache {folder} is a symlink (to {os.readlink(folder)}); "
+                      "replacing it with a folder of its own", stacklevel=2)
+        folder.unlink()
     folder.mkdir(parents=True, exist_ok=True)
+    vocab_size = int(teacher.config.vocab_size)
     was_training = teacher.training
     teacher.eval()
     out: list[list[int]] = []
@@ -138,12 +173,21 @@ def teacher_summaries(teacher: nn.Module, train_ds, pad_id: int, *, num_beams: i
     try:
         for start in bar:
             rows = input_ids[start: start + CHUNK]
-            path = folder / f"{start // CHUNK:05d}.safetensors"
-            seqs = _load_chunk(path, len(rows)) if path.is_file() else None
+            index = start // CHUNK
+            path, manifest = folder / f"{index:05d}.safetensors", folder / f"{index:05d}.json"
+            seqs, why = _chunk_problem(folder, index, key, len(rows), vocab_size)
+            if why is not None:
+                warnings.warn(f"teacher-summary cache {path}: {why}; generating it again", stacklevel=2)
+                for p in (path, manifest):
+                    if p.is_symlink() or p.is_file():
+                        p.unlink()
+                    elif p.exists():
+                        shutil.rmtree(p)
             if seqs is None:
                 seqs = _generate(teacher, rows, pad_id, num_beams=num_beams, max_length=max_length,
                                  batch_size=batch_size)
                 _save_chunk(path, seqs)
+                seal(manifest, folder, [path.name], {"key": key, "chunk": index, "rows": len(rows)})
             out.extend(seqs)
     finally:
         teacher.train(was_training)

@@ -260,3 +260,60 @@ def test_a_tokenizer_symlink_leaving_the_model_folder_is_refused(setup, tmp_path
     (d / "tokenizer.json").unlink()
     (d / "tokenizer.json").symlink_to("real_tokenizer.json")
     assert (ct2.convert(d) / "model.bin").is_file()
+
+
+# ---- issue 32: a cache entry holds what its key names ------------------------------------------
+
+def _other_model(setup, tmp_path):
+    """Another model (other weights) with setup's tokenizer, saved beside: its conversion is a
+    well-formed entry that must not be taken for setup's."""
+    from summprune.modeling import build_tiny_model
+
+    other = tmp_path / "other"
+    m = build_tiny_model(vocab_size=len(setup["tok"]), d_model=32, layers=2, heads=4, d_ff=64, seed=9)
+    m.save_pretrained(str(other))
+    setup["tok"].save_pretrained(str(other))
+    return other
+
+
+def _summaries(setup, model_dir, logs=None):
+    return gen.generate_summaries(ct2.Ct2Model.from_dir(model_dir, setup["tok"], threads=1, log=logs), setup["tok"],
+                                  setup["texts"], max_length=16, max_source_length=64, progress=False)
+
+
+@pytest.mark.parametrize("how", ["replaced", "model.bin", "symlink"])
+def test_a_cache_entry_holding_another_models_conversion_is_converted_again(setup, tmp_path, how):
+    """Another model's conversion copied over the entry (whole, or its model.bin), or the entry made
+    a symlink to it: converted again with a warning, never used (the summaries are the model's own);
+    a symlink is removed, never what it points at."""
+    import shutil
+
+    other = _other_model(setup, tmp_path)
+    ref = _summaries(setup, setup["dir"])
+    assert _summaries(setup, other) != ref  # the other conversion would change the summaries
+    mine, theirs = (ct2.cache_root() / ct2.model_key(d) for d in (setup["dir"], other))
+    if how == "replaced":
+        shutil.rmtree(mine)
+        shutil.copytree(theirs, mine)
+    elif how == "model.bin":
+        shutil.copyfile(theirs / "model.bin", mine / "model.bin")
+    else:
+        shutil.rmtree(mine)
+        mine.symlink_to(theirs, target_is_directory=True)
+    before = sorted((p.name, p.stat().st_size) for p in theirs.iterdir())
+    logs = []
+    assert _summaries(setup, setup["dir"], logs.append) == ref
+    assert any("is not the one of its key" in m and "converting again" in m for m in logs), logs
+    assert mine.is_dir() and not mine.is_symlink()
+    assert sorted((p.name, p.stat().st_size) for p in theirs.iterdir()) == before
+    logs.clear()
+    assert _summaries(setup, setup["dir"], logs.append) == ref and not logs  # the new entry is used as is
+
+
+def test_an_entry_without_a_manifest_is_converted_again_with_a_warning(setup):
+    ct2.convert(setup["dir"])
+    entry = ct2.cache_root() / ct2.model_key(setup["dir"])
+    (entry / ct2.ENTRY_MANIFEST).unlink()  # as an entry written before entries had one
+    with pytest.warns(UserWarning, match="no summprune-entry.json"):
+        assert ct2.convert(setup["dir"]) == entry
+    assert (entry / ct2.ENTRY_MANIFEST).is_file()

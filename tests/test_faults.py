@@ -409,3 +409,113 @@ def test_a_run_saved_before_auto_prefix_is_the_same_run(tmp_path):
     (d / "config.json").write_text(json.dumps(old))
     with pytest.raises(ValueError, match="data.prefix"):  # BART's 'auto' is no prefix: another run
         run_folder_matches(d, bart, False)
+
+
+# ---- issue 32: locks that say what to do, a failed start that leaves nothing, overrides anywhere ----
+
+def test_a_lock_whose_pid_was_reused_is_taken_over_and_an_old_one_says_how_to_remove_it(tmp_path):
+    """A lock records its holder's pid and start time: the same pid now running a process started
+    later (pid 1 here, which started long before this lock's time) is a stale lock, taken over. A
+    lock of the older form (pid only) held by a live process is refused naming the lock file and
+    that it can be deleted when no summprune command runs."""
+    import os
+
+    from summprune.io.files import LockedError, _start_time, lock_file
+
+    if _start_time(1) is None:
+        pytest.skip("no /proc here: start times are not known")
+    lock = tmp_path / ".o.lock"
+    lock.write_text(f"1 {int(_start_time(1)) + 10**9}\n")  # "process 1, started later than it did"
+    with lock_file(lock, "model directory o"):
+        assert lock.read_text().split()[0] == str(os.getpid())
+    assert not lock.exists()
+    lock.write_text("1\n")
+    with pytest.raises(LockedError) as e:
+        with lock_file(lock, "model directory o"):
+            pass
+    assert "process 1" in str(e.value) and f"delete {lock}" in str(e.value) and "no summprune command" in str(e.value)
+
+
+@pytest.mark.parametrize("kind", ["directory", "garbage"])
+def test_a_lock_that_is_a_directory_or_garbage_says_so(tmp_path, tiny_dir, capsys, kind):
+    lock = tmp_path / ".o.lock"
+    if kind == "directory":
+        lock.mkdir()
+    else:
+        lock.write_bytes(b"\x00\x01 not a pid at all")
+    assert cli(["export", "--model", str(tiny_dir), "--output", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "process ?" not in err and f"delete {lock}" in err
+    assert ("is a directory" if kind == "directory" else "does not hold a process id") in err
+    assert not (tmp_path / "o").exists() and (lock.is_dir() if kind == "directory" else lock.is_file())
+
+
+def _read_only(monkeypatch, pred):
+    """Writes and mkdirs of the paths ``pred`` accepts fail as on a read-only file system (root,
+    which the tests may run as, writes through a chmod)."""
+    import errno
+    from pathlib import Path
+
+    real_write, real_mkdir = Path.write_text, Path.mkdir
+
+    def write_text(self, *a, **kw):
+        if pred(self):
+            raise OSError(errno.EROFS, "Read-only file system", str(self))
+        return real_write(self, *a, **kw)
+
+    def mkdir(self, *a, **kw):
+        if pred(self) and not self.is_dir():
+            raise OSError(errno.EROFS, "Read-only file system", str(self))
+        return real_mkdir(self, *a, **kw)
+
+    monkeypatch.setattr(Path, "write_text", write_text)
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+
+
+def test_a_read_only_folder_names_the_lock_or_the_runs_dir_not_a_temp_file(tmp_path, tiny_dir, monkeypatch, capsys):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    _read_only(monkeypatch, lambda p: ro in p.parents or p == ro)
+    for argv in (["export", "--model", str(tiny_dir), "--output", str(ro / "o")],
+                 ["prune", "--model", str(tiny_dir), "--config", str(ROOT / "configs" / "seed.toml"),
+                  "--output", str(ro / "o"), "--no-train"]):
+        assert cli(argv) == 2
+        err = capsys.readouterr().err
+        assert f"cannot write its lock {ro / '.o.lock'} (Read-only file system)" in err, err
+        assert "read-only file system" in err and "[Errno" not in err and ".o.lock." not in err
+    assert cli(["run", str(ROOT / "configs" / "smoke.toml"), *TINY, f"runs_dir={ro}",
+                f"output_dir={tmp_path / 'm'}"]) == 2
+    err = capsys.readouterr().err
+    assert f"run folder {ro / 'smoke'}: cannot write its lock {ro / '.smoke.lock'}" in err and "[Errno" not in err
+    assert cli(["run", str(ROOT / "configs" / "smoke.toml"), *TINY, f"runs_dir={ro / 'runs'}",
+                f"output_dir={tmp_path / 'm'}"]) == 2
+    err = capsys.readouterr().err
+    assert f"runs_dir={ro / 'runs'}: cannot be created (Read-only file system)" in err and "[Errno" not in err
+    assert list(ro.iterdir()) == []
+
+
+def test_a_start_that_fails_its_prefix_check_leaves_no_run_folder(tmp_path, capsys):
+    """docs/running.md: a failed start leaves the folder untouched; a prefix too long for the input
+    length used to leave config.json and metrics.jsonl, and the corrected rerun was refused as
+    "another config"."""
+    args = ["run", str(ROOT / "configs" / "smoke.toml"), *TINY, f"runs_dir={tmp_path / 'runs'}",
+            f"output_dir={tmp_path / 'm'}", "prune.stages.0.recover_steps=1", "prune.stages.1.recover_steps=1"]
+    assert cli([*args, "data.prefix=" + "summarize this bill please " * 8]) == 2
+    assert "leaves no room for the document" in capsys.readouterr().err
+    assert not (tmp_path / "runs" / "smoke").exists()
+    assert cli(args) == 0
+    assert (tmp_path / "m").is_dir()
+
+
+def test_overrides_may_follow_the_flags(tmp_path, tiny_dir, capsys):
+    """``run CONFIG --overwrite key=value`` (and ``prune ... --overwrite key=value``) read the
+    overrides after the flag as they do before it (here one the config check refuses, naming it:
+    proof that it was read); a stray flag is still refused."""
+    for argv in (["run", str(ROOT / "configs" / "smoke.toml"), "name=x", "--overwrite", "train.epochs=-3"],
+                 ["prune", "--model", str(tiny_dir), "name=x", "--config", str(ROOT / "configs" / "seed.toml"),
+                  "--output", str(tmp_path / "o"), "--overwrite", "train.epochs=-3"]):
+        assert cli(argv) == 2
+        assert "train.epochs=-3.0: must be >= 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli(["run", "c.toml", "--overwrite", "--bogus", "a=1"])
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err

@@ -118,3 +118,127 @@ def test_a_second_writer_of_one_output_is_refused(tmp_path, tiny_dir, capsys):
     rc = cli(["export", "--model", str(tiny_dir), "--output", str(tmp_path / "o")])
     assert rc == 2 and "being written by process" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+# ---- issue 32: a work folder resumes only the model and the steps it holds ----------------------
+
+def _prune(tiny_dir, out, *extra):
+    from summprune.__main__ import main as cli
+
+    return cli(["prune", "--model", str(tiny_dir), "--config", str(ROOT / "configs" / "seed.toml"),
+                "--output", str(out), *ARGS, "prune.stages.0.repeat=1", *extra])
+
+
+def _other_model(d):
+    """Another model (other weights, same shape and tokenizer) saved over ``d``."""
+    from summprune.modeling import build_tiny_model
+
+    build_tiny_model(vocab_size=100, d_model=32, layers=2, heads=4, d_ff=64, seed=7).save_pretrained(d)
+
+
+def test_a_resume_with_another_model_at_the_same_path_is_refused(tmp_path, tiny_dir, capsys):
+    """prune.json records the model's content, not only its path: a model replaced at --model
+    (here after a finished prune, whose last step a rerun would resume after) is refused, naming
+    the files that changed; --overwrite starts again on the new one."""
+    assert _prune(tiny_dir, tmp_path / "a") == 0
+    req = json.loads((tmp_path / "a.trainer" / "prune.json").read_text())
+    assert set(req["model_sha256"]) >= {"config.json", "model.safetensors", "tokenizer.json"}
+    capsys.readouterr()
+    _other_model(tiny_dir)
+    assert _prune(tiny_dir, tmp_path / "a") == 2
+    err = capsys.readouterr().err
+    assert "model_sha256.model.safetensors" in err and "not the one this work started from" in err
+    assert "--overwrite" in err
+    assert _prune(tiny_dir, tmp_path / "a", "--overwrite") == 0
+    assert "resuming" not in capsys.readouterr().out
+
+
+def test_a_foreign_step_copied_into_the_work_folder_is_refused(tmp_path, tiny_dir, capsys):
+    """A step checkpoint is tied to its work folder's request: one copied from a prune of another
+    model (or another recipe) is refused naming what differs, not resumed silently."""
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(tiny_dir, other)
+    _other_model(other)
+    assert _prune(tiny_dir, tmp_path / "a") == 0
+    assert _prune(other, tmp_path / "b") == 0
+    assert _prune(tiny_dir, tmp_path / "c", "prune.stages.1.recover_steps=1") == 0
+    capsys.readouterr()
+    latest = tmp_path / "a.trainer" / "steps" / "latest"
+    for src, differs in (("b", "model_sha256.model.safetensors"), ("c", "config.prune.stages")):
+        shutil.rmtree(latest)
+        shutil.copytree(tmp_path / f"{src}.trainer" / "steps" / "latest", latest)
+        assert _prune(tiny_dir, tmp_path / "a") == 2
+        err = capsys.readouterr().err
+        assert "step checkpoint of another prune" in err and differs in err and "--overwrite" in err, err
+
+
+def test_an_old_work_folder_without_fingerprints_still_resumes(tmp_path, tiny_dir, capsys):
+    """Issue 34: a work folder written before prune.json and step.json recorded fingerprints
+    resumes (with a note); prune.json gets the model's fingerprint then."""
+    assert _prune(tiny_dir, tmp_path / "a") == 0
+    work = tmp_path / "a.trainer"
+    req = json.loads((work / "prune.json").read_text())
+    fp = req.pop("model_sha256")
+    (work / "prune.json").write_text(json.dumps(req))
+    step = json.loads((work / "steps" / "latest" / "step.json").read_text())
+    del step["owner"], step["state_sha256"]
+    (work / "steps" / "latest" / "step.json").write_text(json.dumps(step))
+    capsys.readouterr()
+    assert _prune(tiny_dir, tmp_path / "a") == 0
+    out = capsys.readouterr().out
+    assert "resuming after step 2" in out
+    assert "before it recorded the model's fingerprint" in out and "written before step checkpoints recorded" in out
+    assert json.loads((work / "prune.json").read_text())["model_sha256"] == fp
+
+
+@pytest.fixture
+def finished(tmp_path, tiny_dir):
+    """A finished prune's work folder (its last step checkpoint kept: a rerun resumes after it)."""
+    assert _prune(tiny_dir, tmp_path / "a") == 0
+    return tmp_path / "a.trainer" / "steps" / "latest"
+
+
+def _step(latest, **changes):
+    info = json.loads((latest / "step.json").read_text())
+    for k, v in changes.items():
+        if k == "model_type":
+            info["config"]["model_type"] = v
+        else:
+            info[k] = v
+    (latest / "step.json").write_text(json.dumps(info))
+
+
+@pytest.mark.parametrize("case", ["truncated step.json", "truncated state", "symlinked state", "method 99",
+                                  "lying model_type", "legacy truncated state"])
+def test_a_broken_step_checkpoint_is_a_clear_error_suggesting_overwrite(tmp_path, tiny_dir, finished, case, capsys):
+    """Each way a step checkpoint can be broken fails the rerun with exit 2 and a message naming the
+    file and --overwrite (not a raw SafetensorError/IndexError/RuntimeError, not a followed link);
+    --overwrite then starts again."""
+    import shutil
+
+    state = finished / "state.safetensors"
+    if case == "truncated step.json":
+        text = (finished / "step.json").read_text()
+        (finished / "step.json").write_text(text[: len(text) // 2])
+    elif case in ("truncated state", "legacy truncated state"):
+        if case.startswith("legacy"):
+            info = json.loads((finished / "step.json").read_text())
+            del info["state_sha256"]
+            (finished / "step.json").write_text(json.dumps(info))
+        data = state.read_bytes()
+        state.write_bytes(data[: len(data) // 2])
+    elif case == "symlinked state":
+        outside = tmp_path / "elsewhere.safetensors"
+        shutil.move(state, outside)
+        state.symlink_to(outside)
+    elif case == "method 99":
+        _step(finished, method=99)
+    else:
+        _step(finished, model_type="bart")
+    capsys.readouterr()
+    assert _prune(tiny_dir, tmp_path / "a") == 2
+    err = capsys.readouterr().err
+    assert "--overwrite" in err and str(finished) in err, err
+    assert _prune(tiny_dir, tmp_path / "a", "--overwrite") == 0

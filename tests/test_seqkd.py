@@ -159,3 +159,74 @@ def test_sequence_distillation_keys_are_validated_and_make_the_run_build_a_teach
         assert any(m.distills() for m in build_methods(cfg.prune)), key
     cfg = load_config(None, ["prune.gradual.target_nonzero_ratio=0.5", "prune.gradual.recover_steps=2"])
     assert not any(m.distills() for m in build_methods(cfg.prune))
+
+
+def test_a_chunk_of_another_key_or_with_other_summaries_is_generated_again(tiny_model, monkeypatch):
+    """A chunk is tied to its key (teacher, documents, decoding) and position by its manifest and
+    checked against its digest: another well-formed chunk put in its place (another cache's, with
+    or without its manifest; one rewritten with other summaries) is generated again, with a warning."""
+    import shutil
+
+    import summprune.seqkd as K
+
+    ds = _ds(10)
+    first = K.teacher_summaries(tiny_model, ds, pad_id=0, max_length=8, progress=False)
+    other_teacher = copy.deepcopy(tiny_model)
+    with torch.no_grad():
+        for p in other_teacher.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    other = K.teacher_summaries(other_teacher, ds, pad_id=0, max_length=8, progress=False)
+    assert other != first  # the swap below would change the labels: the test can fail
+    mine = K.cache_root() / K.cache_key(tiny_model, [list(x) for x in ds["input_ids"]], num_beams=1, max_length=8)
+    theirs = next(p for p in K.cache_root().iterdir() if p != mine)
+    for names in (["00000.safetensors"], ["00000.safetensors", "00000.json"]):
+        for n in names:
+            shutil.copyfile(theirs / n, mine / n)
+        with pytest.warns(UserWarning, match="00000.safetensors: .*generating it again"):
+            assert K.teacher_summaries(tiny_model, ds, pad_id=0, max_length=8, progress=False) == first
+    K._save_chunk(mine / "00000.safetensors", [[5, 1]] * 10)  # well-formed, other summaries, manifest kept
+    with pytest.warns(UserWarning, match="differs from its digest"):
+        assert K.teacher_summaries(tiny_model, ds, pad_id=0, max_length=8, progress=False) == first
+
+
+def test_a_chunk_with_out_of_range_ids_is_discarded_not_an_index_error_forever(tiny_model):
+    """Ids beyond the teacher's vocabulary (even under a manifest that matches them) would fail
+    every recovery on them: the chunk is discarded with a warning naming the cache file, and
+    generated again."""
+    import summprune.seqkd as K
+    from summprune.io.files import seal
+
+    ds = _ds(10)
+    first = K.teacher_summaries(tiny_model, ds, pad_id=0, max_length=8, progress=False)
+    folder = next(K.cache_root().iterdir())
+    key = folder.name
+    K._save_chunk(folder / "00000.safetensors", [[tiny_model.config.vocab_size + 5, 1]] * 10)
+    seal(folder / "00000.json", folder, ["00000.safetensors"], {"key": key, "chunk": 0, "rows": 10})
+    with pytest.warns(UserWarning, match=f"{key}/00000.safetensors: .*vocab_size"):
+        assert K.teacher_summaries(tiny_model, ds, pad_id=0, max_length=8, progress=False) == first
+
+
+def test_cache_entries_that_are_symlinks_are_refused(tiny_model, tmp_path):
+    """A chunk that is a symlink (to an identical copy, even) and a cache folder that is a symlink
+    are replaced by files of their own; what they pointed at is left as it was."""
+    import shutil
+
+    import summprune.seqkd as K
+
+    ds = _ds(10)
+    first = K.teacher_summaries(tiny_model, ds, pad_id=0, max_length=8, progress=False)
+    folder = next(K.cache_root().iterdir())
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(folder, elsewhere)
+    (folder / "00000.safetensors").unlink()
+    (folder / "00000.safetensors").symlink_to(elsewhere / "00000.safetensors")
+    with pytest.warns(UserWarning, match="a symlink"):
+        assert K.teacher_summaries(tiny_model, ds, pad_id=0, max_length=8, progress=False) == first
+    assert not (folder / "00000.safetensors").is_symlink()
+    shutil.rmtree(folder)
+    folder.symlink_to(elsewhere, target_is_directory=True)
+    before = sorted(p.name for p in elsewhere.iterdir())
+    with pytest.warns(UserWarning, match="is a symlink"):
+        assert K.teacher_summaries(tiny_model, ds, pad_id=0, max_length=8, progress=False) == first
+    assert folder.is_dir() and not folder.is_symlink()
+    assert sorted(p.name for p in elsewhere.iterdir()) == before

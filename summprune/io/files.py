@@ -15,7 +15,7 @@ import re
 import secrets
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -238,6 +238,73 @@ def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
+def file_digests(root: str | Path, names: Iterable[str] | None = None, *,
+                 follow_symlinks: bool = True) -> dict[str, str]:
+    """``{name: sha256}`` of the files ``root/name`` (``names`` relative to ``root``; default: every
+    file under it, recursively): the fingerprint a prune work folder keeps of the model it started
+    from and of each step's state, and every cache entry of what it holds, checked again before
+    use, so that content, not a path, decides what is reused. With ``follow_symlinks=False`` (a
+    cache entry: its files are ours, never links) a symlink is a ValueError naming it, as is a
+    name that is not a regular file."""
+    root = Path(root)
+    if names is None:
+        names = sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
+                       if p.is_symlink() or not p.is_dir())
+    out = {}
+    for name in names:
+        f = root / name
+        if not follow_symlinks and f.is_symlink():
+            raise ValueError(f"{f}: a symlink (to {os.readlink(f)}); refusing to read it as ours")
+        if not f.is_file():
+            raise ValueError(f"{f}: not a regular file")
+        out[name] = sha256_file(f)
+    return out
+
+
+def changed_files(recorded: Any, actual: dict[str, str]) -> list[str]:
+    """The names whose digest differs between ``recorded`` (as read back from a file: anything)
+    and ``actual`` (:func:`file_digests`), a name present in one only included; ``["(none
+    recorded)"]`` when ``recorded`` is not a ``{name: digest}`` table."""
+    if not isinstance(recorded, dict) or not all(isinstance(v, str) for v in recorded.values()):
+        return ["(none recorded)"]
+    return sorted(n for n in set(recorded) | set(actual) if recorded.get(n) != actual.get(n))
+
+
+def seal(manifest: Path, root: Path, names: Iterable[str] | None, identity: dict) -> None:
+    """Write ``manifest`` (atomically): ``identity`` (what the entry is for: its cache key, its
+    position) and the :func:`file_digests` of ``root/names`` (None: every file under ``root``);
+    :func:`check_seal` verifies it."""
+    atomic_write_json(manifest, {**identity, "sha256": file_digests(root, names, follow_symlinks=False)})
+
+
+def check_seal(manifest: Path, root: Path, identity: dict, required: Iterable[str] = ()) -> str | None:
+    """None when ``manifest`` (written by :func:`seal`) records ``identity`` and the digests of the
+    files as they are now (``required`` names among them); otherwise why not, in words: a cache
+    entry must hold what its key names, not whatever well-formed files sit at its path."""
+    if manifest.is_symlink():
+        return f"{manifest.name} is a symlink"
+    if not manifest.is_file():
+        return f"it has no {manifest.name} recording its digests (written by an older version, or interrupted)"
+    try:
+        rec = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return f"its {manifest.name} is unreadable"
+    if not isinstance(rec, dict):
+        return f"its {manifest.name} is not a JSON object"
+    other = sorted(k for k in identity if rec.get(k) != identity[k])
+    if other:
+        return f"it was written for another {', '.join(other)} ({', '.join(f'{k}={rec.get(k)!r}' for k in other)})"
+    recorded = rec.get("sha256")
+    if changed_files(recorded, {}) == ["(none recorded)"] or not set(required) <= set(recorded):
+        return f"its {manifest.name} does not list its files"
+    try:
+        actual = file_digests(root, list(recorded), follow_symlinks=False)
+    except ValueError as e:
+        return str(e)
+    changed = changed_files(recorded, actual)
+    return f"{', '.join(changed[:4])} differ{'s' if len(changed) == 1 else ''} from its digest" if changed else None
+
+
 def dir_size(path: str | Path) -> int:
     """Bytes of all regular files under ``path`` (recursively)."""
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
@@ -257,35 +324,108 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _start_time(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot, /proc/<pid>/stat field 22), or None
+    where that cannot be read (no /proc, no such process): with its pid, what tells a lock's
+    holder from a later process that was given the same pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat[stat.rindex(")") + 2:].split()[19]  # fields after "pid (comm)" start at field 3
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _lock_text(pid: int) -> str:
+    started = _start_time(pid)
+    return f"{pid} {started}\n" if started else f"{pid}\n"
+
+
+def _lock_holder(path: Path) -> tuple[int | None, str | None]:
+    """``(pid, None)`` of the live process holding lock ``path``; ``(None, None)`` when the lock is
+    stale (its process is gone, or its pid now belongs to a process started later); ``(None,
+    why)`` when the lock is not one this module wrote (a directory, unreadable or garbage)."""
+    if path.is_dir():
+        return None, "is a directory, not a lock file"
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        return None, f"cannot be read ({getattr(e, 'strerror', None) or e})"
+    parts = text.split()
+    if not 1 <= len(parts) <= 2 or not parts[0].isdigit() or int(parts[0]) <= 0:
+        return None, f"does not hold a process id ({text[:40]!r})"
+    pid = int(parts[0])
+    if pid == os.getpid() or not _alive(pid):
+        return None, None
+    if len(parts) == 2:
+        started = _start_time(pid)
+        if started is not None and started != parts[1]:
+            return None, None  # the pid was reused: the holder is gone
+    return pid, None
+
+
+def _lock_write_error(e: OSError, path: Path, what: str) -> OSError:
+    """An OSError naming ``what`` and its lock (never the temporary file it is written through)."""
+    import errno
+
+    hint = {errno.EROFS: f"the folder {path.parent} is on a read-only file system",
+            errno.EACCES: f"the folder {path.parent} is not writable by this user",
+            errno.EPERM: f"the folder {path.parent} is not writable by this user",
+            errno.ENOSPC: f"free some space on the file system of {path.parent}",
+            errno.EDQUOT: f"free some space on the file system of {path.parent}"}.get(e.errno)
+    return LockWriteError(e.errno, e.strerror,
+                          f"{what}: cannot write its lock {path} ({e.strerror or e}){'; ' + hint if hint else ''}")
+
+
+class LockWriteError(OSError):
+    """A lock that cannot be written: ``errno``/``strerror`` as the file system said, the message
+    naming what is locked and the lock file."""
+
+    def __init__(self, code, strerror, message: str):
+        super().__init__(code, strerror)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
 @contextmanager
 def lock_file(path: str | Path, what: str) -> Iterator[Path]:
-    """Hold ``path`` (holding this process's pid) while the block runs.
+    """Hold ``path`` (holding this process's pid and start time) while the block runs.
 
     The lock appears with its pid already in it (written to a temporary file, then hard-linked
     into place, which fails if the lock exists), so a reader never sees an empty lock. A second
-    writer is refused with :class:`LockedError` naming the holder's pid; a lock left by a killed
-    process (its pid no longer alive) is taken over. On exit the lock is removed if it is still
-    ours.
+    writer is refused with :class:`LockedError` naming the holder's pid and the lock, which can be
+    deleted when no summprune command is running; a lock left by a killed process (its pid no
+    longer alive, or alive but started after the lock was written: a reused pid) is taken over.
+    A lock that is not one this function wrote (a directory, garbage, an empty file) is refused,
+    saying so. A folder where the lock cannot be written is an OSError naming ``what`` and the
+    lock. On exit the lock is removed if it is still ours.
     """
     path = Path(path)
-    me = f"{os.getpid()}\n"
+    me = _lock_text(os.getpid())
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    tmp.write_text(me)
+    try:
+        tmp.write_text(me)
+    except OSError as e:
+        raise _lock_write_error(e, path, what) from None
+    remove = f"if no summprune command is running on it, delete {path}"
     try:
         for _ in range(3):
             try:
                 os.link(tmp, path)
                 break
             except FileExistsError:
-                try:
-                    pid = int(path.read_text().strip())
-                except (OSError, ValueError):
-                    pid = -1  # unreadable: someone else's, treat as held
-                if pid == -1 or (pid != os.getpid() and _alive(pid)):
-                    raise LockedError(f"{what} is being written by process {pid if pid > 0 else '?'} (lock {path}); "
-                                      "wait for it to finish or stop it, or choose another output") from None
+                pid, odd = _lock_holder(path)
+                if odd is not None:
+                    raise LockedError(f"{what}: its lock {path} {odd}; {remove} and start again") from None
+                if pid is not None:
+                    raise LockedError(f"{what} is being written by process {pid} (lock {path}); wait for it to "
+                                      f"finish or stop it, or choose another output; {remove} (a pid reused "
+                                      "by another program keeps it)") from None
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()  # stale: its process is gone
+            except OSError as e:
+                raise _lock_write_error(e, path, what) from None
         else:
             raise LockedError(f"{what}: could not take the lock {path}")
     finally:
@@ -303,8 +443,12 @@ def lock_output(out: str | Path) -> contextlib.AbstractContextManager[Path]:
     writing one model directory (``prune``, ``export``, ``run``) would both "succeed", the second
     silently replacing the first's model; the second is refused instead."""
     out = Path(out).expanduser()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return lock_file(out.parent / f".{out.name}.lock", f"model directory {out}")
+    what = f"model directory {out}"
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise _lock_write_error(e, out.parent / f".{out.name}.lock", what) from None
+    return lock_file(out.parent / f".{out.name}.lock", what)
 
 
 # --------------------------------------------------------------------------------------------

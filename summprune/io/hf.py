@@ -256,6 +256,20 @@ def enable_cache(d: Path) -> None:
                 write_json(f, obj)
 
 
+#: The weight files of every format (a sharded checkpoint's ``model-*.safetensors`` besides).
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "compact.json", "compact.safetensors",
+                "model_state_dict.pth")
+
+
+def model_file_names(d: Path) -> list[str]:
+    """The names of the files of model directory ``d`` that decide what loading it gives: config,
+    weights (any format, shards included), generation_config.json, checksums and the tokenizer
+    files; what a CTranslate2 conversion reads and a prune work folder fingerprints."""
+    shards = sorted(p.name for p in d.glob("model-*.safetensors"))
+    names = ["config.json", *WEIGHT_FILES, *shards, "generation_config.json", CHECKSUMS, *TOKENIZER_FILES]
+    return [n for n in names if (d / n).is_file()]
+
+
 def tokenizer_files(src: Path) -> list[Path]:
     """The :data:`TOKENIZER_FILES` present in ``src`` (a symlink counts as present, so that one
     pointing out of ``src`` is refused rather than skipped)."""
