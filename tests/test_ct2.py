@@ -326,3 +326,70 @@ def test_the_converter_vocabulary_pads_t5_smalls_tokenizer_with_unique_names(sha
     assert len(tok) == 32100 and len(vocab) == 32128 == len(set(vocab))
     assert vocab[:32100] == tok.convert_ids_to_tokens(list(range(32100)))
     assert vocab[32100] == "<unused_32100>"
+
+
+def _broken_converter(monkeypatch):
+    def convert(model_dir, log=None):
+        raise KeyError("'SomeConfig' has no converter")  # any error a converter may raise
+    monkeypatch.setattr(ct2, "convert", convert)
+
+
+def test_auto_falls_back_to_torch_with_one_line_when_the_conversion_fails(setup, tmp_path, monkeypatch, capsys):
+    beams = ("--num-beams", "2")  # auto picks ctranslate2 for beams on a CPU
+    assert run(setup, tmp_path / "torch.csv", "--engine", "torch", *beams) == 0
+    capsys.readouterr()
+    _broken_converter(monkeypatch)
+    out = tmp_path / "auto.csv"
+    assert run(setup, out, *beams) == 0
+    err = capsys.readouterr().err
+    fell = [line for line in err.splitlines() if line.startswith("engine: torch")]
+    assert fell == ["engine: torch (the ctranslate2 engine cannot convert or load this model: "
+                    "KeyError: \"'SomeConfig' has no converter\")"]
+    assert "engine: ctranslate2 (beam search on a CPU" in err  # what auto chose first, then why not
+    assert out.read_bytes() == (tmp_path / "torch.csv").read_bytes()
+
+    # interrupted after the first batch, resumed with auto: the rows stay torch's, nothing is mixed
+    real = gen.generate_summaries
+
+    def stop_after_one_batch(*a, on_batch=None, **kw):
+        def hook(ids, summaries):
+            on_batch(ids, summaries)
+            raise KeyboardInterrupt
+        return real(*a, on_batch=hook, **kw)
+
+    monkeypatch.setattr(gen, "generate_summaries", stop_after_one_batch)
+    resumed = tmp_path / "resumed.csv"
+    assert run(setup, resumed, *beams) == 130
+    assert json.loads((tmp_path / "resumed.csv.partial.meta.json").read_text())["engine"] == "torch"
+    monkeypatch.setattr(gen, "generate_summaries", real)
+    capsys.readouterr()
+    assert run(setup, resumed, *beams) == 0
+    err = capsys.readouterr().err
+    assert "engine: torch (the interrupted run's)" in err and "resuming: 2 of 6 done" in err
+    assert resumed.read_bytes() == (tmp_path / "torch.csv").read_bytes()
+
+
+def test_engine_ctranslate2_that_fails_names_engine_torch(setup, tmp_path, monkeypatch, capsys):
+    _broken_converter(monkeypatch)
+    assert run(setup, tmp_path / "x.csv", "--engine", "ctranslate2") == 2
+    err = capsys.readouterr().err
+    assert "the ctranslate2 engine cannot convert or load" in err and "has no converter" in err
+    assert "--engine torch" in err
+    assert not (tmp_path / "x.csv").exists()
+
+
+def test_a_translator_that_does_not_load_falls_back_too(setup, tmp_path, monkeypatch, capsys):
+    """A conversion that succeeds but that the runtime refuses (twice: after a fresh conversion
+    too) is the same fallback under auto."""
+    ctranslate2 = pytest.importorskip("ctranslate2")
+
+    class Refusing:
+        def __init__(self, *a, **kw):
+            raise RuntimeError("Unsupported model spec")
+
+    monkeypatch.setattr(ctranslate2, "Translator", Refusing)
+    assert run(setup, tmp_path / "a.csv", "--num-beams", "2") == 0
+    assert ("engine: torch (the ctranslate2 engine cannot convert or load this model: RuntimeError: "
+            "Unsupported model spec)") in capsys.readouterr().err
+    assert run(setup, tmp_path / "b.csv", "--engine", "ctranslate2") == 2
+    assert "--engine torch" in capsys.readouterr().err
