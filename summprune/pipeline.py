@@ -100,6 +100,18 @@ def with_prefix(cfg: ExperimentConfig, prefix: str) -> ExperimentConfig:
     return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, prefix=prefix))
 
 
+def check_export_family(cfg: ExperimentConfig, model) -> None:
+    """``export_format`` against the family of ``model`` (a model or a model directory), before
+    any training: the course format holds T5 models only, and a recipe written for the course
+    (configs/gradual_kd.toml) run on a BART is refused here, naming export_format=hf, rather
+    than writing a directory the grader cannot read."""
+    from .export import family_refusal
+
+    why = family_refusal(cfg.export_format, model)
+    if why is not None:
+        raise ValueError(f"export_format={cfg.export_format!r}: {why}")
+
+
 def check_groups(model, cfg: ExperimentConfig) -> None:
     """The recipe's layer groups against this model, before any data or folder is touched: a
     pattern that matches nothing, or a module in two groups, names ``prune.groups``."""
@@ -374,6 +386,7 @@ def _run(cfg: ExperimentConfig, state, log_print: Callable[[str], None], overwri
         cfg.model, [tiny_prefix + t for t in train_raw["text"]] + list(train_raw["summary"]))
     dcfg = with_prefix(cfg, resolved_prefix(cfg.data.prefix, model))
     check_groups(model, cfg)
+    check_export_family(cfg, model)  # a hub model's family (a directory's was checked with the config)
     if main:
         if overwrite and run_dir.is_dir():
             clear_run_folder(run_dir)
@@ -664,6 +677,8 @@ def prune_existing(model_dir: str | Path, cfg: ExperimentConfig, output: str | P
     from .modeling import load_tokenizer
 
     check_output(output)  # before any pruning or training, not only at export
+    if (Path(str(model_dir)).expanduser() / "config.json").is_file():
+        check_export_family(cfg, model_dir)  # a BART with a course recipe: refused before anything is loaded
     if train:
         check_train_config(cfg.train)
     state = PartialState()
@@ -686,6 +701,7 @@ def _prune_existing(model_dir, cfg, out: Path, train: bool, overwrite: bool, sta
     model = load_model(model_dir)
     tok = load_tokenizer(model_dir)
     check_groups(model, cfg)
+    check_export_family(cfg, model)
     dcfg = with_prefix(cfg, resolved_prefix(cfg.data.prefix, model))
     head, emb = model.get_output_embeddings(), model.get_input_embeddings()
     if (cfg.export_format == "course" and getattr(model.config, "tie_word_embeddings", False)
