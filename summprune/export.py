@@ -289,6 +289,36 @@ def load_model(path: str | Path, device: str | torch.device | None = None) -> T5
     return model
 
 
+#: safetensors' dtype names -> this package's
+_SAFETENSORS_DTYPES = {"F32": "fp32", "F16": "fp16", "BF16": "bf16", "F64": "fp64", "I8": "int8"}
+
+
+def stored_info(path: str | Path) -> dict:
+    """``{"format", "dtype", "bytes"}`` of a model directory as it is on disk: the format that
+    :func:`load_model` reads it as, the dtype its floating-point weights are stored in (compact:
+    its manifest's; hf and course: the safetensors headers', several joined by '+'), and the
+    size of all its files. :func:`load_model` returns fp32 whatever is stored, so a report that
+    wants the stored dtype asks here. ``dtype`` is None where no weight file says it."""
+    p = Path(path).expanduser()
+    fmt = next((f.name for f in FORMATS.values() if f.detect(p)), None)
+    dtype = None
+    if fmt == "compact":
+        value = read_json(p / MANIFEST).get("dtype")
+        dtype = value if isinstance(value, str) else None
+    else:
+        from safetensors import safe_open
+
+        found: set[str] = set()
+        for f in sorted(p.glob("*.safetensors")):
+            with safe_open(str(f), framework="pt") as h:
+                for k in h.keys():
+                    name = h.get_slice(k).get_dtype()
+                    if name.startswith(("F", "BF")):  # floating point: what a weight is stored as
+                        found.add(_SAFETENSORS_DTYPES.get(name, name))
+        dtype = "+".join(sorted(found)) or None
+    return {"format": fmt, "dtype": dtype, "bytes": dir_size(p)}
+
+
 def export_model(model_dir_or_model: str | Path | nn.Module, out_dir: str | Path, format: str = "compact",
                  dtype: str = "fp32", tokenizer: Any = None, pruning_info: dict | None = None) -> Path:
     """Export a model object or a saved model (directory of either format, or hub name).
@@ -323,7 +353,7 @@ def export_model(model_dir_or_model: str | Path | nn.Module, out_dir: str | Path
     return fmt.save(model, out_dir, tokenizer=tokenizer, pruning_info=pruning_info, dtype=dtype)
 
 
-__all__ = ["check_finite", "check_family", "family_refusal", "save_hf", "save_compact", "save_course", "load_model", "export_model", "dir_size", "FORMATS",
+__all__ = ["check_finite", "check_family", "family_refusal", "stored_info", "save_hf", "save_compact", "save_course", "load_model", "export_model", "dir_size", "FORMATS",
            "Format", "register_format",
            "FORMAT", "VERSION", "MANIFEST", "COMPACT_WEIGHTS", "WEIGHTS", "CHECKSUMS", "PRUNING", "COURSE_STATE",
            "DTYPES", "PICKLE_SUFFIXES", "TOKENIZER_FILES"]
