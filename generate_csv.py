@@ -81,7 +81,8 @@ def build_parser() -> ArgumentParser:
                    help="torch: transformers' generate (the exact reference); ctranslate2: the model converted "
                         "once (cached) and run by CTranslate2, about 5x faster with beams on a CPU, the same "
                         "summaries with greedy fp32, slightly different ones with beams; auto: ctranslate2 for "
-                        "beam search on a CPU where installed, torch otherwise (greedy, GPU)")
+                        "beam search on a CPU where installed, torch otherwise (greedy, GPU, or a model "
+                        "ctranslate2 cannot convert: one line says why)")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads for torch (default: torch's, one per core); on a machine shared "
                         "with other jobs, fewer threads than cores avoids stalls")

@@ -286,6 +286,10 @@ class Ct2Model:
         tok = self.tokenizer
         if self.vocabulary is not None:
             voc = self.vocabulary
+            bad = next((i for ids in batch for i in ids if not 0 <= i < len(voc)), None)
+            if bad is not None:  # torch would fail on it too, with an index error
+                raise ValueError(f"token id {bad} is past the model's {len(voc)} embedding rows: the tokenizer "
+                                 "does not belong to this model")
             source = [[voc[i] for i in ids] for ids in batch]
         else:
             source = [tok.convert_ids_to_tokens(ids) for ids in batch]

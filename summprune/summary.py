@@ -52,7 +52,10 @@ def original_from(model_dir: str | Path | None = None, original_dir: str | Path 
         return None, ""
     orig = info.get("original")
     if isinstance(orig, dict) and _count(orig.get("params")):
-        return orig, "pruning.json"
+        shape = orig.get("shape")
+        ok = isinstance(shape, dict) and all(isinstance(shape.get(k), dict) and all(st in shape[k] for st in STACKS)
+                                             for k in ("layers", "d_ff", "heads"))  # else the count alone
+        return ({"params": orig["params"], **({"shape": shape} if ok else {})}), "pruning.json"
     structured = info.get("structured")
     before = _count(structured.get("params_before")) if isinstance(structured, dict) else None
     if before:
