@@ -81,7 +81,8 @@ def build_parser() -> ArgumentParser:
                    help="torch: transformers' generate (the exact reference); ctranslate2: the model converted "
                         "once (cached) and run by CTranslate2, about 5x faster with beams on a CPU, the same "
                         "summaries with greedy fp32, slightly different ones with beams; auto: ctranslate2 for "
-                        "beam search on a CPU where installed, torch otherwise (greedy, GPU)")
+                        "beam search on a CPU where installed, torch otherwise (greedy, GPU, or a model "
+                        "ctranslate2 cannot convert: one line says why)")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads for torch (default: torch's, one per core); on a machine shared "
                         "with other jobs, fewer threads than cores avoids stalls")
@@ -264,6 +265,7 @@ def run(args) -> int:
     model_dir = check_model_dir(args.model)
     decoding, dec_source = resolve_decoding(args, model_dir)
     args.engine, why = gen.choose_engine(args.engine, device.type, decoding["num_beams"], args.dtype)
+    args.engine_auto = why != "asked for"  # auto: the engine may change (a resumed run's, torch if this fails)
     if why != "asked for":
         print(f"engine: {args.engine} ({why})", file=sys.stderr)
     engine = gen.ENGINES[args.engine]
@@ -347,6 +349,16 @@ def _generate(args, output: Path, model_dir: Path, texts: list[str], decoding: d
             old = None
         # Refuse rather than silently discard work (hours with beams) or mix two decodings or
         # two engines in one CSV.
+        if isinstance(old, dict) and args.engine_auto and old.get("engine") == "torch" != meta["engine"]:
+            # --engine auto resumes rows made with torch (its fallback where ctranslate2 could not
+            # convert this model) with torch: one engine per CSV, and no conversion tried again
+            try:
+                gen.ENGINES["torch"].check(device, args.dtype)
+            except ValueError:
+                pass
+            else:
+                args.engine = meta["engine"] = "torch"
+                print(f"engine: {args.engine} (the interrupted run's)", file=sys.stderr)
         if isinstance(old, dict) and not args.restart:
             old_dec = old.get("decoding")
             diff = []
@@ -394,10 +406,12 @@ def _generate(args, output: Path, model_dir: Path, texts: list[str], decoding: d
         except DataError as e:
             raise UsageError(str(e)) from None
         try:
-            model = gen.ENGINES[args.engine].load(model_dir, tokenizer, device=device, dtype=args.dtype,
-                                                  threads=args.threads, log=lambda m: print(m, file=sys.stderr))
+            model, engine = gen.load_engine(args.engine, model_dir, tokenizer, device=device, dtype=args.dtype,
+                                            threads=args.threads, log=lambda m: print(m, file=sys.stderr),
+                                            fallback=args.engine_auto and not done)
         except (OSError, ValueError, RuntimeError) as e:
             raise UsageError(f"cannot load the model in {model_dir}: {e}") from None
+        args.engine = meta["engine"] = engine  # torch where auto's ctranslate2 failed (the saved meta says so)
 
     # The sidecar holds exactly the rows kept (this drops a torn last line or a stale run).
     from summprune.io.files import atomic_write

@@ -184,9 +184,20 @@ def course_verdict(scores: dict, model_dir: Path | None, source: str) -> tuple[d
             lines.append(f"  ratio {scores['mask_ratio']:.4f} <= {MAX_RATIO}: {'yes' if ok else 'NO'}  (the grader's "
                          f"code on {model_dir / STATE_FILE}; honest nonzero_ratio {scores['nonzero_ratio']:.4f})")
         else:
+            from summprune.export import FORMATS, family_refusal
+            from summprune.models import family_of
+
             verdict.update(ratio=None, ratio_ok=False)
-            lines.append(f"  ratio: NOT READABLE by the grader: {model_dir} has no {STATE_FILE}; convert it with "
-                         f"`python -m summprune export --model {model_dir} --output {model_dir}_course --format course`")
+            try:
+                refused = family_refusal("course", model_dir)
+            except ValueError:  # no family claims its model_type: the loader has said so already
+                refused = None
+            if refused is not None:  # a BART, say: no export makes it gradable, so none is suggested
+                lines.append(f"  ratio: NOT READABLE by the grader: {model_dir} is a {family_of(model_dir).name} "
+                             f"model and {FORMATS['course'].families_why}")
+            else:
+                lines.append(f"  ratio: NOT READABLE by the grader: {model_dir} has no {STATE_FILE}; convert it with "
+                             f"`python -m summprune export --model {model_dir} --output {model_dir}_course --format course`")
     if "kaggle_score" in scores:
         ok = scores["kaggle_score"] > BASELINE_SCORE
         verdict.update(baseline=BASELINE_SCORE, beats_baseline=ok)

@@ -45,13 +45,15 @@ def _cmd_export(a) -> int:
 def _cmd_report(a) -> int:
     from . import sparsity as S
     from .export import load_model
+    from .summary import format_summary, original_from, summarize
 
+    original, source = original_from(a.model, a.original)  # --original checked before the model loads
     model = load_model(a.model)
-    rep = S.report(model)
+    rep = summarize(model, a.model if Path(a.model).is_dir() else None, original, source)
     recorded = S.recorded_mask_ratio(a.model, warn=lambda m: print(m, file=sys.stderr))
     if recorded is not None:
         rep["mask_ratio"] = recorded  # masks are gone once saved; this is the ratio at export
-    print(S.format_table(rep))
+    print(format_summary(rep))
     return 0
 
 
@@ -113,8 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "int8 stores each matrix row as int8 times a scale (zeros exact, the smallest file)")
     e.set_defaults(fn=_cmd_export)
 
-    s = sub.add_parser("report", help="print mask_ratio / nonzero_ratio per group of a saved model")
+    s = sub.add_parser("report", help="print a saved model's shape, parameters against the original, stored dtype "
+                                      "and size, and mask_ratio / nonzero_ratio per group")
     s.add_argument("--model", required=True, help="model directory (any format)")
+    s.add_argument("--original", default=None, metavar="DIR",
+                   help="the model it was pruned from (a model directory; only its config.json is read), where "
+                        "its pruning.json does not record it (default: what pruning.json records, if anything)")
     s.set_defaults(fn=_cmd_report)
 
     m = sub.add_parser("random-model", help="save a random model of a config's shape (benchmarks)")

@@ -618,6 +618,15 @@ def validate(cfg: ExperimentConfig, source: str = "<config>") -> None:
 
     if cfg.export_format not in FORMATS:
         bad(f"export_format={cfg.export_format!r}: choose one of {list(FORMATS)}")
+    family = _known_family(cfg.model)
+    if cfg.export_format in FORMATS and family is not None:
+        from .export import family_refusal
+
+        why = family_refusal(cfg.export_format, family)
+        if why is not None:
+            where = (f"model.tiny_family={cfg.model.tiny_family!r}" if cfg.model.name == "tiny"
+                     else f"model.name={cfg.model.name!r}")
+            bad(f"export_format={cfg.export_format!r} with {where}: {why}")
     if cfg.export_format == "course" and cfg.prune.tie_mode == "untie":
         bad("export_format='course' with prune.tie_mode='untie': the course's loader ties lm_head to the "
             "embedding and cannot hold an lm_head of its own; use tie_mode 'tied' or 'course'")
@@ -628,6 +637,23 @@ def validate(cfg: ExperimentConfig, source: str = "<config>") -> None:
         which = [n for n, f in FORMATS.items() if cfg.export_dtype in f.dtypes]
         bad(f"export_dtype={cfg.export_dtype!r} applies to export_format={'/'.join(map(repr, which))} only "
             f"(the {cfg.export_format} format stores {', '.join(FORMATS[cfg.export_format].dtypes)})")
+
+
+def _known_family(cfg_model: ModelConfig) -> str | None:
+    """The model family a config's model is of where it is known before loading: ``tiny_family``
+    for 'tiny', a local directory's config.json; None for a hub name (checked once loaded) or a
+    directory whose model_type no family claims (loading it says so)."""
+    from .models import family_of
+
+    if cfg_model.name == "tiny":
+        return cfg_model.tiny_family if cfg_model.tiny_family in TINY_FAMILIES else None
+    d = Path(cfg_model.name).expanduser()
+    if not (d / "config.json").is_file():
+        return None
+    try:
+        return family_of(d).name
+    except ValueError:
+        return None
 
 
 def validate_recovery(rc: RecoveryConfig, where: str, bad) -> None:

@@ -12,7 +12,10 @@ is removed by the next one.
 Every format converts: the model is loaded with ``summprune.load_model`` (compact and course
 directories included, checks and all; a compact int8 model dequantized) and handed to the
 converter in memory, with no dense copy written to disk first; structurally pruned (smaller) T5s
-convert like any T5.
+convert like any T5. The vocabulary it writes is the tokenizer's padded to the model's embedding
+rows with names of their own (:func:`converter_vocabulary`), the same way for every family: a
+checkpoint with more rows than tokens (t5-small; BART, Pegasus, mT5 ones too) converts, and the
+engine maps ids through that vocabulary, so a padding id the model picks is torch's id too.
 
 :func:`summprune.generate.generate_summaries` takes a ``Ct2Model`` where it takes a torch model:
 batching, progress, resume callbacks and decoding are shared. The decoding options map to
@@ -37,6 +40,10 @@ from typing import Any
 #: generate_csv.py's --dtype per device: CTranslate2 compute types.
 COMPUTE_TYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "int8": "int8"}
 DEVICE_DTYPES = {"cpu": ("fp32", "int8"), "cuda": ("fp32", "fp16", "bf16", "int8")}
+
+#: Bumped when what a conversion writes changes for the same model files (part of the cache key):
+#: 2 = the vocabulary padded to the model's embedding with unique names, for every family.
+CONVERSION_VERSION = 2
 
 
 def import_ctranslate2():
@@ -75,12 +82,13 @@ def conversion_files(model_dir: str | Path) -> list[str]:
 
 
 def model_key(model_dir: str | Path) -> str:
-    """sha256 of every file a conversion reads (names and bytes, see :func:`conversion_files`)
-    and the ctranslate2 version: a changed vocabulary or decoding config converts again."""
+    """sha256 of every file a conversion reads (names and bytes, see :func:`conversion_files`),
+    the ctranslate2 version and :data:`CONVERSION_VERSION`: a changed vocabulary or decoding
+    config converts again."""
     from .io.files import sha256_file
 
     d = Path(model_dir)
-    h = hashlib.sha256(f"ctranslate2 {import_ctranslate2().__version__}\n".encode())
+    h = hashlib.sha256(f"ctranslate2 {import_ctranslate2().__version__} {CONVERSION_VERSION}\n".encode())
     for name in conversion_files(d):
         h.update(f"{name}\0{sha256_file(d / name)}\n".encode())
     return h.hexdigest()[:24]
@@ -151,6 +159,8 @@ def convert(model_dir: str | Path, log=None) -> Path:
             # and a tokenizer without one (T5's SentencePiece, under a BART-layout model) wrote null:
             # name the model's own bos_token_id (this tokenizer object lives for this conversion only)
             tok.bos_token = tok.convert_ids_to_tokens(int(model.config.bos_token_id))
+        # one vocabulary for every family, as long as the model's embedding (see converter_vocabulary)
+        vocab = _ConverterTokenizer(tok, converter_vocabulary(tok, _embedding_rows(model)))
         if log:
             log(f"converting {model_dir} for ctranslate2 (once; cached in {out})")
 
@@ -162,7 +172,7 @@ def convert(model_dir: str | Path, log=None) -> Path:
                 return model
 
             def load_tokenizer(self, tokenizer_class, model_name_or_path, **kwargs):
-                return tok
+                return vocab
 
         _Loaded(str(model_dir)).convert(str(tmp / "ct2"), force=True)
         del model
@@ -177,13 +187,88 @@ def convert(model_dir: str | Path, log=None) -> Path:
     return out
 
 
+def _embedding_rows(model) -> int:
+    return int(model.get_input_embeddings().weight.shape[0])
+
+
+def converter_vocabulary(tokenizer: Any, size: int) -> list[str]:
+    """The vocabulary a conversion writes: the tokenizer's tokens in id order, exactly ``size``
+    long (the model's embedding rows), which CTranslate2 requires of every family.
+
+    Checkpoints often have more embedding rows than their tokenizer has tokens (t5-small: 32128
+    against 32100; BART, Pegasus and mT5 checkpoints can too). CTranslate2's T5 converter pads
+    with ``<extra_id_N>`` names, which t5-small's tokenizer already holds (duplicates); its
+    BART and Pegasus converters do not pad at all and the conversion fails ("Source vocabulary
+    0 has size 32100 but the model expected a vocabulary of size 32128"). Here every id the
+    tokenizer does not name (past its end, or a gap) gets a name of its own that no token has,
+    ``<unused_ID>``, so the token <-> id mapping stays one to one; a tokenizer id past the
+    model's rows is dropped (the model has no row for it; CTranslate2's BART converter cuts the
+    same way)."""
+    tokens: list[str | None] = [None] * size
+    vocab = tokenizer.get_vocab()
+    for token, i in sorted(vocab.items(), key=lambda item: item[1]):
+        if 0 <= i < size and tokens[i] is None:
+            tokens[i] = token
+    for i, t in enumerate(tokens):
+        if t is None:
+            name = f"<unused_{i}>"
+            while name in vocab:
+                name = f"<{name}>"
+            tokens[i] = name
+    return tokens  # type: ignore[return-value]
+
+
+class _ConverterTokenizer:
+    """The tokenizer as the converter sees it: ``get_vocab`` (and ids -> tokens) from
+    :func:`converter_vocabulary`, everything else (special tokens) the tokenizer's own."""
+
+    def __init__(self, tokenizer: Any, tokens: list[str]):
+        self._tokenizer = tokenizer
+        self._tokens = tokens
+
+    def get_vocab(self) -> dict[str, int]:
+        return {t: i for i, t in enumerate(self._tokens)}
+
+    def __len__(self) -> int:
+        return len(self._tokens)
+
+    def convert_ids_to_tokens(self, ids):
+        if isinstance(ids, int):
+            return self._tokens[ids] if 0 <= ids < len(self._tokens) else self._tokenizer.convert_ids_to_tokens(ids)
+        return [self.convert_ids_to_tokens(int(i)) for i in ids]
+
+    def __getattr__(self, name):
+        return getattr(self._tokenizer, name)
+
+
+def read_vocabulary(path: str | Path) -> list[str]:
+    """The (target) vocabulary of a CTranslate2 model directory, in id order."""
+    from .io.files import read_json
+
+    d = Path(path)
+    for name in ("shared_vocabulary", "target_vocabulary"):
+        if (d / f"{name}.json").is_file():
+            return list(read_json(d / f"{name}.json"))
+        if (d / f"{name}.txt").is_file():
+            return (d / f"{name}.txt").read_text(encoding="utf-8").split("\n")[:-1]
+    raise ValueError(f"{d}: no vocabulary file (shared_vocabulary.json or target_vocabulary.json)")
+
+
 class Ct2Model:
     """A converted model loaded by ``ctranslate2.Translator``; what generate_summaries runs for
     ``engine='ctranslate2'``."""
 
-    def __init__(self, translator: Any, tokenizer: Any, device: str, dtype: str, forced_eos: bool = False):
+    def __init__(self, translator: Any, tokenizer: Any, device: str, dtype: str, forced_eos: bool = False,
+                 vocabulary: list[str] | None = None):
         self.translator = translator
         self.tokenizer = tokenizer
+        # ids <-> tokens through the converted vocabulary (the tokenizer's, padded to the model's
+        # rows): an id past the tokenizer's end (a padding row the model may still pick) comes
+        # back as the same id that torch's generate gives; None: the tokenizer's own mapping
+        self.vocabulary = vocabulary
+        self._ids = None if vocabulary is None else {}
+        for i, t in enumerate(vocabulary or ()):
+            self._ids.setdefault(t, i)  # CTranslate2 reads a repeated token as its first id too
         self.device = device
         self.dtype = dtype
         # transformers makes the last token EOS when the model's generation config forces one
@@ -222,13 +307,21 @@ class Ct2Model:
         cfg = read_json(Path(model_dir) / "config.json")
         forced = (getattr(gen, "forced_eos_token_id", None) if gen is not None
                   else (cfg.get("forced_eos_token_id") if isinstance(cfg, dict) else None)) is not None
-        return cls(translator, tokenizer, device, dtype, forced_eos=forced)
+        return cls(translator, tokenizer, device, dtype, forced_eos=forced, vocabulary=read_vocabulary(path))
 
     def generate_ids(self, batch: list[list[int]], decoding: dict) -> list[list[int]]:
         """Token ids of each summary (start token and EOS not included) for ``batch`` of source
         token ids, with the options of :data:`summprune.config.DECODING_DEFAULTS`."""
         tok = self.tokenizer
-        source = [tok.convert_ids_to_tokens(ids) for ids in batch]
+        if self.vocabulary is not None:
+            voc = self.vocabulary
+            bad = next((i for ids in batch for i in ids if not 0 <= i < len(voc)), None)
+            if bad is not None:  # torch would fail on it too, with an index error
+                raise ValueError(f"token id {bad} is past the model's {len(voc)} embedding rows: the tokenizer "
+                                 "does not belong to this model")
+            source = [[voc[i] for i in ids] for ids in batch]
+        else:
+            source = [tok.convert_ids_to_tokens(ids) for ids in batch]
         res = self.translator.translate_batch(
             source, beam_size=decoding["num_beams"],
             max_decoding_length=decoding["max_length"] - (2 if self.forced_eos else 1),
@@ -236,4 +329,6 @@ class Ct2Model:
             repetition_penalty=decoding["repetition_penalty"], length_penalty=decoding["length_penalty"],
             max_batch_size=len(batch), num_hypotheses=1, return_scores=False,
             max_input_length=0)  # the tokenizer truncated already; CTranslate2's default cuts at 1024
+        if self._ids is not None:
+            return [[self._ids[t] for t in r.hypotheses[0]] for r in res]
         return [tok.convert_tokens_to_ids(r.hypotheses[0]) for r in res]

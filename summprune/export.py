@@ -62,6 +62,10 @@ class Format:
     detect: Callable[[Path], bool]
     load: Callable[[Path], nn.Module]
     dtypes: tuple[str, ...] = ("fp32",)
+    #: the model families (``summprune.models`` names) it can hold, None = every family, and why
+    #: the others cannot be (said when one is refused)
+    families: tuple[str, ...] | None = None
+    families_why: str = ""
 
 
 #: Export formats by name, in the order :func:`load_model` tries them on a directory (the most
@@ -87,6 +91,30 @@ def check_dtype(fmt: Format, dtype: str | None) -> str:
         raise ValueError(f"dtype={dtype!r}: the {fmt.name} format stores {', '.join(fmt.dtypes)}"
                          + (f" (export_format={'/'.join(others)} stores {name})" if others else ""))
     return name
+
+
+def family_refusal(format: str, model: Any) -> str | None:
+    """Why the ``format`` export cannot hold ``model`` (a model, config, model directory or
+    family name: anything :func:`summprune.models.family_of` reads), or None where it can. Read
+    before any work: a config's check, ``export``, ``prune`` and ``run`` ask it first."""
+    from .models import family_of
+
+    fmt = FORMATS.get(format)
+    if fmt is None or fmt.families is None:
+        return None
+    fam = family_of(model)
+    if fam.name in fmt.families:
+        return None
+    others = sorted((n for n, f in FORMATS.items() if f.families is None), key=lambda n: n != "hf")  # hf: the default
+    return (f"the {format} format cannot hold a {fam.name} model: {fmt.families_why}; export "
+            f"{' or '.join(map(repr, others))} instead (export_format={others[0]}, or export --format {others[0]})")
+
+
+def check_family(format: str, model: Any) -> None:
+    """ValueError with :func:`family_refusal`'s reason where ``format`` cannot hold ``model``."""
+    why = family_refusal(format, model)
+    if why is not None:
+        raise ValueError(why)
 
 
 def save_hf(model: nn.Module, out_dir: str | Path, tokenizer: Any = None,
@@ -121,6 +149,7 @@ def save_course(model: nn.Module, out_dir: str | Path, tokenizer: Any = None,
     """
     from .io.course import STATE_FILE, course_state_dict, tied_copy_for_safetensors
 
+    check_family("course", model)
     out = check_output(out_dir)
     perm = permanent_copy(model)  # once: a copy of every pruned weight on t5-small
     check_finite(perm)
@@ -208,7 +237,10 @@ def _save(fn: Callable[..., Path]) -> Callable[..., Path]:
 register_format(Format("compact", save_compact, lambda p: (p / MANIFEST).is_file(), load_compact,
                        dtypes=VALUE_DTYPES))
 register_format(Format("course", _save(save_course),
-                       lambda p: (p / COURSE_STATE).is_file() and (p / "config.json").is_file(), _load_course))
+                       lambda p: (p / COURSE_STATE).is_file() and (p / "config.json").is_file(), _load_course,
+                       families=("t5",),
+                       families_why="the course's grader loads its model as a t5-small-shaped T5 "
+                                    "(docs/families.md: course is T5-only)"))
 register_format(Format("hf", _save(save_hf), lambda p: (p / "config.json").is_file(), _load_hf))
 
 
@@ -257,6 +289,36 @@ def load_model(path: str | Path, device: str | torch.device | None = None) -> T5
     return model
 
 
+#: safetensors' dtype names -> this package's
+_SAFETENSORS_DTYPES = {"F32": "fp32", "F16": "fp16", "BF16": "bf16", "F64": "fp64", "I8": "int8"}
+
+
+def stored_info(path: str | Path) -> dict:
+    """``{"format", "dtype", "bytes"}`` of a model directory as it is on disk: the format that
+    :func:`load_model` reads it as, the dtype its floating-point weights are stored in (compact:
+    its manifest's; hf and course: the safetensors headers', several joined by '+'), and the
+    size of all its files. :func:`load_model` returns fp32 whatever is stored, so a report that
+    wants the stored dtype asks here. ``dtype`` is None where no weight file says it."""
+    p = Path(path).expanduser()
+    fmt = next((f.name for f in FORMATS.values() if f.detect(p)), None)
+    dtype = None
+    if fmt == "compact":
+        value = read_json(p / MANIFEST).get("dtype")
+        dtype = value if isinstance(value, str) else None
+    else:
+        from safetensors import safe_open
+
+        found: set[str] = set()
+        for f in sorted(p.glob("*.safetensors")):
+            with safe_open(str(f), framework="pt") as h:
+                for k in h.keys():
+                    name = h.get_slice(k).get_dtype()
+                    if name.startswith(("F", "BF")):  # floating point: what a weight is stored as
+                        found.add(_SAFETENSORS_DTYPES.get(name, name))
+        dtype = "+".join(sorted(found)) or None
+    return {"format": fmt, "dtype": dtype, "bytes": dir_size(p)}
+
+
 def export_model(model_dir_or_model: str | Path | nn.Module, out_dir: str | Path, format: str = "compact",
                  dtype: str = "fp32", tokenizer: Any = None, pruning_info: dict | None = None) -> Path:
     """Export a model object or a saved model (directory of either format, or hub name).
@@ -272,9 +334,13 @@ def export_model(model_dir_or_model: str | Path | nn.Module, out_dir: str | Path
     check_output(out_dir)
     if isinstance(model_dir_or_model, nn.Module):
         model = model_dir_or_model
+        check_family(format, model)
     else:
         src = Path(str(model_dir_or_model)).expanduser()
+        if (src / "config.json").is_file():
+            check_family(format, src)  # before the model is loaded
         model = load_model(model_dir_or_model)
+        check_family(format, model)  # a hub name's family is known once loaded
         if src.is_dir():
             if tokenizer is None:
                 files = tokenizer_files(src)
@@ -287,7 +353,7 @@ def export_model(model_dir_or_model: str | Path | nn.Module, out_dir: str | Path
     return fmt.save(model, out_dir, tokenizer=tokenizer, pruning_info=pruning_info, dtype=dtype)
 
 
-__all__ = ["check_finite", "save_hf", "save_compact", "save_course", "load_model", "export_model", "dir_size", "FORMATS",
+__all__ = ["check_finite", "check_family", "family_refusal", "stored_info", "save_hf", "save_compact", "save_course", "load_model", "export_model", "dir_size", "FORMATS",
            "Format", "register_format",
            "FORMAT", "VERSION", "MANIFEST", "COMPACT_WEIGHTS", "WEIGHTS", "CHECKSUMS", "PRUNING", "COURSE_STATE",
            "DTYPES", "PICKLE_SUFFIXES", "TOKENIZER_FILES"]

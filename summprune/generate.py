@@ -130,6 +130,30 @@ def choose_engine(engine: str, device_type: str, num_beams: int, dtype: str) -> 
                            "slightly from transformers' beam search (--engine torch for those)")
 
 
+def load_engine(engine: str, model_dir, tokenizer, *, device: torch.device, dtype: str, threads: int | None = None,
+                log: Callable[[str], None] = print, fallback: bool = False):
+    """``(model, engine)``: ``model_dir`` loaded by ``engine`` for :func:`generate_summaries`.
+
+    A conversion or load that fails in an engine other than torch (CTranslate2's converters
+    raise many kinds of errors on a model they do not handle) is, with ``fallback`` (what
+    ``--engine auto`` chose), one ``log`` line saying why and the model loaded by torch instead;
+    without it (the engine was asked for), a ValueError naming ``--engine torch``. Torch's own
+    errors are the caller's as they are."""
+    if engine == "torch":
+        return ENGINES[engine].load(model_dir, tokenizer, device=device, dtype=dtype, threads=threads, log=log), engine
+    try:
+        return ENGINES[engine].load(model_dir, tokenizer, device=device, dtype=dtype, threads=threads, log=log), engine
+    except Exception as e:  # noqa: BLE001  (anything the third-party converter or runtime raises)
+        reason = (str(e).strip().splitlines() or [""])[0][:300]
+        reason = f"{type(e).__name__}: {reason}" if reason else type(e).__name__
+        if not fallback:
+            raise ValueError(f"the {engine} engine cannot convert or load {model_dir} ({reason}); "
+                             f"--engine torch runs the model with transformers") from e
+        device = ENGINES["torch"].check(device, dtype)
+        log(f"engine: torch (the {engine} engine cannot convert or load this model: {reason})")
+        return ENGINES["torch"].load(model_dir, tokenizer, device=device, dtype=dtype, threads=threads, log=log), "torch"
+
+
 def decoding_from_generation_config(path) -> dict:
     """The decoding options a model directory's ``generation_config.json`` sets (only those
     present in the file; ``max_new_tokens`` N is read as ``max_length`` N + 1, and wins over

@@ -101,6 +101,18 @@ def with_prefix(cfg: ExperimentConfig, prefix: str) -> ExperimentConfig:
     return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, prefix=prefix))
 
 
+def check_export_family(cfg: ExperimentConfig, model) -> None:
+    """``export_format`` against the family of ``model`` (a model or a model directory), before
+    any training: the course format holds T5 models only, and a recipe written for the course
+    (configs/gradual_kd.toml) run on a BART is refused here, naming export_format=hf, rather
+    than writing a directory the grader cannot read."""
+    from .export import family_refusal
+
+    why = family_refusal(cfg.export_format, model)
+    if why is not None:
+        raise ValueError(f"export_format={cfg.export_format!r}: {why}")
+
+
 def check_groups(model, cfg: ExperimentConfig) -> None:
     """The recipe's layer groups against this model, before any data or folder is touched: a
     pattern that matches nothing, or a module in two groups, names ``prune.groups``."""
@@ -317,6 +329,7 @@ def prune_model(model, tokenizer, cfg: ExperimentConfig, *, train_ds=None, val_d
     sync = _broadcaster(state)
     ctx = Context(tokenizer=tokenizer, train_ds=train_ds, val_ds=val_ds, train_cfg=cfg.train, log_print=log_print,
                   cache=cache if cache is not None else {})
+    original_params = S.dense_param_count(model)  # before a resume replaces it: the model pruning starts from
     teacher = make_teacher(model) if train_ds is not None and any(m.distills() for m in methods) else None
     records: list[dict] = []
     sections: dict = {}
@@ -359,7 +372,11 @@ def prune_model(model, tokenizer, cfg: ExperimentConfig, *, train_ds=None, val_d
                 rec["stage_s"] = round(time.time() - t0, 2)
                 records.append(rec)
                 log_print(f"[{cfg.name}] step {n} ({method.name}): mask_ratio={rec['mask_ratio']:.4f} "
-                          f"nonzero_ratio={rec['nonzero_ratio']:.4f}")
+                          f"nonzero_ratio={rec['nonzero_ratio']:.4f}"
+                          # a structural cut leaves both at 1.0 (they count against its own size): say what it cut
+                          + (f" params={rec['dense_params']:,} of the original's {original_params:,} "
+                             f"(nonzero {rec['nonzero'] / original_params:.4f} of the original's)"
+                             if rec["dense_params"] != original_params else ""))
                 if log is not None:
                     log(rec)
                 if step is steps[-1]:
@@ -378,12 +395,23 @@ def prune_model(model, tokenizer, cfg: ExperimentConfig, *, train_ds=None, val_d
     return model, records, sections
 
 
-def pruning_info(cfg: ExperimentConfig, records: list[dict], final: dict, sections: dict | None = None) -> dict:
-    """What ``pruning.json`` holds: the recipe, one entry per step, the final model, and what
-    each method recorded (the gradual plan under ``gradual``, the removal under ``structured``).
-    After a structured removal ``final`` also gets ``nonzero_ratio_vs_original``: its non-zeros
-    over the parameters of the model it was cut from (its own ratios count against the smaller
-    shape)."""
+def _log_summary(model, out_dir, original: dict, source: str, cfg: ExperimentConfig, log_print) -> None:
+    """The pruned model's shape, parameters against ``original``, stored dtype and size (the
+    ratios alone read 1.0 after a structural cut)."""
+    from .summary import summarize, summary_lines
+
+    for line in summary_lines(summarize(model, out_dir, original, source, cfg.prune.groups)):
+        log_print(f"[{cfg.name}] {line}")
+
+
+def pruning_info(cfg: ExperimentConfig, records: list[dict], final: dict, sections: dict | None = None,
+                 original: dict | None = None) -> dict:
+    """What ``pruning.json`` holds: the recipe, one entry per step, the final model, what each
+    method recorded (the gradual plan under ``gradual``, the removal under ``structured``) and
+    ``original`` (:func:`summprune.summary.original_record` of the model pruning started from:
+    what ``report`` compares with). After a structured removal ``final`` also gets
+    ``nonzero_ratio_vs_original``: its non-zeros over the parameters of the model it was cut
+    from (its own ratios count against the smaller shape)."""
     keep = ("stage", "method", "amounts", "mask_ratio", "nonzero_ratio", "nonzero", "dense_params", "groups",
             "kaggle_score", "rougeLsum")
     info = {
@@ -396,6 +424,8 @@ def pruning_info(cfg: ExperimentConfig, records: list[dict], final: dict, sectio
         "data": {"prefix": cfg.data.prefix, "max_source_length": cfg.data.max_source_length},
         **(sections or {}),
     }
+    if original is not None:
+        info["original"] = original
     if "structured" in info:
         final["nonzero_ratio_vs_original"] = final["nonzero"] / info["structured"]["params_before"]
     return info
@@ -469,6 +499,7 @@ def _run(cfg: ExperimentConfig, state, log_print: Callable[[str], None], overwri
     # the prefix against the input length (checked again by tokenize): a start that fails it must
     # fail before the folder is written, or the corrected rerun finds "another config" there
     D.check_prefix_fits(tok, dcfg.data.prefix, cfg.data.max_source_length)
+    check_export_family(cfg, model)  # a hub model's family (a directory's was checked with the config)
     if main:
         if overwrite and run_dir.is_dir():
             clear_run_folder(run_dir)
@@ -549,6 +580,9 @@ def _run(cfg: ExperimentConfig, state, log_print: Callable[[str], None], overwri
     if main and not resuming:
         shutil.rmtree(steps_dir, ignore_errors=True)
     state.wait_for_everyone()
+    from .summary import original_record
+
+    original = original_record(model)  # the fine-tuned model: what the pruned one is compared with
     model, records, sections = prune_model(
         model, tok, cfg, train_ds=train_ds, val_ds=tokenize(val_raw), state=state, work_dir=run_dir,
         metrics_path=metrics_path, evaluate_fn=evaluate_fn, log=log, checkpoint_dir=steps_dir,
@@ -556,12 +590,13 @@ def _run(cfg: ExperimentConfig, state, log_print: Callable[[str], None], overwri
     final = stage_record(model, cfg.prune.groups)
     if records:
         final.update({k: records[-1][k] for k in ("kaggle_score", "rougeLsum") if k in records[-1]})
-    info = pruning_info(dcfg, records, final, sections)
+    info = pruning_info(dcfg, records, final, sections, original=original)
     summary = {}
     if main:
         log_print(f"[{cfg.name}] exporting to {cfg.output_dir} ({cfg.export_format})")
         out = export(model.to("cpu"), tok, cfg.output_dir, info, cfg.export_format, cfg.export_dtype,
                      decoding=cfg.eval.decoding())
+        _log_summary(model, out, original, "the fine-tuned model", cfg, log_print)
         summary = {
             "name": cfg.name,
             "model_dir": str(out),
@@ -798,6 +833,8 @@ def prune_existing(model_dir: str | Path, cfg: ExperimentConfig, output: str | P
     from .modeling import load_tokenizer
 
     check_output(output)  # before any pruning or training, not only at export
+    if (Path(str(model_dir)).expanduser() / "config.json").is_file():
+        check_export_family(cfg, model_dir)  # a BART with a course recipe: refused before anything is loaded
     if train:
         check_train_config(cfg.train)
     state = PartialState()
@@ -820,6 +857,7 @@ def _prune_existing(model_dir, cfg, out: Path, train: bool, overwrite: bool, sta
     model = load_model(model_dir)
     tok = load_tokenizer(model_dir)
     check_groups(model, cfg)
+    check_export_family(cfg, model)
     dcfg = with_prefix(cfg, resolved_prefix(cfg.data.prefix, model))
     head, emb = model.get_output_embeddings(), model.get_input_embeddings()
     if (cfg.export_format == "course" and getattr(model.config, "tie_word_embeddings", False)
@@ -846,15 +884,19 @@ def _prune_existing(model_dir, cfg, out: Path, train: bool, overwrite: bool, sta
         if main and metrics_path is not None:
             append_jsonl(metrics_path, rec)
 
+    from .summary import original_record
+
+    original = original_record(model)  # the model as loaded: what the pruned one is compared with
     model, records, sections = prune_model(model, tok, cfg, train_ds=train_ds, val_ds=val_ds, state=state,
                                            work_dir=work_dir, metrics_path=metrics_path, log=log,
                                            checkpoint_dir=checkpoint_dir, checkpoint_owner=request,
                                            log_print=log_print if main else (lambda _msg: None))
     final = stage_record(model, cfg.prune.groups)
-    info = pruning_info(dcfg, records, final, sections)
+    info = pruning_info(dcfg, records, final, sections, original=original)
     if main:
         log_print(f"[{cfg.name}] exporting to {out} ({cfg.export_format})")
         export(model.to("cpu"), tok, out, info, cfg.export_format, cfg.export_dtype, decoding=cfg.eval.decoding())
+        _log_summary(model, out, original, str(model_dir), cfg, log_print)
         log({"event": "export", "model_dir": str(out)})
     state.wait_for_everyone()
     return info

@@ -317,3 +317,136 @@ def test_an_entry_without_a_manifest_is_converted_again_with_a_warning(setup):
     with pytest.warns(UserWarning, match="no summprune-entry.json"):
         assert ct2.convert(setup["dir"]) == entry
     assert (entry / ct2.ENTRY_MANIFEST).is_file()
+
+
+# ---- issue 31: a model vocabulary larger than the tokenizer's; a conversion that fails ---------
+
+class _Ids:
+    """The tokenizer, but summaries decode to their token ids (special ids dropped as
+    ``skip_special_tokens`` drops them), so engines are compared id for id: a padding id past the
+    tokenizer's end decodes to nothing and would go unseen in the text."""
+
+    def __init__(self, tok):
+        self.tok = tok
+        self.pad_token_id = tok.pad_token_id
+
+    def __call__(self, *a, **kw):
+        return self.tok(*a, **kw)
+
+    def batch_decode(self, out, skip_special_tokens=True):
+        special = {self.tok.pad_token_id, self.tok.eos_token_id}
+        return [" ".join(str(int(i)) for i in ids if int(i) not in special) for ids in out]
+
+
+@pytest.mark.parametrize("family", ["bart", "pegasus", "t5"])
+def test_a_model_vocabulary_larger_than_the_tokenizers_converts_for_every_family(family, tmp_path):
+    """BART and Pegasus with 28 embedding rows more than their tokenizer's tokens (t5-small's own
+    shape: 32128 against 32100) failed to convert ("Source vocabulary 0 has size ... but the
+    model expected a vocabulary of size ..."); now every family converts and CTranslate2 greedy
+    gives torch's token ids, padding rows included."""
+    from summprune.modeling import build_tiny_model
+    from summprune.synthetic import make_corpus
+    from summprune.tokenizer import train_tokenizer
+
+    rows = make_corpus(30, seed=5)
+    tok = train_tokenizer([r["text"] for r in rows] + [r["summary"] for r in rows], vocab_size=300)
+    model = build_tiny_model(vocab_size=len(tok) + 28, d_model=32, layers=2, heads=4, d_ff=64, seed=1,
+                             family=family).eval()
+    with torch.no_grad():  # weights well above init scale: summaries that differ between inputs
+        for name, p in model.named_parameters():
+            if p.dim() == 2 and "embed_positions" not in name:  # Pegasus' sinusoids stay
+                p.mul_(20)
+    d = tmp_path / family
+    model.save_pretrained(d)
+    tok.save_pretrained(d)
+    texts = [r["text"][: 200 + 60 * i] for i, r in enumerate(rows[:6])]
+    kw = dict(prefix="", max_source_length=64, max_length=20, batch_size=4, progress=False)
+    ids = _Ids(tok)
+    t = gen.generate_summaries(model, ids, texts, **kw)
+    c = gen.generate_summaries(ct2.Ct2Model.from_dir(d, tok, threads=1), ids, texts, **kw)
+    assert t == c
+    assert len(set(t.values())) > 3  # the documents get different summaries: the test can fail
+    vocab = json.loads((ct2.cache_root() / ct2.model_key(d) / "shared_vocabulary.json").read_text())
+    assert len(vocab) == len(tok) + 28 == len(set(vocab))  # padded to the model's rows, one name per id
+    assert vocab[: len(tok)] == tok.convert_ids_to_tokens(list(range(len(tok))))
+    if family != "bart":  # these two models pick padding rows (ids past the tokenizer's end): round trip
+        assert any(int(i) >= len(tok) for s in c.values() for i in s.split())
+
+
+def test_the_converter_vocabulary_pads_t5_smalls_tokenizer_with_unique_names(shared_dir):
+    """t5-small's tokenizer already holds ``<extra_id_0..99>``: CTranslate2's own T5 padding
+    (``<extra_id_N>`` again) wrote 28 duplicate tokens; the padding names are new ones."""
+    from summprune.modeling import load_tokenizer
+
+    tok = load_tokenizer(shared_dir / "t5-small")
+    vocab = ct2.converter_vocabulary(tok, 32128)
+    assert len(tok) == 32100 and len(vocab) == 32128 == len(set(vocab))
+    assert vocab[:32100] == tok.convert_ids_to_tokens(list(range(32100)))
+    assert vocab[32100] == "<unused_32100>"
+
+
+def _broken_converter(monkeypatch):
+    def convert(model_dir, log=None):
+        raise KeyError("'SomeConfig' has no converter")  # any error a converter may raise
+    monkeypatch.setattr(ct2, "convert", convert)
+
+
+def test_auto_falls_back_to_torch_with_one_line_when_the_conversion_fails(setup, tmp_path, monkeypatch, capsys):
+    beams = ("--num-beams", "2")  # auto picks ctranslate2 for beams on a CPU
+    assert run(setup, tmp_path / "torch.csv", "--engine", "torch", *beams) == 0
+    capsys.readouterr()
+    _broken_converter(monkeypatch)
+    out = tmp_path / "auto.csv"
+    assert run(setup, out, *beams) == 0
+    err = capsys.readouterr().err
+    fell = [line for line in err.splitlines() if line.startswith("engine: torch")]
+    assert fell == ["engine: torch (the ctranslate2 engine cannot convert or load this model: "
+                    "KeyError: \"'SomeConfig' has no converter\")"]
+    assert "engine: ctranslate2 (beam search on a CPU" in err  # what auto chose first, then why not
+    assert out.read_bytes() == (tmp_path / "torch.csv").read_bytes()
+
+    # interrupted after the first batch, resumed with auto: the rows stay torch's, nothing is mixed
+    real = gen.generate_summaries
+
+    def stop_after_one_batch(*a, on_batch=None, **kw):
+        def hook(ids, summaries):
+            on_batch(ids, summaries)
+            raise KeyboardInterrupt
+        return real(*a, on_batch=hook, **kw)
+
+    monkeypatch.setattr(gen, "generate_summaries", stop_after_one_batch)
+    resumed = tmp_path / "resumed.csv"
+    assert run(setup, resumed, *beams) == 130
+    assert json.loads((tmp_path / "resumed.csv.partial.meta.json").read_text())["engine"] == "torch"
+    monkeypatch.setattr(gen, "generate_summaries", real)
+    capsys.readouterr()
+    assert run(setup, resumed, *beams) == 0
+    err = capsys.readouterr().err
+    assert "engine: torch (the interrupted run's)" in err and "resuming: 2 of 6 done" in err
+    assert resumed.read_bytes() == (tmp_path / "torch.csv").read_bytes()
+
+
+def test_engine_ctranslate2_that_fails_names_engine_torch(setup, tmp_path, monkeypatch, capsys):
+    _broken_converter(monkeypatch)
+    assert run(setup, tmp_path / "x.csv", "--engine", "ctranslate2") == 2
+    err = capsys.readouterr().err
+    assert "the ctranslate2 engine cannot convert or load" in err and "has no converter" in err
+    assert "--engine torch" in err
+    assert not (tmp_path / "x.csv").exists()
+
+
+def test_a_translator_that_does_not_load_falls_back_too(setup, tmp_path, monkeypatch, capsys):
+    """A conversion that succeeds but that the runtime refuses (twice: after a fresh conversion
+    too) is the same fallback under auto."""
+    ctranslate2 = pytest.importorskip("ctranslate2")
+
+    class Refusing:
+        def __init__(self, *a, **kw):
+            raise RuntimeError("Unsupported model spec")
+
+    monkeypatch.setattr(ctranslate2, "Translator", Refusing)
+    assert run(setup, tmp_path / "a.csv", "--num-beams", "2") == 0
+    assert ("engine: torch (the ctranslate2 engine cannot convert or load this model: RuntimeError: "
+            "Unsupported model spec)") in capsys.readouterr().err
+    assert run(setup, tmp_path / "b.csv", "--engine", "ctranslate2") == 2
+    assert "--engine torch" in capsys.readouterr().err

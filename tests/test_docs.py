@@ -177,3 +177,27 @@ def test_the_proxy_saturation_quoted_is_that_of_every_control():
         means += [mean(v) for v in by_budget.values()]
     assert means
     assert f"dense controls {min(means):.3f}–{max(means):.3f}: saturated" in " ".join(_headline_table().split())
+
+
+def test_section_2_runs_its_recipe_on_a_bart_and_says_which_model_prune_takes(tmp_path):
+    """README section 2 (your own summarizer): its `run` line, given a BART directory where it
+    names /models/bart-large-cnn, passes the config check (the course format its recipe exports
+    is T5-only, so the line must choose another); and it says which model `--model MODEL_DIR` is."""
+    import shlex
+
+    from summprune.config import load_config
+    from summprune.modeling import build_tiny_model
+
+    start = README.index("## 2. ")
+    section = README[start:README.index("\n## ", start + 1)]
+    runs = [line for line in section.splitlines() if line.startswith("python -m summprune run ")]
+    assert runs
+    bart = tmp_path / "bart"
+    build_tiny_model(100, d_model=32, layers=2, heads=4, d_ff=64, family="bart").save_pretrained(bart)
+    for line in runs:
+        words = shlex.split(line)[4:]
+        overrides = [f"model.name={bart}" if w.startswith("model.name=") else w for w in words[1:]]
+        assert any(w.startswith("model.name=") for w in words), line
+        load_config(ROOT / words[0], overrides)  # ConfigError if the line exports a format a BART cannot take
+    said = [line for line in section.splitlines() if "MODEL_DIR" in line and not line.startswith("python")]
+    assert said and "fine-tuned" in said[0], "section 2 should say which model --model MODEL_DIR is"

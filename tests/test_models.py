@@ -307,6 +307,8 @@ def test_the_scripts_run_a_pruned_bart(tmp_path, capsys):
     assert _script("score_result").main(["--predictions", str(out), "--references", str(data), "--model", str(d)]) == 0
     text = capsys.readouterr().out
     assert "ratio" in text
+    # the grader cannot read a BART in any format: no `export --format course` is suggested
+    assert "NOT READABLE by the grader" in text and "is a bart model" in text and "--format course" not in text
 
 
 @pytest.mark.parametrize("family,kw", [("bart", {}), ("pegasus", {}), ("t5", {"gated": True, "tied": False})],
@@ -453,3 +455,61 @@ def test_the_smoke_recipe_runs_on_a_tiny_model_of_another_family(tmp_path, famil
     summary = run(cfg, log_print=lambda s: None)
     assert family_of(load_model(tmp_path / "model")).name == family
     assert summary["final"]["nonzero_ratio"] < 0.8
+
+
+# ---- issue 31: the course format is refused for families its grader cannot read -----------------
+
+@pytest.mark.parametrize("family", ["bart", "pegasus"])
+def test_the_course_format_refuses_bart_and_pegasus_before_any_work(family, tmp_path, monkeypatch):
+    """export_model, from a model or a directory: refused with the reason and the way out, nothing
+    written, and (from a directory) before the model is loaded."""
+    import summprune.export as E
+
+    m = tiny(family, {})
+    with pytest.raises(ValueError, match=rf"course format cannot hold a {family} model: the course's grader .*"
+                                         r"T5-only.*export_format=hf"):
+        export_model(m, tmp_path / "course", format="course")
+    with pytest.raises(ValueError, match="course format cannot hold"):
+        E.save_course(m, tmp_path / "course")
+    d = export_model(m, tmp_path / "hf", format="hf")
+
+    def no_load(*a, **kw):
+        raise AssertionError("the model was loaded before the format was checked")
+
+    monkeypatch.setattr(E, "load_model", no_load)
+    with pytest.raises(ValueError, match=rf"cannot hold a {family} model"):
+        export_model(d, tmp_path / "course", format="course")
+    assert not (tmp_path / "course").exists()
+
+
+def test_a_course_recipe_on_a_bart_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
+    """configs/gradual_kd.toml exports the course format: on a BART, `prune` and `run` refuse it up
+    front naming export_format=hf (the config check where the family is known from model.name or
+    model.tiny_family); with export_format=hf the same recipe goes on."""
+    from pathlib import Path
+
+    import summprune.export as E
+    from summprune.__main__ import main as cli
+    from summprune.config import ConfigError, load_config
+
+    root = Path(__file__).resolve().parents[1]
+    d = tmp_path / "bart"
+    tiny("bart", {}).save_pretrained(d)
+    recipe = root / "configs" / "gradual_kd.toml"
+    with pytest.raises(ConfigError, match=r"export_format='course' with model.name=.*cannot hold a bart model.*"
+                                          r"export_format=hf"):
+        load_config(recipe, [f"model.name={d}"])
+    with pytest.raises(ConfigError, match=r"model.tiny_family='pegasus'.*cannot hold a pegasus model"):
+        load_config(recipe, ["model.name=tiny", "model.tiny_family=pegasus"])
+    assert load_config(recipe, [f"model.name={d}", "export_format=hf"]).export_format == "hf"
+    assert load_config(recipe, ["model.name=tiny"]).export_format == "course"  # T5: the course's format
+
+    def no_load(*a, **kw):
+        raise AssertionError("the model was loaded before the format was checked")
+
+    monkeypatch.setattr(E, "load_model", no_load)
+    out = tmp_path / "pruned"
+    assert cli(["prune", "--model", str(d), "--config", str(recipe), "--output", str(out), "--no-train"]) == 2
+    err = capsys.readouterr().err
+    assert "export_format='course'" in err and "cannot hold a bart model" in err and "export_format=hf" in err
+    assert not out.exists() and not list(tmp_path.glob("pruned*"))

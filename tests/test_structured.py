@@ -273,3 +273,59 @@ def test_refuses_fewer_encoder_than_decoder_blocks():
     out = small.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], max_length=5,
                          min_length=5, do_sample=False)
     assert out.shape == (batch["input_ids"].shape[0], 5)  # a cached 2+2 model decodes to the full length
+
+
+# ---- issue 31: report and the prune log show what a structural cut did -------------------------
+
+@pytest.mark.parametrize("family", ["t5", "bart"])
+def test_report_and_the_prune_log_show_a_structural_cut(family, tmp_path, capsys):
+    """A decoder cut 2 -> 1 leaves both ratios at 1.0000 (they count against the model's own size);
+    the prune log and `report` now show the blocks, widths, heads, parameters against the
+    original (recorded in pruning.json, or --original DIR), the stored dtype and the size."""
+    from summprune.__main__ import main as cli
+    from summprune.export import export_model
+    from summprune.modeling import build_tiny_model
+    from summprune.synthetic import make_corpus
+    from summprune.tokenizer import train_tokenizer
+
+    tok = train_tokenizer([r["text"] for r in make_corpus(10)], vocab_size=120)
+    d = tmp_path / "orig"
+    build_tiny_model(len(tok), d_model=32, layers=2, heads=4, d_ff=64, family=family).save_pretrained(d)
+    tok.save_pretrained(d)
+    recipe = tmp_path / "cut.toml"
+    recipe.write_text('name = "cut"\nexport_format = "hf"\n[prune.structured]\ndecoder_layers = 1\n'
+                      'ffn_keep = 0.5\nimportance = "weight"\nrecover_epochs = 0\n')
+    out = tmp_path / "cut"
+    assert cli(["prune", "--model", str(d), "--config", str(recipe), "--output", str(out), "--no-train",
+                "data.max_source_length=64"]) == 0  # the tiny BART reads 256 positions
+    log = capsys.readouterr().out
+    info = json.loads((out / "pruning.json").read_text())
+    orig_params, n, final = info["original"]["params"], info["final"]["dense_params"], info["final"]
+    assert n < orig_params and final["mask_ratio"] > 0.97  # the ratios alone do not show the cut
+    # the step line says what was cut
+    assert (f"step 1 (structured): mask_ratio={final['mask_ratio']:.4f} nonzero_ratio={final['nonzero_ratio']:.4f} "
+            f"params={n:,} of the original's {orig_params:,}") in log
+    shape = f"model: {family}, encoder 2 blocks, decoder 1 block; d_model 32; d_ff 32; heads 4"
+    original = "(the original: encoder 2 blocks, decoder 2 blocks; d_model 32; d_ff 64; heads 4)"
+    params = f"parameters: {n:,} = {n / orig_params:.4f} of the original's {orig_params:,}"
+    for text in (log, None):
+        if text is None:  # report reads the original from pruning.json
+            assert cli(["report", "--model", str(out)]) == 0
+            text = capsys.readouterr().out
+        assert f"{shape} {original}" in text
+        assert params in text
+        assert (f"non-zero: {final['nonzero']:,} = {final['nonzero_ratio']:.4f} of its own parameters, "
+                f"{final['nonzero'] / orig_params:.4f} of the original's") in text
+        assert "stored: hf format, fp32," in text and " MB on disk (" in text
+
+    # a file that records no original (compact fp16, pruning.json gone): --original DIR names it
+    small = export_model(out, tmp_path / "small", format="compact", dtype="fp16")
+    (small / "pruning.json").unlink()
+    assert cli(["report", "--model", str(small)]) == 0
+    text = capsys.readouterr().out
+    assert "stored: compact format, fp16," in text and "the original is not known" in text and shape in text
+    assert cli(["report", "--model", str(small), "--original", str(d)]) == 0
+    text = capsys.readouterr().out
+    assert params in text and f"(the original: --original {d})" in text
+    assert cli(["report", "--model", str(small), "--original", str(tmp_path / "nowhere")]) == 2
+    assert "--original" in capsys.readouterr().err

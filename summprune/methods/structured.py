@@ -524,13 +524,14 @@ def mask_plan(model: nn.Module, plan: StructurePlan) -> None:
 
 def describe(model: nn.Module) -> str:
     """'enc 6 / dec 2 layers, d_ff 1024, 4 heads, 35.2M params'."""
-    c = model.config
-    st = structure_of(model)
+    from ..models import model_shape
+
+    structure_of(model)  # a family without structure, or masks left: the same errors as before
+    shape = model_shape(model)  # the family layer reads blocks, widths and heads
     params = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
-    ffn = "/".join(sorted({str(getattr(c, st.ffn_dim[k])) for k in _STACKS}))
-    heads = getattr(c, "num_heads", None) or getattr(c, "encoder_attention_heads", None)
-    return (f"enc {getattr(c, st.layers['encoder'])} / dec {getattr(c, st.layers['decoder'])} layers, d_ff {ffn}, "
-            f"{heads} heads, {params / 1e6:.1f}M params")
+    ffn = "/".join(sorted({str(w) for k in _STACKS for w in shape["d_ff"][k]}))
+    return (f"enc {shape['layers']['encoder']} / dec {shape['layers']['decoder']} layers, d_ff {ffn}, "
+            f"{shape['heads']['encoder']} heads, {params / 1e6:.1f}M params")
 
 
 #: ``prune.structured.importance`` -> ``(scores(model, batches), needs training batches)``; the

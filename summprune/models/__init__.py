@@ -45,6 +45,8 @@ class Structure:
     #: heads can be cut (T5: ``d_kv`` is its own key); None where the head size is
     #: ``d_model / heads`` (BART, Pegasus), so heads stay
     heads: bool = False
+    #: stack -> the config key of its number of attention heads
+    heads_key: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,35 @@ class Family:
 
 
 _FAMILIES: dict[str, Family] = {}
+
+STACKS = ("encoder", "decoder")
+
+
+def model_shape(model: nn.Module) -> dict:
+    """What a model is made of, for reports: ``{"family", "layers": {stack: blocks}, "d_model",
+    "d_ff": {stack: [width of each block's FFN]}, "heads": {stack: heads}}``. Block counts and
+    FFN widths are read from the modules themselves (a structurally cut model, or one whose
+    blocks differ, is described as it is); the heads from the config (every block has them).
+    A family without a :class:`Structure` gives ``family`` and ``d_model`` only. Works on a
+    model on the meta device (shapes only)."""
+    fam = family_of(model)
+    config = model.config
+    out: dict[str, Any] = {"family": fam.name, "d_model": getattr(config, "d_model", None)}
+    st = fam.structure
+    if st is None:
+        return out
+    out["layers"], out["d_ff"], out["heads"] = {}, {}, {}
+    for stack in STACKS:
+        blocks = model.get_submodule(st.blocks[stack])
+        out["layers"][stack] = len(blocks)
+        widths = []
+        for block in blocks:
+            ffn = block.get_submodule(st.ffn[stack]) if st.ffn[stack] else block
+            widths.append(int(ffn.get_submodule(st.ffn_out).in_features))
+        out["d_ff"][stack] = widths
+        key = st.heads_key.get(stack)
+        out["heads"][stack] = getattr(config, key, None) if key else None
+    return out
 
 
 def register(family: Family) -> Family:

@@ -62,7 +62,8 @@ def _freeze_sinusoids(model: nn.Module) -> None:
 STRUCTURE = Structure(blocks={"encoder": "model.encoder.layers", "decoder": "model.decoder.layers"},
                       ffn={"encoder": "", "decoder": ""}, ffn_in=("fc1",), ffn_out="fc2",
                       ffn_dim={"encoder": "encoder_ffn_dim", "decoder": "decoder_ffn_dim"},
-                      layers={"encoder": "encoder_layers", "decoder": "decoder_layers"})
+                      layers={"encoder": "encoder_layers", "decoder": "decoder_layers"},
+                      heads_key={"encoder": "encoder_attention_heads", "decoder": "decoder_attention_heads"})
 
 _COMMON = dict(
     group_patterns=GROUP_PATTERNS, config_limits=CONFIG_LIMITS, default_prefix="",

@@ -63,6 +63,7 @@ T5 = register(Family(
     structure=Structure(blocks={"encoder": "encoder.block", "decoder": "decoder.block"},
                         ffn={"encoder": "layer.1.DenseReluDense", "decoder": "layer.2.DenseReluDense"},
                         ffn_in=("wi", "wi_0", "wi_1"), ffn_out="wo", ffn_dim={"encoder": "d_ff", "decoder": "d_ff"},
-                        layers={"encoder": "num_layers", "decoder": "num_decoder_layers"}, heads=True),
+                        layers={"encoder": "num_layers", "decoder": "num_decoder_layers"}, heads=True,
+                        heads_key={"encoder": "num_heads", "decoder": "num_heads"}),
     ct2_prepare=_ct2_prepare,
 ))
