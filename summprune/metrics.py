@@ -36,6 +36,12 @@ DEFAULT_PREDICTIONS = "submission.csv"
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 
+#: Longest prediction or reference score_result.py scores, in characters (about 3,000 words;
+#: BillSum's summaries run to a few thousand characters, a 128-token summary to under 1,000).
+#: The course metric and ROUGE-L cost the product of the two lengths: one 100 MB prediction took
+#: 508 s and 8 GB; a longer field is cut here, with a warning naming it.
+MAX_FIELD_CHARS = 20_000
+
 
 # --------------------------------------------------------------------------------------------
 # Inputs
