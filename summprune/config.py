@@ -645,6 +645,13 @@ def validate(cfg: ExperimentConfig, source: str = "<config>") -> None:
                  ("train.eval_batch_size", cfg.train.eval_batch_size), ("eval.batch_size", cfg.eval.batch_size)):
         if v > MAX_BATCH:
             bad(f"{k}={v}: must be <= {MAX_BATCH:,}")
+    if cfg.threads != 0:  # 0 = torch's default; 100000 threads was a raw MemoryError
+        from .limits import check_threads
+
+        try:
+            check_threads(cfg.threads, "threads")
+        except ValueError as e:
+            bad(f"threads={cfg.threads}:{str(e).split(':', 1)[1]} (0 = torch's default)")
     if cfg.train.precision not in ("auto", "fp32", "bf16", "fp16"):
         bad(f"train.precision={cfg.train.precision!r}: choose auto, fp32, bf16 or fp16")
     from .export import FORMATS, stored_dtypes  # the registry (imports torch; a config is checked before a run anyway)

@@ -140,3 +140,14 @@ def test_extends_naming_a_fifo_a_device_or_a_directory_says_what_it_is(tmp_path)
         assert "does not exist" not in str(e.value)
     with pytest.raises(ConfigError, match="is a directory, not a regular file"):
         load_config(tmp_path / "dir.toml")
+
+
+def test_threads_are_bounded():
+    """threads=100000 was a raw MemoryError from torch at the start of a run."""
+    from summprune.limits import max_threads
+
+    assert load_config(None, [f"threads={max_threads()}"]).threads == max_threads()
+    with pytest.raises(ConfigError, match=rf"override 'threads=100000'.*threads=100000: more than {max_threads()}"):
+        load_config(None, ["threads=100000"])
+    with pytest.raises(ConfigError, match=r"threads=-1: must be a whole number >= 1 \(0 = torch's default\)"):
+        load_config(None, ["threads=-1"])
