@@ -175,16 +175,46 @@ def resolve_inputs(args, model_dir: Path) -> tuple[dict, dict]:
     return out, source
 
 
+def check_generation_size(args, model_dir: Path, decoding: dict, source: dict, inputs: dict, n_docs: int) -> dict:
+    """The decoding, its ``max_length`` capped (with a warning) by the decoder positions of the
+    model's family where it came from the model or the default, and checked before anything is
+    loaded: ``--max-length`` past the positions, or batch x beams x length past the memory
+    budget (summprune.limits), is a UsageError naming the options."""
+    from summprune.generate import check_decoding, check_generation
+
+    fam, config = _family(model_dir)
+    if fam is None:  # the loader says why
+        return decoding
+    limit = fam.max_target_positions(config)
+    if limit is not None and decoding["max_length"] > limit and source["max_length"] != "option":
+        print(f"{PROG}: warning: max_length {decoding['max_length']} (from {source['max_length']}) capped to "
+              f"{limit}: the model in {model_dir} has {limit} decoder positions (config.json "
+              "max_position_embeddings)", file=sys.stderr)
+        try:
+            decoding = check_decoding({**decoding, "max_length": limit})
+        except ValueError as e:
+            raise UsageError(f"{e} (max_length capped to the model's {limit} decoder positions; "
+                             "lower --min-new-tokens)") from None
+    opts = {k: decoding[k] for k in ("num_beams", "max_length")}
+    where = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in opts.items()) + f" --batch-size {args.batch_size}"
+    try:
+        check_generation(config, batch_size=min(args.batch_size, n_docs), num_beams=decoding["num_beams"],
+                         max_length=decoding["max_length"], source_length=inputs["max_source_length"],
+                         where=where + f" (max-source-length {inputs['max_source_length']})")
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    return decoding
+
+
 def _family(model_dir: Path):
     """``(family, config)`` of ``model_dir``'s model, for the prefix its family takes by convention
     ("summarize: " for T5, none for BART and Pegasus) and the longest input it reads; ``(None,
     None)`` where that cannot be told here (the loader says why, later)."""
-    from transformers import AutoConfig
-
+    from summprune.io.hf import read_config
     from summprune.models import family_of
 
-    try:
-        return family_of(model_dir), AutoConfig.from_pretrained(str(model_dir))
+    try:  # the loaders' one config validation: a bad value is their clean error later, not a TypeError here
+        return family_of(model_dir), read_config(model_dir)
     except (ValueError, OSError):
         return None, None
 
@@ -214,7 +244,11 @@ def run_meta(args, model_dir: Path, n_docs: int, decoding: dict, inputs: dict) -
 
 
 def read_partial(path: Path, n_docs: int) -> dict[int, str]:
-    """Rows saved by an interrupted run; a torn last line (killed mid-write) is dropped."""
+    """Rows saved by an interrupted run; a torn last line (killed mid-write) is dropped. Each
+    summary is cleaned as a fresh one is (a hand-edited file may hold commas and line breaks,
+    which the CSV must not)."""
+    from summprune.generate import clean_prediction
+
     done: dict[int, str] = {}
     if not path.is_file():
         return done
@@ -225,8 +259,8 @@ def read_partial(path: Path, n_docs: int) -> dict[int, str]:
                 i, pred = rec["id"], rec["prediction"]
             except (json.JSONDecodeError, KeyError, TypeError):
                 continue
-            if isinstance(i, int) and 0 <= i < n_docs and isinstance(pred, str):
-                done[i] = pred
+            if isinstance(i, int) and not isinstance(i, bool) and 0 <= i < n_docs and isinstance(pred, str):
+                done[i] = clean_prediction(pred)
     return done
 
 
@@ -256,13 +290,24 @@ def run(args) -> int:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1 (got {getattr(args, name)})")
     if args.limit is not None and args.limit < 1:
         raise UsageError(f"--limit must be >= 1 (got {args.limit})")
-    if args.threads is not None and args.threads < 1:
-        raise UsageError(f"--threads must be >= 1 (got {args.threads})")
+    if args.threads is not None:
+        from summprune.limits import check_threads
+
+        try:  # 100000 threads was a raw MemoryError from torch
+            check_threads(args.threads, "--threads")
+        except ValueError as e:
+            raise UsageError(str(e)) from None
     try:
         device = gen.resolve_device(args.device)
     except ValueError as e:
         raise UsageError(f"--device {args.device} --dtype {args.dtype}: {e}") from None
     model_dir = check_model_dir(args.model)
+    from summprune.io.hf import read_config
+
+    try:  # the loaders' config validation, before the tokenizer (which reads config.json too) is loaded
+        read_config(model_dir)
+    except (ValueError, OSError) as e:
+        raise UsageError(f"cannot load the model in {model_dir}: {e}") from None
     decoding, dec_source = resolve_decoding(args, model_dir)
     args.engine, why = gen.choose_engine(args.engine, device.type, decoding["num_beams"], args.dtype)
     args.engine_auto = why != "asked for"  # auto: the engine may change (a resumed run's, torch if this fails)
@@ -305,6 +350,7 @@ def run(args) -> int:
         ds = ds.select(range(args.limit))
     texts = list(ds["text"])
     inputs, in_source = resolve_inputs(args, model_dir)
+    decoding = check_generation_size(args, model_dir, decoding, dec_source, inputs, len(texts))
     from summprune.io.files import LockedError, lock_file
 
     lock = output.with_name(output.name + ".lock")
@@ -397,6 +443,14 @@ def _generate(args, output: Path, model_dir: Path, texts: list[str], decoding: d
             tokenizer = load_tokenizer(model_dir)
         except (OSError, ValueError, RuntimeError) as e:
             raise UsageError(f"cannot load the model in {model_dir}: {e}") from None
+        from summprune.io.hf import check_vocabulary
+
+        config = _family(model_dir)[1]
+        if config is not None:
+            try:
+                check_vocabulary(len(tokenizer), config, f"--model {model_dir}")
+            except ValueError as e:
+                raise UsageError(str(e)) from None
         from summprune.data import DataError, check_prefix_fits
 
         try:  # before the model is loaded (or converted for ctranslate2)
@@ -423,12 +477,15 @@ def _generate(args, output: Path, model_dir: Path, texts: list[str], decoding: d
         raise UsageError(f"--output {output}: cannot write beside it ({e.strerror or e}: {e.filename or partial})") from None
     if model is not None:
         try:
-            with partial.open("a", encoding="utf-8") as f:
+            # unbuffered: a write the disk refuses fails here, in save, and nothing is left in a
+            # buffer for close() to fail on again (a raw OSError that hid the message below)
+            with partial.open("ab", buffering=0) as f:
                 def save(ids: list[int], summaries: list[str]) -> None:
                     try:
-                        for i, s in zip(ids, summaries):
-                            f.write(json.dumps({"id": i, "prediction": gen.clean_prediction(s)}) + "\n")
-                        f.flush()
+                        data = memoryview("".join(json.dumps({"id": i, "prediction": gen.clean_prediction(s)}) + "\n"
+                                                  for i, s in zip(ids, summaries)).encode("utf-8"))
+                        while data:  # a raw write may take part of it
+                            data = data[f.write(data):]
                         os.fsync(f.fileno())
                     except OSError as e:  # a full disk: the rows saved before this batch stay resumable
                         raise UsageError(f"--output {output}: cannot save progress to {partial} "

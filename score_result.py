@@ -26,7 +26,7 @@ from pathlib import Path
 
 from summprune.io.files import atomic_write_json
 from summprune.scripts import ArgumentParser, UsageError, run_script
-from summprune.metrics import (DEFAULT_PREDICTIONS, ROUGE_TYPES, PredictionsError, kaggle_score,
+from summprune.metrics import (DEFAULT_PREDICTIONS, MAX_FIELD_CHARS, ROUGE_TYPES, PredictionsError, kaggle_score,
                                read_predictions, rouge)
 
 PROG = "score_result.py"
@@ -205,6 +205,19 @@ def course_verdict(scores: dict, model_dir: Path | None, source: str) -> tuple[d
     return verdict, (lines if len(lines) > 1 else [])
 
 
+def _bounded(texts: list[str], what: str, name) -> list[str]:
+    """``texts`` with each one longer than :data:`MAX_FIELD_CHARS` cut to that length, and a
+    warning naming them (``name(i)``): scoring costs the product of the two texts' lengths, so a
+    huge field would take minutes and gigabytes."""
+    long = [i for i, t in enumerate(texts) if len(t) > MAX_FIELD_CHARS]
+    if not long:
+        return texts
+    shown = ", ".join(f"{name(i)}: {len(texts[i]):,} characters" for i in long[:5])
+    _warn(f"{len(long)} {what}(s) longer than {MAX_FIELD_CHARS:,} characters are scored on their first "
+          f"{MAX_FIELD_CHARS:,} ({shown}{', ...' if len(long) > 5 else ''})")
+    return [t[:MAX_FIELD_CHARS] if len(t) > MAX_FIELD_CHARS else t for t in texts]
+
+
 def format_table(scores: dict, notes: dict[str, str]) -> str:
     lines = [f"{'metric':<15}{'value':>10}"]
     for k, v in scores.items():
@@ -235,6 +248,8 @@ def _run(a: argparse.Namespace) -> int:
         texts = predictions.aligned(len(references))
     except PredictionsError as e:
         raise UsageError(str(e)) from None
+    texts = _bounded(texts, "prediction", lambda i: f"ID {i} (line {predictions.line_of[i]} of {pred_path})")
+    references = _bounded(references, "reference", lambda i: f"row {i} of --references {a.references}")
     blank_refs = [i for i, r in enumerate(references) if not r.strip()]
     if blank_refs:
         _warn(f"{len(blank_refs)} reference(s) with an empty summary score 0 (row(s) "

@@ -48,6 +48,11 @@ DECODING_DEFAULTS: dict[str, int | float] = {
 }
 
 
+#: The smallest value of the integer decoding options (0 otherwise): max_length counts the decoder
+#: start token, and transformers raises a ValueError for max_length=1.
+_DECODING_MIN = {"max_length": 2, "num_beams": 1}
+
+
 def check_decoding(decoding: dict, where: str = "decoding") -> dict:
     """``decoding`` completed from :data:`DECODING_DEFAULTS` and checked: ValueError naming
     ``where`` and the key for an unknown key or a value out of range."""
@@ -59,8 +64,10 @@ def check_decoding(decoding: dict, where: str = "decoding") -> dict:
     d = {**DECODING_DEFAULTS, **{k: v for k, v in decoding.items() if v is not None}}
     for k in ("max_length", "num_beams", "no_repeat_ngram_size", "min_new_tokens"):
         v = d[k]
-        if isinstance(v, bool) or not isinstance(v, int) or v < (1 if k in ("max_length", "num_beams") else 0):
-            raise ValueError(f"{where}: {k}={v!r} must be an integer >= {1 if k in ('max_length', 'num_beams') else 0}")
+        if isinstance(v, bool) or not isinstance(v, int) or v < _DECODING_MIN.get(k, 0):
+            raise ValueError(f"{where}: {k}={v!r} must be an integer >= {_DECODING_MIN.get(k, 0)}"
+                             + (" (it counts the decoder start token: 1 leaves no room for a summary)"
+                                if k == "max_length" else ""))
     for k in ("repetition_penalty", "length_penalty"):
         v = d[k]
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
@@ -464,12 +471,16 @@ def config_from_dict(data: dict, source: str = "<dict>") -> ExperimentConfig:
     return cfg
 
 
+#: How many files an ``extends`` chain may hold (a cycle is reported as one, whatever its length).
+MAX_EXTENDS_DEPTH = 32
+
+
 def _read_toml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     """A TOML file as a dict; ``extends = "other.toml"`` (relative to the file) reads that file
     first and lays this one over it, table by table: settings shared by several configs (the
     recommended decoding) are written once."""
     if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
+        raise ConfigError(f"{path}: {_not_a_file(path) or 'config file not found'}")
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except RecursionError:
@@ -484,11 +495,30 @@ def _read_toml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     if not isinstance(base, str) or not base:
         raise ConfigError(f"{path}: extends={base!r} is not a file name")
     base_path = (path.parent / base).resolve()
-    if base_path in seen or len(seen) > 8:
-        raise ConfigError(f"{path}: extends {base!r} makes a cycle")
+    if base_path in seen:
+        chain = " -> ".join(p.name for p in (*seen, base_path))
+        raise ConfigError(f"{path}: extends {base!r} makes a cycle ({chain})")
+    if len(seen) >= MAX_EXTENDS_DEPTH:
+        raise ConfigError(f"{path}: extends {base!r}: a chain of more than {MAX_EXTENDS_DEPTH} files "
+                          "(MAX_EXTENDS_DEPTH); flatten some of them")
     if not base_path.is_file():
-        raise ConfigError(f"{path}: extends {base!r}, but {base_path} does not exist")
+        raise ConfigError(f"{path}: extends {base!r}, but {base_path} {_not_a_file(base_path) or 'does not exist'}")
     return _overlay(_read_toml(base_path, seen + (base_path,)), data)
+
+
+def _not_a_file(path: Path) -> str:
+    """What ``path`` is when it exists but is no regular file (a directory, a FIFO, a device such
+    as /dev/zero: never read, a FIFO would block), else ``""``."""
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return ""
+    kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "not a regular file")
+    return f"is {kind}, not a regular file" if kind != "not a regular file" else "is not a regular file"
 
 
 def _overlay(base: dict, top: dict) -> dict:
@@ -520,10 +550,13 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
             parts = key.split(".")
             # the message names the key, or a table on its path ("prune.stages[0]: recover_...")
             prefixes = [re.sub(r"\.(\d+)(?=\.|$)", r"[\1]", ".".join(parts[:i])) for i in range(len(parts), max(2, len(parts) - 3), -1)]
-            parent = indexed.rsplit(".", 1)[0] if "." in indexed else ""
+            # the table above each part of the key: "train" for train.batch_sise, "" for trian.batch_size
+            levels = [re.sub(r"\.(\d+)(?=\.|$)", r"[\1]", ".".join(parts[:i])) for i in range(len(parts))]
             named = (f" {key}" in body or f" {indexed}" in body
-                     # "train: unknown key(s) ['batch_sise']" for the override train.batch_sise=3
-                     or (body.startswith(f"{parent}: unknown" if parent else "unknown top-level") and repr(parts[-1]) in body)
+                     # "train: unknown key(s) ['batch_sise']" for the override train.batch_sise=3, and
+                     # "unknown top-level key(s) ['trian']" for a misspelled table, trian.batch_size=3
+                     or any(body.startswith(f"{lv}: unknown" if lv else "unknown top-level") and repr(parts[i]) in body
+                            for i, lv in enumerate(levels))
                      or any(body.startswith(pre) and body[len(pre):len(pre) + 1] in (":", ".", "[", "=")
                             for pre in [key, *prefixes]))
             if named:
@@ -612,6 +645,13 @@ def validate(cfg: ExperimentConfig, source: str = "<config>") -> None:
                  ("train.eval_batch_size", cfg.train.eval_batch_size), ("eval.batch_size", cfg.eval.batch_size)):
         if v > MAX_BATCH:
             bad(f"{k}={v}: must be <= {MAX_BATCH:,}")
+    if cfg.threads != 0:  # 0 = torch's default; 100000 threads was a raw MemoryError
+        from .limits import check_threads
+
+        try:
+            check_threads(cfg.threads, "threads")
+        except ValueError as e:
+            bad(f"threads={cfg.threads}:{str(e).split(':', 1)[1]} (0 = torch's default)")
     if cfg.train.precision not in ("auto", "fp32", "bf16", "fp16"):
         bad(f"train.precision={cfg.train.precision!r}: choose auto, fp32, bf16 or fp16")
     from .export import FORMATS, stored_dtypes  # the registry (imports torch; a config is checked before a run anyway)

@@ -144,9 +144,14 @@ def convert(model_dir: str | Path, log=None) -> Path:
     if _cached(out, key, log):
         return out
     from .export import load_model
+    from .io.hf import meta_model
     from .modeling import load_tokenizer
     from .models import family_of
 
+    if (Path(model_dir) / "config.json").is_file():
+        # the converter copies every weight into its own arrays while the model is held: two
+        # dense copies, checked against the memory budget before either is allocated
+        meta_model(Path(model_dir), copies=2, what="converting the model for ctranslate2 (the model and its converted copy)")
     root.mkdir(parents=True, exist_ok=True)
     # the pid in the name tells a later conversion whether this one is still running
     tmp = root / f"{key}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
@@ -259,8 +264,10 @@ class Ct2Model:
     ``engine='ctranslate2'``."""
 
     def __init__(self, translator: Any, tokenizer: Any, device: str, dtype: str, forced_eos: bool = False,
-                 vocabulary: list[str] | None = None):
+                 vocabulary: list[str] | None = None, config: Any = None):
         self.translator = translator
+        #: the model's transformers config (generation checks its positions, vocabulary and memory)
+        self.config = config
         self.tokenizer = tokenizer
         # ids <-> tokens through the converted vocabulary (the tokenizer's, padded to the model's
         # rows): an id past the tokenizer's end (a padding row the model may still pick) comes
@@ -301,13 +308,14 @@ class Ct2Model:
             path = convert(model_dir, log=log)
             translator = load()
         from .io.files import read_json
-        from .io.hf import load_generation_config
+        from .io.hf import load_generation_config, read_config
 
         gen = load_generation_config(Path(model_dir))
         cfg = read_json(Path(model_dir) / "config.json")
         forced = (getattr(gen, "forced_eos_token_id", None) if gen is not None
                   else (cfg.get("forced_eos_token_id") if isinstance(cfg, dict) else None)) is not None
-        return cls(translator, tokenizer, device, dtype, forced_eos=forced, vocabulary=read_vocabulary(path))
+        return cls(translator, tokenizer, device, dtype, forced_eos=forced, vocabulary=read_vocabulary(path),
+                   config=read_config(Path(model_dir)))
 
     def generate_ids(self, batch: list[list[int]], decoding: dict) -> list[list[int]]:
         """Token ids of each summary (start token and EOS not included) for ``batch`` of source

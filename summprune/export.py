@@ -202,7 +202,7 @@ def save_compact(model: nn.Module, out_dir: str | Path, tokenizer: Any = None,
         if gen is not None:
             gen.save_pretrained(str(tmp))
         enable_cache(tmp)
-        save_tokenizer(tokenizer, tmp)
+        save_tokenizer(tokenizer, tmp, getattr(model.config, "vocab_size", None))
         hf.write_pruning(pruning_info, tmp)
         write_json(tmp / MANIFEST, manifest)
     return out

@@ -190,6 +190,46 @@ def set_decoding(generation_config, decoding: dict) -> None:
         setattr(generation_config, k, d[k] if d[k] != DECODING_DEFAULTS[k] else None)
 
 
+#: Bytes of one cached value (fp32; the estimate's unit whatever the dtype: an upper bound there)
+_VALUE_BYTES = 4
+
+
+def generation_bytes(config, *, rows: int, max_length: int, source_length: int) -> int:
+    """A lower estimate of the memory one ``generate`` call takes for ``rows`` decoder rows
+    (batch x beams) of ``max_length`` positions reading ``source_length`` input tokens: the
+    self- and cross-attention key/value caches of every decoder layer, the encoder output
+    copied per beam and one row of logits per decoder row. What the family's
+    ``decoder_dims`` gives sets the widths (fp32 values)."""
+    from .models import family_of
+
+    layers, kv_width, hidden = family_of(config).decoder_dims(config)
+    per_row = (2 * layers * kv_width * (max_length + source_length)  # self- and cross-attention caches
+               + hidden * source_length  # the encoder output, one copy per beam
+               + int(config.vocab_size))  # the next token's logits
+    return rows * per_row * _VALUE_BYTES
+
+
+def check_generation(config, *, batch_size: int, num_beams: int, max_length: int, source_length: int,
+                     where: str = "") -> None:
+    """ValueError (naming ``where``, the options that ask for it) before anything is allocated
+    when ``max_length`` exceeds the decoder positions of the model's family, or when batch x
+    beams x length (:func:`generation_bytes`) exceeds the memory budget
+    (:mod:`summprune.limits`; ``--num-beams 1000000`` had torch ask for 16.4 GB, then a raw
+    traceback)."""
+    from .limits import check_memory
+    from .models import family_of
+
+    fam = family_of(config)
+    limit = fam.max_target_positions(config)
+    if limit is not None and max_length > limit:
+        raise ValueError(f"{where + ': ' if where else ''}max_length={max_length}: the model's decoder has "
+                         f"{limit} positions (config.json max_position_embeddings), so a summary's decoder "
+                         f"sequence, start token included, holds at most {limit}; use a max_length <= {limit}")
+    n = generation_bytes(config, rows=batch_size * num_beams, max_length=max_length, source_length=source_length)
+    check_memory(n, f"generating {batch_size} document(s) at a time x {num_beams} beam(s) x max_length "
+                    f"{max_length} ({source_length} input tokens)", where)
+
+
 def clean_prediction(s: str) -> str:
     """The course CSV format: commas become periods, line breaks become spaces."""
     return s.replace(",", ".").replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
@@ -328,6 +368,13 @@ def generate_summaries(model, tokenizer, texts: list[str], *, prefix: str = "sum
     encoded = tokenizer([prefix + texts[i] for i in todo], max_length=max_source_length,
                         truncation=True)["input_ids"]
     order = sorted(range(len(todo)), key=lambda k: (-len(encoded[k]), todo[k]))
+    config = getattr(model, "config", None)
+    if config is not None:  # before anything of the generation is allocated
+        from .io.hf import check_vocabulary
+
+        check_vocabulary(1 + max((max(e) for e in encoded if e), default=-1), config, "the documents' token ids")
+        check_generation(config, batch_size=min(batch_size, len(todo)), num_beams=decoding["num_beams"],
+                         max_length=decoding["max_length"], source_length=max(len(e) for e in encoded))
     ct2 = not isinstance(model, nn.Module)
     if ct2:
         run_model = dev = None

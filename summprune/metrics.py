@@ -36,6 +36,12 @@ DEFAULT_PREDICTIONS = "submission.csv"
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 
+#: Longest prediction or reference score_result.py scores, in characters (roughly 3,000 words;
+#: the 20 BillSum test summaries in ../shared are at most 2,151 characters). The course metric and
+#: ROUGE-L cost the product of the two lengths (issue 32: one 100 MB prediction took 508 s and
+#: 8 GB); a longer field is cut to this, with a warning naming it.
+MAX_FIELD_CHARS = 20_000
+
 
 # --------------------------------------------------------------------------------------------
 # Inputs

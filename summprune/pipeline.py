@@ -214,6 +214,7 @@ def load_step(checkpoint_dir: str | Path, tie_mode: str, owner: dict | None = No
     from transformers import AutoConfig
 
     from .io.files import file_digests, read_json
+    from .io.hf import check_config, meta_model_from_config
     from .models import family_of
     from .prune import sync_tied_masks, untie_lm_head
 
@@ -251,15 +252,28 @@ def load_step(checkpoint_dir: str | Path, tie_mode: str, owner: dict | None = No
                                 f"{', '.join(diff[:8])}{' ...' if len(diff) > 8 else ''}){hint}")
     if legacy and note is not None:
         note(f"{d} was written before step checkpoints recorded {' and '.join(legacy)}: used as it is")
+    config = info["config"]
+    try:
+        fam = family_of(config)
+        # step.json's sizes and the memory the model and its state take, checked before either is
+        # allocated (vocab_size=1000000, d_model=4096 built 16.4 GB before any check)
+        check_config(config, d / STEP_INFO)
+        try:
+            hf_config = AutoConfig.for_model(config.get("model_type") or "t5", **{
+                k: v for k, v in config.items() if k != "model_type"})
+        except Exception as e:  # huggingface_hub's strict fields raise their own error class
+            raise ValueError(f"{d / STEP_INFO}: its config cannot be read as a {fam.name} config "
+                             f"({type(e).__name__}: {str(e).strip().splitlines()[-1][:200]})") from None
+    except (ValueError, TypeError, KeyError) as e:
+        raise StepError(f"{e}{hint}") from None
+    meta_model_from_config(hf_config, d / STEP_INFO, copies=2,
+                           what="resuming the pruned model (its saved state and the model)")
     try:
         sd = load_file(str(d / STEP_STATE))
     except (SafetensorError, OSError) as e:
         raise StepError(f"{d / STEP_STATE}: cannot be read ({e}); the file is truncated or corrupt{hint}") from None
-    config = info["config"]
     try:
-        fam = family_of(config)
-        model = fam.build(AutoConfig.for_model(config.get("model_type") or "t5", **{
-            k: v for k, v in config.items() if k != "model_type"}))
+        model = fam.build(hf_config)
         if info.get("untied_lm_head"):
             untie_lm_head(model)
         for name, mod in model.named_modules():

@@ -99,3 +99,55 @@ def test_extends_reads_the_shared_file_first_and_refuses_cycles(tmp_path):
     (tmp_path / "d.toml").write_text('extends = "missing.toml"\n')
     with pytest.raises(ConfigError, match="missing.toml"):
         load_config(tmp_path / "d.toml")
+
+
+def test_a_misspelled_table_in_an_override_is_blamed_on_the_override():
+    """trian.batch_size=3 was blamed on the config file."""
+    with pytest.raises(ConfigError, match=r"^override 'trian.batch_size=3' \(on .*smoke.toml\): unknown top-level key\(s\) \['trian'\]"):
+        load_config(ROOT / "configs" / "smoke.toml", ["trian.batch_size=3"])
+    with pytest.raises(ConfigError, match=r"^override 'prune.stagse.0.x=1' \(on <defaults>\): prune: unknown key\(s\) \['stagse'\]"):
+        load_config(None, ["prune.stagse.0.x=1"])
+
+
+def test_a_long_extends_chain_is_no_cycle_and_the_depth_limit_is_named(tmp_path):
+    """A legitimate 12-deep chain was called a cycle."""
+    from summprune.config import MAX_EXTENDS_DEPTH
+
+    def chain(n: int, prefix: str) -> Path:
+        for i in range(n):
+            nxt = f'extends = "{prefix}{i + 1}.toml"\n' if i < n - 1 else ""
+            (tmp_path / f"{prefix}{i}.toml").write_text(f'{nxt}name = "{prefix}{i}"\n[eval]\nmax_length = {10 + i}\n')
+        return tmp_path / f"{prefix}0.toml"
+
+    cfg = load_config(chain(12, "c"))
+    assert (cfg.name, cfg.eval.max_length) == ("c0", 10)
+    load_config(chain(MAX_EXTENDS_DEPTH, "ok"))
+    with pytest.raises(ConfigError, match=rf"more than {MAX_EXTENDS_DEPTH} files \(MAX_EXTENDS_DEPTH\)") as e:
+        load_config(chain(MAX_EXTENDS_DEPTH + 1, "deep"))
+    assert "cycle" not in str(e.value)
+
+
+def test_extends_naming_a_fifo_a_device_or_a_directory_says_what_it_is(tmp_path):
+    """It said "does not exist" (and never opened them: a FIFO would block)."""
+    import os
+
+    os.mkfifo(tmp_path / "fifo.toml")
+    (tmp_path / "dir.toml").mkdir()
+    for target, what in (("fifo.toml", "is a FIFO"), ("/dev/zero", "is a device"), ("dir.toml", "is a directory")):
+        (tmp_path / "top.toml").write_text(f'extends = "{target}"\n')
+        with pytest.raises(ConfigError, match=f"{what}.*, not a regular file") as e:
+            load_config(tmp_path / "top.toml")
+        assert "does not exist" not in str(e.value)
+    with pytest.raises(ConfigError, match="is a directory, not a regular file"):
+        load_config(tmp_path / "dir.toml")
+
+
+def test_threads_are_bounded():
+    """threads=100000 was a raw MemoryError from torch at the start of a run."""
+    from summprune.limits import max_threads
+
+    assert load_config(None, [f"threads={max_threads()}"]).threads == max_threads()
+    with pytest.raises(ConfigError, match=rf"override 'threads=100000'.*threads=100000: more than {max_threads()}"):
+        load_config(None, ["threads=100000"])
+    with pytest.raises(ConfigError, match=r"threads=-1: must be a whole number >= 1 \(0 = torch's default\)"):
+        load_config(None, ["threads=-1"])

@@ -752,3 +752,45 @@ def test_int8_corrupt_or_lying_files_are_refused(tmp_path, int8_dir):
         load_model(d)
     # the untouched copy still loads
     load_model(int8_dir)
+
+
+def test_int8_trailing_data_after_a_compressed_stream_is_named(tmp_path, int8_dir):
+    """Garbage after a complete lzma stream said "does not hold the 257024 bytes ... (got 257024)"."""
+    from summprune.io import compact as C
+
+    man = json.loads((int8_dir / "compact.json").read_text())
+    name = next(e for e in man["tensors"] if "mask" in e.get("codecs", {}))["name"]
+    sd = _stored(int8_dir)
+    blob = torch.cat([sd[name + "::mask"], torch.tensor([1, 2, 3], dtype=torch.uint8)])
+    sd[name + "::mask"] = blob
+    save_file(sd, str(int8_dir / "compact.safetensors"))
+
+    def lie(m):
+        e = _entry(m, name)
+        e["stored_bytes"]["mask"] = blob.numel()
+        e["sha256"] = C._sha256_tensors(*(sd[k] for k in C._stored_layout(e)))
+    _edit_manifest(int8_dir, lie)
+    with pytest.raises(ValueError, match=rf"{re.escape(name)}.*3 byte\(s\) of trailing data after the compressed "
+                                         r"stream") as e:
+        load_model(int8_dir)
+    assert "does not hold" not in str(e.value)
+
+
+@pytest.mark.parametrize("dtype", ["int8", "fp32"])
+def test_export_refuses_a_tokenizer_larger_than_the_vocabulary(tmp_path, dtype):
+    """int8 export accepted a tokenizer of more ids than vocab_size (generation then failed with a
+    raw IndexError): refused naming both sizes, nothing written."""
+    from summprune.modeling import build_tiny_model
+    from summprune.synthetic import make_corpus
+    from summprune.tokenizer import train_tokenizer
+
+    tok = train_tokenizer([r["text"] for r in make_corpus(20)], vocab_size=100)
+    model = build_tiny_model(vocab_size=50, d_model=32, layers=2, heads=4, d_ff=64)
+    with pytest.raises(ValueError, match=rf"token ids up to {len(tok) - 1} \({len(tok)} ids\) but the model's "
+                                         r"vocab_size is 50.*nothing was written"):
+        save_compact(model, tmp_path / "c", tokenizer=tok, dtype=dtype)
+    assert not (tmp_path / "c").exists()
+    tok.save_pretrained(tmp_path / "tok")  # as files copied from a model folder
+    with pytest.raises(ValueError, match="vocab_size is 50"):
+        export_model(model, tmp_path / "h", format="hf", tokenizer=str(tmp_path / "tok"))
+    assert not (tmp_path / "h").exists()

@@ -529,3 +529,112 @@ def test_auto_engine_is_ctranslate2_for_beams_on_a_cpu_and_torch_for_greedy(mode
     assert run(model_dir, data, tmp_path / "t.csv", "--num-beams", "3", "--engine", "torch") == 0
     assert "engine:" not in capsys.readouterr().err  # asked for: nothing to explain
     assert len(read_rows(tmp_path / "b.csv")) == len(read_rows(tmp_path / "t.csv")) == N_DOCS + 1
+
+
+# ------------------------------------------------------------------------------------------
+# bounded generation and clean errors (issue 32)
+
+
+def test_beams_past_the_memory_budget_are_refused_before_loading(model_dir, data, tmp_path, capsys, monkeypatch):
+    """--num-beams 1000000: torch asked for 16.4 GB, CTranslate2 4.6 GB, then raw tracebacks."""
+    engines = ["torch"] + (["ctranslate2"] if gen.ENGINES["ctranslate2"].available() else [])
+    for engine in engines:
+        monkeypatch.setattr(gen.ENGINES[engine], "load", lambda *a, **k: pytest.fail("the model was loaded"))
+        _fails(capsys, tmp_path, ["--model", str(model_dir), "--data", str(data), "--output", str(tmp_path / "s.csv"),
+                                  "--device", "cpu", "--engine", engine, "--num-beams", "1000000"],
+               "--num-beams 1000000", "1000000 beam(s)", "of memory, more than", "nothing was allocated")
+    monkeypatch.setenv("SUMMPRUNE_MAX_MEMORY", "10kB")
+    _fails(capsys, tmp_path, ["--model", str(model_dir), "--data", str(data), "--output", str(tmp_path / "s.csv"),
+                              "--device", "cpu", "--engine", "torch"], "SUMMPRUNE_MAX_MEMORY=10kB")
+
+
+def test_max_length_1_and_too_many_threads_are_messages(model_dir, data, tmp_path, capsys):
+    argv = ["--model", str(model_dir), "--data", str(data), "--output", str(tmp_path / "s.csv"), "--device", "cpu"]
+    _fails(capsys, tmp_path, [*argv, "--max-length", "1"], "max_length=1", ">= 2", "--max-length")
+    _fails(capsys, tmp_path, [*argv, "--threads", "100000"], "--threads 100000", "four per CPU")
+
+
+def _bart_dir(tmp_path: Path, model_dir: Path, max_positions: int = 16) -> Path:
+    """A tiny BART with ``max_positions`` decoder positions, the tokenizer of ``model_dir``."""
+    import shutil
+
+    from summprune.modeling import build_tiny_model
+
+    d = tmp_path / "bart"
+    tok = json.loads((model_dir / "config.json").read_text())["vocab_size"]
+    build_tiny_model(vocab_size=tok, d_model=32, heads=4, d_ff=64, family="bart",
+                     max_positions=max_positions).save_pretrained(d)
+    for f in model_dir.iterdir():
+        if f.name.startswith(("tokenizer", "special_tokens")):
+            shutil.copy(f, d)
+    return d
+
+
+def test_decoder_length_past_the_positions_is_refused_or_capped(model_dir, data, tmp_path, capsys):
+    """BART with max_position_embeddings=16 and --max-length 64 --min-new-tokens 40: raw IndexError."""
+    d = _bart_dir(tmp_path, model_dir)
+    argv = ["--model", str(d), "--data", str(data), "--device", "cpu", "--no-progress", "--engine", "torch",
+            "--max-source-length", "16"]
+    _fails(capsys, tmp_path, [*argv, "--output", str(tmp_path / "s.csv"), "--max-length", "64",
+                              "--min-new-tokens", "40"], "max_length=64", "16 positions", "max_position_embeddings")
+    # the default max_length (128) is capped with a warning, and the summaries are written
+    assert generate_csv.main([*argv, "--output", str(tmp_path / "s.csv")]) == 0
+    err = capsys.readouterr().err
+    assert "warning: max_length 128 (from default) capped to 16" in err
+    assert len(read_rows(tmp_path / "s.csv")) == N_DOCS + 1
+
+
+def test_a_tokenizer_larger_than_the_vocabulary_is_a_message(model_dir, data, tmp_path, capsys):
+    """vocab_size smaller than the tokenizer: a raw IndexError in the torch engine."""
+    d = _model_copy(model_dir, tmp_path)
+    from summprune.modeling import build_tiny_model
+
+    build_tiny_model(vocab_size=50, d_model=32, layers=2, heads=4, d_ff=64).save_pretrained(d)
+    n = json.loads((model_dir / "config.json").read_text())["vocab_size"]
+    _fails(capsys, tmp_path, ["--model", str(d), "--data", str(data), "--output", str(tmp_path / "s.csv"),
+                              "--device", "cpu", "--engine", "torch"],
+           f"token ids up to {n - 1}", "vocab_size is 50")
+
+
+@pytest.mark.parametrize("bad", [32128.0, True, "64"])
+def test_non_integer_config_values_are_a_message(model_dir, data, tmp_path, capsys, bad):
+    """vocab_size=32128.0, true, "64": clean in `report`, a raw TypeError here."""
+    d = _model_copy(model_dir, tmp_path)
+    cfg = json.loads((d / "config.json").read_text())
+    (d / "config.json").write_text(json.dumps({**cfg, "vocab_size": bad}))
+    _fails(capsys, tmp_path, ["--model", str(d), "--data", str(data), "--output", str(tmp_path / "s.csv"),
+                              "--device", "cpu"], str(d / "config.json"), f"vocab_size={bad!r} is not a positive whole number")
+
+
+def test_disk_full_while_writing_a_batch_keeps_the_message(model_dir, data, tmp_path, capsys, monkeypatch):
+    """A write the disk refuses (not only the fsync): closing the partial file raised a raw OSError
+    that hid the "cannot save progress" message. The partial file is /dev/full here: every write
+    fails with ENOSPC, as on a full disk."""
+    real_open = Path.open
+
+    def open_(self, mode="r", *a, **kw):
+        if self.name == "s.csv.partial.jsonl" and "a" in mode:
+            return real_open(Path("/dev/full"), mode.replace("a", "w"), *a, **kw)
+        return real_open(self, mode, *a, **kw)
+
+    monkeypatch.setattr(Path, "open", open_)
+    assert run(model_dir, data, tmp_path / "s.csv") == 2
+    err = capsys.readouterr().err
+    assert "generate_csv.py: error:" in err and "cannot save progress" in err and "No space left on device" in err
+    assert f"0 of {N_DOCS} summaries are saved" in err and "Traceback" not in err
+    assert not (tmp_path / "s.csv").exists()
+
+
+def test_rows_read_back_from_a_tampered_partial_file_are_cleaned(model_dir, data, tmp_path, counted):
+    out = tmp_path / "sub.csv"
+    partial = tmp_path / "sub.csv.partial.jsonl"
+    counted["interrupt_after"] = 3
+    assert run(model_dir, data, out) == 130
+    rows = [json.loads(x) for x in partial.read_text(encoding="utf-8").splitlines()]
+    rows[0]["prediction"] = "a, b\nc\r\nd"
+    partial.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    counted["interrupt_after"] = None
+    assert run(model_dir, data, out) == 0
+    got = dict(read_rows(out)[1:])
+    assert got[str(rows[0]["id"])] == "a. b c d"
+    assert all("," not in p and "\n" not in p for p in got.values())

@@ -266,3 +266,28 @@ def test_without_a_model_a_line_says_the_ratios_need_one(tmp_path, refs, capsys)
     assert run("--predictions", perfect(tmp_path), "--references", refs) == 0
     out = capsys.readouterr().out
     assert "mask_ratio" in out and "--model" in out
+
+
+def test_a_huge_field_is_cut_with_a_warning_and_scoring_stays_fast(tmp_path, refs, capsys):
+    """A 100 MB prediction took 508 s and 8 GB (the metrics cost the product of the lengths): a
+    field past MAX_FIELD_CHARS is scored on its first MAX_FIELD_CHARS characters, named in a
+    warning; the score is the one of the cut text."""
+    import time
+
+    from summprune.metrics import kaggle_score
+
+    cap = score_result.MAX_FIELD_CHARS
+    huge = as_generate_csv_writes(SUMMARIES[1]) + " filler" * 2_000_000  # 14 MB
+    rows = [[i, as_generate_csv_writes(s)] for i, s in enumerate(SUMMARIES)]
+    rows[1][1] = huge
+    pred = write_csv(tmp_path / "big.csv", rows)
+    start = time.perf_counter()
+    assert run("--predictions", str(pred), "--references", str(refs), "--model", "none") == 0
+    assert time.perf_counter() - start < 60
+    err = capsys.readouterr().err
+    assert f"1 prediction(s) longer than {cap:,} characters" in err
+    assert f"ID 1 (line 3 of {pred})" in err and f"{len(huge):,} characters" in err
+    scores = json.loads((tmp_path / "big.scores.json").read_text())
+    cut = [r[1] for r in rows]
+    cut[1] = huge[:cap]
+    assert scores["kaggle_score"] == pytest.approx(kaggle_score(cut, SUMMARIES))

@@ -106,7 +106,10 @@ def _unpack(stored: torch.Tensor, codec: str, dtype: torch.dtype, count: int, wh
         data = dec.decompress(stored.numpy().tobytes(), max_length=want)
     except lzma.LZMAError as e:
         raise ValueError(f"{where}: compressed data is corrupt ({e})") from None
-    if len(data) != want or not dec.eof or dec.unused_data:
+    if len(data) == want and dec.eof and dec.unused_data:
+        raise ValueError(f"{where}: {len(dec.unused_data)} byte(s) of trailing data after the compressed stream "
+                         f"(which holds the {want} bytes {MANIFEST} says); the file is corrupt")
+    if len(data) != want or not dec.eof:
         raise ValueError(f"{where}: compressed data does not hold the {want} bytes {MANIFEST} says "
                          f"(got {len(data)}{'' if dec.eof else ', stream not ended'}); the file is corrupt")
     return torch.frombuffer(bytearray(data), dtype=torch.uint8).view(dtype)

@@ -157,7 +157,7 @@ def grader_model(d: str | Path) -> nn.Module:
     (:func:`_check_tensors`) before any memory is allocated for the model. Errors name the file
     and the keys.
     """
-    from .hf import meta_model
+    from .hf import check_model_memory, meta_model
 
     d = Path(d)
     path = d / STATE_FILE
@@ -167,6 +167,8 @@ def grader_model(d: str | Path) -> nn.Module:
     for m in model.modules():
         if isinstance(m, nn.Linear):
             torch_prune.identity(m, "weight")
+    # the file's tensors (weights and masks) and their fp32 copy in the model are held at once
+    check_model_memory(model, path, copies=2, what="loading the course model (the file's tensors and the model)")
     sd = read_state_file(path)
     want = model.state_dict(keep_vars=True)
     missing = sorted(set(want) - set(sd))

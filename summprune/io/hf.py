@@ -2,8 +2,10 @@
 checking one before transformers loads it (checksums, key and shape coverage).
 
 Also the checks every loader of this package shares (this is the lowest module that knows models,
-so ``compact``, ``course`` and ``summprune.export`` all use them): :func:`check_config` (config
-sizes, before anything is built), :func:`meta_model` (the architecture with no memory),
+so ``compact``, ``course`` and ``summprune.export`` all use them): :func:`read_config` (the one
+config validation: sizes checked before anything is built, :func:`check_config`),
+:func:`meta_model` (the architecture with no memory, and the memory budget of the load,
+:func:`check_model_memory` over :mod:`summprune.limits`), :func:`check_vocabulary`,
 :func:`check_finite`, :func:`file_inside` (a name a manifest lists stays inside the model
 directory) and :func:`load_generation_config`."""
 
@@ -42,7 +44,7 @@ def write_hf(model: nn.Module, tmp: Path, tokenizer: Any, pruning_info: dict | N
     """save_pretrained + tokenizer + pruning.json + checksums.json into ``tmp``."""
     model.save_pretrained(str(tmp))
     enable_cache(tmp)
-    save_tokenizer(tokenizer, tmp)
+    save_tokenizer(tokenizer, tmp, getattr(model.config, "vocab_size", None))
     write_pruning(pruning_info, tmp)
     weight_files = sorted(p.name for p in tmp.iterdir()
                           if p.name.endswith((".safetensors", ".safetensors.index.json")) or p.name in extra_checksummed)
@@ -129,30 +131,78 @@ def check_config(config, path: Path) -> None:
     """ValueError naming ``path`` (config.json) and the key if a size is not a positive whole
     number or exceeds its family's limit (``Family.config_limits``; a corrupt or hostile config
     is refused by name: num_layers=1000000 hung the loader, vocab_size=5e7 allocated 12.8 GB
-    before any check): checked before any model is built from ``config``."""
+    before any check): checked before any model is built from ``config``. ``config`` is a
+    transformers config or the dict of a config.json (checked before transformers reads it:
+    its strict fields raise a raw TypeError on ``vocab_size=32128.0``)."""
     fam = family_of(config)
     for key, cap in fam.config_limits.items():
-        v = getattr(config, key, None)
-        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+        if isinstance(config, dict):
+            if key not in config:  # the config class's default, checked once transformers has read it
+                continue
+            v = config[key]
+        else:
+            v = getattr(config, key, None)
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ValueError(f"{path}: {key}={v!r} is not a positive whole number (the key '{key}' holds "
+                             f"a {type(v).__name__}: write {v!r} as an integer)")
+        if v <= 0:
             raise ValueError(f"{path}: {key}={v!r} is not a positive whole number")
         if v > cap:
             raise ValueError(f"{path}: {key}={v:,} exceeds this package's limit of {cap:,}; "
                              f"the file is corrupt or not a {fam.name} model this package handles")
 
 
-def meta_model(d: Path) -> nn.Module:
-    """The architecture of ``d/config.json`` on the meta device (shapes only, no memory), its
-    family supported, its sizes checked first (:func:`check_config`) and its parameter count
-    capped (:data:`MAX_PARAMS`)."""
+def read_config(d: Path):
+    """The transformers config of ``d/config.json``, checked: one validation every loader (and
+    generate_csv.py) shares: the family supported, every size a positive whole number within
+    the family's limits (on the file's values first, then on the config transformers made of
+    them), anything transformers refuses a ValueError naming the file."""
     from transformers import AutoConfig
 
     path = d / "config.json"
     fam = family_of(d)  # an unsupported model_type: one error listing the supported ones
+    raw = read_json(path)
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: not a JSON object (a {type(raw).__name__}); expected a model config")
+    check_config(raw, path)
     try:
         config = AutoConfig.from_pretrained(str(d))
-    except Exception as e:
-        raise ValueError(f"{path}: cannot be read as a {fam.name} config ({e})") from None
+    except Exception as e:  # huggingface_hub's StrictDataclassFieldValidationError is no ValueError
+        raise ValueError(f"{path}: cannot be read as a {fam.name} config "
+                         f"({type(e).__name__}: {str(e).strip().splitlines()[-1][:200]})") from None
     check_config(config, path)
+    return config
+
+
+def model_bytes(model: nn.Module) -> int:
+    """Bytes the tensors of ``model`` (built on the meta device: shapes and dtypes only) take
+    once allocated: every parameter and buffer once (a tied tensor counts once)."""
+    seen: set[int] = set()
+    total = 0
+    for t in [*model.parameters(), *model.buffers()]:
+        if id(t) not in seen:
+            seen.add(id(t))
+            total += t.numel() * t.element_size()
+    return total
+
+
+def check_model_memory(model: nn.Module, path: Path | str, copies: int = 1, what: str = "loading the model") -> None:
+    """:func:`summprune.limits.check_memory` for ``copies`` dense copies of ``model`` (on the
+    meta device): a loader that holds the file's tensors and the model's at once passes 2."""
+    from ..limits import check_memory
+
+    n = model_bytes(model)
+    check_memory(copies * n, f"{what} ({sum(p.numel() for p in model.parameters()):,} parameters, "
+                             f"{copies} dense cop{'y' if copies == 1 else 'ies'} in fp32)", str(path))
+
+
+def meta_model_from_config(config, path: Path | str, copies: int = 1, what: str = "loading the model") -> nn.Module:
+    """The architecture of ``config`` (checked by :func:`check_config`) on the meta device (shapes
+    only, no memory), its parameter count capped (:data:`MAX_PARAMS`) and the memory ``copies``
+    dense copies of it take checked against the budget (:mod:`summprune.limits`). ``path`` names
+    where the config came from in every message."""
+    fam = family_of(config)
+    check_config(config, Path(path))
     try:
         with torch.device("meta"):
             model = fam.build(config)
@@ -163,7 +213,15 @@ def meta_model(d: Path) -> nn.Module:
         raise ValueError(f"{path}: describes a model of {n:,} parameters, more than this package's limit of "
                          f"{MAX_PARAMS:,} ("
                          + ", ".join(f"{k}={getattr(config, k, None)}" for k in fam.config_limits) + ")")
+    check_model_memory(model, path, copies, what)
     return model
+
+
+def meta_model(d: Path, copies: int = 1, what: str = "loading the model") -> nn.Module:
+    """The architecture of ``d/config.json`` on the meta device (shapes only, no memory): the
+    config read and checked by :func:`read_config`, then :func:`meta_model_from_config` (the
+    parameter cap and the memory budget of ``copies`` dense copies)."""
+    return meta_model_from_config(read_config(d), d / "config.json", copies, what)
 
 
 def check_finite(model: nn.Module, source: Path | dict[str, Path] | None = None) -> None:
@@ -310,9 +368,39 @@ def _check_tokenizer_json(f: Path) -> None:
                              f"({str(e).splitlines()[0][:200]})") from None
 
 
-def save_tokenizer(tokenizer: Any, d: Path) -> None:
+def check_vocabulary(n_tokens: int, config: Any, where: str) -> None:
+    """ValueError naming both sizes when a tokenizer of ``n_tokens`` ids (or the largest id + 1
+    it produced) does not fit the model's embedding (``config.vocab_size``, a config or its
+    dict): an id past it was a raw IndexError in torch's embedding."""
+    vocab = config.get("vocab_size") if isinstance(config, dict) else getattr(config, "vocab_size", None)
+    if isinstance(vocab, int) and n_tokens > vocab:
+        raise ValueError(f"{where}: the tokenizer gives token ids up to {n_tokens - 1:,} ({n_tokens:,} ids) but "
+                         f"the model's vocab_size is {vocab:,} (config.json): ids {vocab:,} and above have no "
+                         "embedding; the tokenizer is not this model's")
+
+
+def _tokenizer_size(tokenizer: Any) -> int | None:
+    """How many token ids ``tokenizer`` (an object, or :class:`TokenizerFiles`) gives, where that
+    can be told without loading it whole (a SentencePiece-only folder: None)."""
+    if isinstance(tokenizer, TokenizerFiles):
+        tj = next((f for f in tokenizer.files if f.name == "tokenizer.json"), None)
+        if tj is None:
+            return None
+        from tokenizers import Tokenizer
+
+        return Tokenizer.from_file(str(tj)).get_vocab_size(with_added_tokens=True)
+    try:
+        return len(tokenizer)
+    except TypeError:
+        return None
+
+
+def save_tokenizer(tokenizer: Any, d: Path, vocab_size: int | None = None) -> None:
+    """Write ``tokenizer`` (an object, a folder or a hub name) into ``d``; with ``vocab_size``
+    (the model's), a tokenizer of more ids than that is refused, naming both sizes."""
     if tokenizer is None:
         return
+    source = f"the tokenizer {tokenizer}" if isinstance(tokenizer, (str, os.PathLike)) else "the tokenizer"
     if isinstance(tokenizer, (str, os.PathLike)):
         src = Path(tokenizer).expanduser()
         if src.is_dir():
@@ -330,6 +418,13 @@ def save_tokenizer(tokenizer: Any, d: Path) -> None:
             except Exception as e:  # tokenizers' bare Exception for a file of the wrong schema
                 raise ValueError(f"{tokenizer}: its tokenizer cannot be read ({type(e).__name__}: "
                                  f"{str(e).splitlines()[0][:200]})") from None
+    if vocab_size is not None:
+        n = _tokenizer_size(tokenizer)
+        if n is not None:
+            try:
+                check_vocabulary(n, {"vocab_size": vocab_size}, source)
+            except ValueError as e:
+                raise ValueError(f"{e}; nothing was written") from None
     tokenizer.save_pretrained(str(d))
 
 

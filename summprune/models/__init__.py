@@ -69,6 +69,12 @@ class Family:
     #: ``config -> int | None``: the longest input the encoder can read (learned or sinusoidal
     #: positions), None where positions are relative (any length)
     max_source_positions: Callable[[Any], int | None]
+    #: ``config -> int | None``: the longest decoder sequence (start token included) the decoder's
+    #: positions cover, None where positions are relative (any length)
+    max_target_positions: Callable[[Any], int | None]
+    #: ``config -> (decoder layers, key/value width of one attention, hidden width)``: what
+    #: generation caches per decoder row and position (its memory estimate)
+    decoder_dims: Callable[[Any], tuple[int, int, int]]
     #: ``(vocab_size, d_model, layers, heads, d_ff, pad_id, eos_id) -> config`` of a small model of
     #: the family's layout (tests, the smoke run)
     tiny_config: Callable[..., Any]

@@ -69,6 +69,10 @@ _COMMON = dict(
     group_patterns=GROUP_PATTERNS, config_limits=CONFIG_LIMITS, default_prefix="",
     native_tied=lambda config: bool(getattr(config, "tie_word_embeddings", True)),
     max_source_positions=lambda config: int(config.max_position_embeddings), structure=STRUCTURE,
+    # learned (BART) or sinusoidal (Pegasus) tables of max_position_embeddings rows: a longer
+    # decoder sequence is a raw IndexError
+    max_target_positions=lambda config: int(config.max_position_embeddings),
+    decoder_dims=lambda config: (int(config.decoder_layers), int(config.d_model), int(config.d_model)),
 )
 
 def _ct2_keys(**keys):

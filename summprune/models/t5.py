@@ -59,6 +59,9 @@ def _ct2_prepare(model) -> None:
 T5 = register(Family(
     name="t5", model_types=("t5", "mt5"), group_patterns=GROUP_PATTERNS, config_limits=CONFIG_LIMITS,
     default_prefix="summarize: ", native_tied=native_tied, max_source_positions=lambda config: None,
+    max_target_positions=lambda config: None,  # relative attention: any length
+    decoder_dims=lambda config: (int(config.num_decoder_layers), int(config.num_heads) * int(config.d_kv),
+                                 int(config.d_model)),
     tiny_config=tiny_config, int8_exempt=(r"relative_attention_bias\.weight$",),
     structure=Structure(blocks={"encoder": "encoder.block", "decoder": "decoder.block"},
                         ffn={"encoder": "layer.1.DenseReluDense", "decoder": "layer.2.DenseReluDense"},
