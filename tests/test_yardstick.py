@@ -1,0 +1,104 @@
+"""The yardstick's corpus and its pipeline on a small slice: the same install gives the same corpus,
+the splits never share a package, nothing held out leaks into pretraining, and corpus -> tokenizer
+-> pretrain -> fine-tune -> checks runs end to end (the real training takes an hour and more)."""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+SLICE = dict(distributions=["tqdm"], stdlib=["json", "argparse", "textwrap", "string", "csv", "shlex"])
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    from summprune.corpus import build_corpus
+
+    return build_corpus(SLICE["distributions"], stdlib=SLICE["stdlib"], test_frac=0.2, val_frac=0.1)
+
+
+def test_corpus_is_deterministic_and_round_trips(corpus, tmp_path):
+    from summprune.corpus import build_corpus, load_corpus, save_corpus
+
+    again = build_corpus(SLICE["distributions"], stdlib=SLICE["stdlib"], test_frac=0.2, val_frac=0.1)
+    assert again["content_hash"] == corpus["content_hash"] and len(corpus["train"]) >= 10
+    assert set(corpus["versions"]) == {"tqdm", "python-stdlib"}
+    save_corpus(corpus, tmp_path / "c")
+    assert load_corpus(tmp_path / "c")["content_hash"] == corpus["content_hash"]
+    # a changed file no longer matches the recorded hash
+    f = tmp_path / "c" / "train.jsonl"
+    f.write_text(f.read_text().replace("the", "a", 1))
+    with pytest.raises(ValueError, match="content_hash"):
+        load_corpus(tmp_path / "c")
+
+
+def test_corpus_pairs_are_clean_and_splits_share_no_package(corpus):
+    from summprune.corpus import MIN_INPUT_WORDS, _key
+
+    split_of = corpus["packages"]
+    for split in ("train", "val", "test"):
+        for p in corpus[split]:
+            assert split_of[p["package"]] == split
+            assert _key(p["summary"]) not in _key(p["text"])  # the target is never in its input
+            assert len(p["text"].split()) > MIN_INPUT_WORDS and p["text"].startswith(p["id"])
+    assert corpus["test"], "the slice holds held-out pairs"
+    targets = [_key(p["summary"]) for s in ("train", "val", "test") for p in corpus[s]]
+    assert len(targets) == len(set(targets))  # near-duplicates dropped
+    prose = [_key(t) for t in corpus["prose"]]
+    for p in corpus["test"] + corpus["val"]:  # nothing held out reaches pretraining
+        assert not any(t.startswith(_key(p["summary"])) for t in prose)
+
+
+def test_span_corruption_hides_spans_the_target_restores():
+    import yardstick
+
+    ids = list(range(100, 228))
+    sentinels = list(range(10, 42))
+    inp, tgt = yardstick.span_corrupt(ids, sentinels, eos_id=1, rng=random.Random(0))
+    assert inp[-1] == tgt[-1] == 1
+    noise = [t for t in tgt[:-1] if t not in sentinels]
+    assert len(noise) == round(0.15 * len(ids))
+    # filling each sentinel of the input with its span in the target gives the text back
+    spans, cur = {}, None
+    for t in tgt[:-1]:
+        if t in sentinels:
+            cur = t
+            spans[cur] = []
+        else:
+            spans[cur].append(t)
+    restored = [x for t in inp[:-1] for x in (spans[t] if t in sentinels else [t])]
+    assert restored == ids
+
+
+def test_yardstick_runs_end_to_end_and_its_checks_rerun(tmp_path, capsys):
+    import yardstick
+
+    argv = ["--distributions", *SLICE["distributions"], "--stdlib", *SLICE["stdlib"], "--vocab", "400",
+            "--d-model", "16", "--layers", "1", "--heads", "2", "--d-ff", "32", "--pretrain-steps", "3",
+            "--pretrain-batch", "4", "--pretrain-length", "32", "--finetune-steps", "3", "--batch-size", "4",
+            "--warmup", "2", "--seeds", "0", "1", "--val-docs", "2", "--eval-docs", "6", "--max-source-length", "48", "--threads", "1",
+            "--out", str(tmp_path / "out"), "--work", str(tmp_path / "work")]
+    assert yardstick.main(argv) == 0
+    out = tmp_path / "out"
+    meta = json.loads((out / "yardstick.json").read_text())
+    assert set(meta["runs"]) == {f"finetune_{s}_s{i}" for s in ("pretrained", "scratch") for i in (0, 1)}
+    assert meta["corpus"]["content_hash"] and meta["command"].startswith("python benchmarks/yardstick.py")
+    assert set(meta["checks"]["passes"]) == {"reads_input_swapped_le_60pct", "far_from_ceiling_025_080",
+                                             "beats_first_sentence", "beats_first_30_words",
+                                             "pretraining_matters_ranges_apart"}
+    rows = [json.loads(x) for x in (out / "test.jsonl").read_text().splitlines()]
+    assert rows and {"text", "summary"} <= set(rows[0])
+    # a second run finds every stage done and trains nothing more
+    assert yardstick.main(argv) == 0
+    capsys.readouterr()
+    rc = yardstick.main(["--out", str(out), "--check-only"])
+    printed = capsys.readouterr().out
+    assert "equals the recorded" in printed  # the stored model gives the recorded score again
+    assert rc == (0 if all(meta["checks"]["passes"].values()) else 1)
