@@ -292,8 +292,12 @@ def run(args) -> int:
             check_not_input(written, {"--data": local, "--model": model_dir}, what="--output")
         except ValueError as e:
             raise UsageError(str(e)) from None
+    from summprune.data import HubError
+
     try:
         ds = load_split(args.data, args.split, columns=("text",))
+    except HubError as e:
+        raise UsageError(f"--data {args.data}: {e}, e.g. --data /data/billsum") from None
     except DataError as e:
         raise UsageError(f"--data: {e}") from None
     except Exception as e:  # e.g. the hub unreachable offline

@@ -147,10 +147,12 @@ def _original_params(model_dir: Path) -> int | None:
 
 
 def _load_references(dataset: str, split: str) -> list[str]:
-    from summprune.data import DataError, load_split
+    from summprune.data import DataError, HubError, load_split
 
     try:
         ds = load_split(dataset, split, columns=("summary",), allow_empty=("summary",))
+    except HubError as e:
+        raise UsageError(f"--references {dataset} --split {split}: {e}, e.g. --references /data/billsum") from None
     except (DataError, OSError, ValueError) as e:
         hint = " (offline? pass --references PATH to a local file)" if dataset == "billsum" else ""
         raise UsageError(f"--references {dataset} --split {split}: {e}{hint}") from None

@@ -38,8 +38,11 @@ PRUNING_FORMAT = "summprune.pruning/1"
 
 def load_train_val(cfg_data) -> tuple:
     """Raw (untokenized) train and validation Datasets with text and summary."""
-    train = D.load_split(cfg_data.dataset, cfg_data.train_split, ("text", "summary"),
-                         synthetic_docs=cfg_data.synthetic_docs, seed=cfg_data.seed)
+    try:
+        train = D.load_split(cfg_data.dataset, cfg_data.train_split, ("text", "summary"),
+                             synthetic_docs=cfg_data.synthetic_docs, seed=cfg_data.seed)
+    except D.HubError as e:
+        raise D.HubError(f"data.dataset={cfg_data.dataset}: {e}, e.g. data.dataset=/data/billsum") from None
     train, val = D.train_val_split(train, cfg_data.val_size, seed=cfg_data.seed)
     if cfg_data.max_train_samples:
         train = train.select(range(min(cfg_data.max_train_samples, len(train))))
