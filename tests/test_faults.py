@@ -313,6 +313,16 @@ def test_every_command_line_option_has_help_text():
                 assert a.help, f"{p.prog}: {a.option_strings or a.dest} has no help text"
 
 
+def test_cli_help_is_plain_text_and_shows_the_random_models_default(capsys):
+    with pytest.raises(SystemExit):
+        cli(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "``" not in out and "prune a saved model" in out
+    with pytest.raises(SystemExit):
+        cli(["random-model", "--help"])
+    assert "(default: ../shared/t5-small" in " ".join(capsys.readouterr().out.split())
+
+
 def test_review_findings_stay_fixed(tmp_path, tiny_dir, tiny_model):
     """Regressions found in review: each of these lost work or data before its fix."""
     from summprune.config import load_config as lc
