@@ -103,3 +103,43 @@ def test_config_headers_are_short_and_name_their_command(config):
     header = re.match(r"(?:#[^\n]*\n)*", text).group(0).splitlines()
     assert 0 < len(header) <= 12
     assert any(f"configs/{config}" in line for line in header), "the header gives the command that runs it"
+
+
+@pytest.mark.parametrize("source", ["requirements.txt", ".ci/run"])
+def test_pointers_to_readme_sections_name_sections_that_exist(source):
+    headings = re.findall(r"^#+ (.+)$", README, flags=re.M)
+    named = re.findall(r'README,? "([^"]+)"', (ROOT / source).read_text(encoding="utf-8"))
+    assert named, f"{source} names no README section (the pattern here is stale)"
+    for name in named:
+        assert any(name in h for h in headings), f"{source} points at README section {name!r}; there is none"
+
+
+def test_readme_commands_paste_without_a_pipe():
+    """A placeholder like `--data billsum|FILE` becomes a shell pipe when pasted."""
+    blocks = re.findall(r"```bash\n(.*?)```", README, flags=re.S)
+    assert blocks
+    for block in blocks:
+        for line in block.splitlines():
+            code = line.split(" #", 1)[0]
+            assert "|" not in code, f"README command line pipes when pasted: {line!r}"
+
+
+#: What the README's commands write, relative to the checkout: after them `git status` stays clean.
+WRITTEN = [".venv/bin/python", "runs/smoke/summary.json", "pruned_model/model.safetensors",
+           "pruned_model.trainer/steps/latest/x", "pruned_model_gradual_kd_030/config.json",
+           "pruned_model_structured_kd/config.json", "pruned_model_course/model_state_dict.pth",
+           "fast_model/config.json", "fast_model.trainer/prune.json", "fast_int8/compact.json",
+           "submission.csv", "submission.csv.lock", "submission.csv.partial.jsonl", "submission.csv.partial.meta.json",
+           "submission.csv.meta.json", "submission.scores.json", "quickstart/model/model.safetensors",
+           "quickstart/data/train.jsonl", "quickstart/pruned.trainer/metrics.jsonl", "quickstart/submission.csv"]
+
+
+def test_gitignore_covers_what_the_readme_commands_write():
+    import shutil
+    import subprocess
+
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    r = subprocess.run(["git", "check-ignore", "--no-index", *WRITTEN], cwd=ROOT, capture_output=True, text=True)
+    ignored = set(r.stdout.split())
+    assert [p for p in WRITTEN if p not in ignored] == []
