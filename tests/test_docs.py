@@ -143,3 +143,46 @@ def test_gitignore_covers_what_the_readme_commands_write():
     r = subprocess.run(["git", "check-ignore", "--no-index", *WRITTEN], cwd=ROOT, capture_output=True, text=True)
     ignored = set(r.stdout.split())
     assert [p for p in WRITTEN if p not in ignored] == []
+
+
+def _readme_block(heading: str) -> list[str]:
+    """The command lines of the fenced bash block under README heading ``## <heading>``."""
+    section = README.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```bash\n(.*?)```", section, flags=re.S).group(1)
+    return [line.split("  #", 1)[0].strip() for line in block.splitlines() if line.strip()]
+
+
+def test_setup_is_what_a_newcomer_runs_in_a_fresh_virtualenv():
+    lines = _readme_block("Set-up")
+    assert lines[0] == "python3 -m venv .venv && . .venv/bin/activate"
+    assert "pip install -r requirements.txt" in lines
+    # `jupyter execute` alone saves no outputs
+    (nb,) = [line for line in lines if line.startswith("jupyter execute")]
+    assert "--output=" in nb or "--inplace" in nb
+
+
+def test_quick_start_commands_parse():
+    """The offline quick start's commands hold no typo: each script's parser and the config loader
+    accept them as written (CI runs them in full)."""
+    import importlib.util
+    import shlex
+
+    from summprune.__main__ import build_parser
+    from summprune.config import load_config
+
+    lines = _readme_block("Offline quick start")
+    cli_lines = [shlex.split(line) for line in lines if line.startswith(("python ", "python3 "))]
+    assert [a[1] if a[1] != "-m" else a[3] for a in cli_lines] == [
+        "random-model", "prune", "generate_csv.py", "score_result.py"]
+    for argv in cli_lines:
+        if argv[1] == "-m":
+            args = build_parser().parse_args(argv[3:])
+            if args.cmd == "prune":
+                cfg = load_config(ROOT / args.config, args.overrides)
+                assert cfg.data.dataset == "quickstart/data" and cfg.data.val_size == 4
+            continue
+        spec = importlib.util.spec_from_file_location(argv[1][:-3], ROOT / argv[1])
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        parser = mod.build_parser() if hasattr(mod, "build_parser") else mod._parser()
+        assert parser.parse_args(argv[2:]).limit == 2
