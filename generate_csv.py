@@ -305,7 +305,7 @@ def run(args) -> int:
         raise UsageError(f"--data {args.data}: {e}, e.g. --data /data/billsum") from None
     except DataError as e:
         raise UsageError(f"--data: {e}") from None
-    except Exception as e:  # e.g. the hub unreachable offline
+    except Exception as e:  # any other failure of the loader (the hub ones are HubError, above)
         raise UsageError(f"--data {args.data!r} split {args.split!r}: cannot load ({type(e).__name__}: {e}); "
                          "offline, pass a local JSONL/CSV/parquet file with a text column") from None
     if args.limit is not None and args.limit < len(ds):
