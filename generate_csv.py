@@ -11,7 +11,10 @@ data, commas in summaries replaced by periods and line breaks by spaces, rows in
 Interruptible: finished rows are appended to ``<output>.partial.jsonl`` after every batch, and
 ``<output>.partial.meta.json`` records the arguments that affect the outputs. Re-running the same
 command resumes where it stopped; with different arguments it starts over. The CSV appears
-(atomically) only when every document is done, and then the sidecar files are removed.
+(atomically) only when every document is done; then the partial files are removed and
+``<output>.meta.json`` records the arguments it was made with (and the CSV's checksum). Re-running
+the same command on a finished CSV says so and exits (``--overwrite`` generates it again); with
+other arguments, or a CSV changed since, it is generated again.
 """
 
 from __future__ import annotations
@@ -23,10 +26,9 @@ import io
 import json
 import os
 import sys
-from argparse import ArgumentDefaultsHelpFormatter
 from pathlib import Path
 
-from summprune.scripts import ArgumentParser, UsageError, run_script
+from summprune.scripts import ArgumentParser, DefaultsHelpFormatter, UsageError, run_script
 
 PROG = "generate_csv.py"
 MODEL_HINT = ("make one with `python -m summprune run configs/seed.toml` (or the notebook), "
@@ -41,7 +43,7 @@ def build_parser() -> ArgumentParser:
     from summprune.metrics import DEFAULT_PREDICTIONS
 
     p = ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
-                formatter_class=ArgumentDefaultsHelpFormatter)
+                formatter_class=DefaultsHelpFormatter)
     p.add_argument("--model", default="pruned_model",
                    help="model directory (hf or compact format, tokenizer inside)")
     p.add_argument("--data", default="billsum",
@@ -70,6 +72,9 @@ def build_parser() -> ArgumentParser:
                    help="input tokens kept (default: what the model was trained with, from its pruning.json, else 1024)")
     p.add_argument("--restart", action="store_true",
                    help="discard an interrupted run of --output made with other decoding options")
+    p.add_argument("--overwrite", action="store_true",
+                   help="generate --output again even when it is complete for these arguments (a rerun of "
+                        "the same command otherwise says so and exits)")
     p.add_argument("--batch-size", type=int, default=16, help="documents per generate call")
     p.add_argument("--limit", type=int, default=None, help="only the first N documents")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -339,11 +344,15 @@ def run(args) -> int:
             check_not_input(written, {"--data": local, "--model": model_dir}, what="--output")
         except ValueError as e:
             raise UsageError(str(e)) from None
+    from summprune.data import HubError
+
     try:
         ds = load_split(args.data, args.split, columns=("text",))
+    except HubError as e:
+        raise UsageError(f"--data {args.data}: {e}, e.g. --data /data/billsum") from None
     except DataError as e:
         raise UsageError(f"--data: {e}") from None
-    except Exception as e:  # e.g. the hub unreachable offline
+    except Exception as e:  # any other failure of the loader (the hub ones are HubError, above)
         raise UsageError(f"--data {args.data!r} split {args.split!r}: cannot load ({type(e).__name__}: {e}); "
                          "offline, pass a local JSONL/CSV/parquet file with a text column") from None
     if args.limit is not None and args.limit < len(ds):
@@ -364,10 +373,37 @@ def run(args) -> int:
         return _generate(args, output, model_dir, texts, decoding, dec_source, inputs, in_source, device)
 
 
-def _sidecars(output: Path) -> tuple[Path, Path, Path]:
-    """The files written beside ``output``: its lock, the finished rows and their arguments."""
+def _sidecars(output: Path) -> tuple[Path, Path, Path, Path]:
+    """The files written beside ``output``: its lock, the finished rows and their arguments, and
+    the record of a finished CSV's arguments."""
     return (output.with_name(output.name + ".lock"), output.with_name(output.name + ".partial.jsonl"),
-            output.with_name(output.name + ".partial.meta.json"))
+            output.with_name(output.name + ".partial.meta.json"), output.with_name(output.name + ".meta.json"))
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def finished_state(output: Path, record: Path, meta: dict) -> str | None:
+    """None when ``output`` is the finished CSV of exactly these arguments (``record`` says so and
+    the CSV is unchanged since); else why it must be generated again."""
+    try:
+        old = json.loads(record.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return f"no record of the arguments it was made with ({record.name})"
+    except (OSError, ValueError) as e:
+        return f"its record {record.name} is unreadable ({e})"
+    if not isinstance(old, dict):
+        return f"its record {record.name} is unreadable"
+    changed = sorted(k for k in meta if old.get(k) != meta[k])
+    if changed:
+        return f"made with other arguments: {', '.join(changed)}"
+    try:
+        if old.get("csv_sha256") != _sha256(output):
+            return "changed since it was written"
+    except OSError as e:
+        return f"unreadable ({e.strerror or e})"
+    return None
 
 
 def _input_label(key: str, value, source: str, model_dir: Path) -> str:
@@ -384,9 +420,16 @@ def _generate(args, output: Path, model_dir: Path, texts: list[str], decoding: d
     from summprune import generate as gen
 
     n = len(texts)
-    partial = output.with_name(output.name + ".partial.jsonl")
-    meta_path = output.with_name(output.name + ".partial.meta.json")
+    _, partial, meta_path, record = _sidecars(output)
     meta = run_meta(args, model_dir, n, decoding, inputs)
+    if output.is_file():
+        why = finished_state(output, record, meta)
+        if why is None and not args.overwrite:
+            print(f"{output} is complete: its {n} summaries were made by this same command (arguments in "
+                  f"{record}); nothing to do. --overwrite generates it again", file=sys.stderr)
+            return 0
+        print(f"{output} exists" + (" (--overwrite)" if why is None else f" ({why})") + ": generating it again; "
+              "it is replaced when every summary is done", file=sys.stderr)
     done: dict[int, str] = {}
     if meta_path.is_file():
         try:
@@ -502,7 +545,9 @@ def _generate(args, output: Path, model_dir: Path, texts: list[str], decoding: d
                   "re-run the same command to resume", file=sys.stderr)
             return 130
     try:
+        record.unlink(missing_ok=True)  # the old CSV's record: never left beside a new CSV
         write_csv(output, done)
+        atomic_write(record, json.dumps({**meta, "csv_sha256": _sha256(output)}, indent=1))
     except OSError as e:
         raise UsageError(f"--output {output}: cannot write ({e.strerror or e}); the {len(done)} summaries are kept in "
                          f"{partial}: fix the path and run the same command again") from None

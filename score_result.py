@@ -3,6 +3,7 @@
     python score_result.py                       # submission.csv vs BillSum test (hub), and
                                                  # pruned_model/ when that directory exists
     python score_result.py --predictions out.csv --references ../shared/billsum/us_test_sample.jsonl --model none
+    python score_result.py --predictions out.csv --references ../shared/billsum/us_test_sample.jsonl --limit 5
 
 Prediction ID i is scored against reference row i (the row index of --references). The result
 is a table on stdout and a JSON file with kaggle_score, rouge1, rouge2, rougeL, rougeLsum,
@@ -15,6 +16,9 @@ ratio as the course's grader computes it, which only a course directory (``model
 A bad CSV (no ID/Predict columns, duplicate, non-integer, missing or extra IDs, not UTF-8, an
 unterminated quote) is an error naming the rows: exit status 2 and nothing written. So is a --json
 that would replace an input (the predictions, the references, a file of the model).
+A CSV of only the first N documents (``generate_csv.py --limit N``) is scored with ``--limit N``:
+the first N references only, said on stdout and in the JSON (``limit``, ``n_references``); it is
+a partial score, not comparable with one on every reference.
 """
 
 from __future__ import annotations
@@ -62,6 +66,10 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--metrics", default=None, metavar="LIST",
                     help="comma-separated subset of kaggle,rouge,ratio (default: kaggle,rouge, "
                          "plus ratio when a model is given or found)")
+    ap.add_argument("--limit", type=int, default=None, metavar="N",
+                    help="score only the first N references (IDs 0..N-1), as generate_csv.py --limit N "
+                         "writes them; predictions with a higher ID are left out, and the output says "
+                         "so (default: every reference)")
     ap.add_argument("--workers", type=int, default=1, metavar="N",
                     help="processes for ROUGE, the slow part (5-10 ms of CPU a document, about "
                          "20-30 s for BillSum test on one core) (default: %(default)s)")
@@ -139,10 +147,12 @@ def _original_params(model_dir: Path) -> int | None:
 
 
 def _load_references(dataset: str, split: str) -> list[str]:
-    from summprune.data import DataError, load_split
+    from summprune.data import DataError, HubError, load_split
 
     try:
         ds = load_split(dataset, split, columns=("summary",), allow_empty=("summary",))
+    except HubError as e:
+        raise UsageError(f"--references {dataset} --split {split}: {e}, e.g. --references /data/billsum") from None
     except (DataError, OSError, ValueError) as e:
         hint = " (offline? pass --references PATH to a local file)" if dataset == "billsum" else ""
         raise UsageError(f"--references {dataset} --split {split}: {e}{hint}") from None
@@ -201,7 +211,10 @@ def course_verdict(scores: dict, model_dir: Path | None, source: str) -> tuple[d
     if "kaggle_score" in scores:
         ok = scores["kaggle_score"] > BASELINE_SCORE
         verdict.update(baseline=BASELINE_SCORE, beats_baseline=ok)
-        lines.append(f"  course metric {scores['kaggle_score']:.4f} > baseline {BASELINE_SCORE}: {'yes' if ok else 'NO'}")
+        partial = scores.get("n_references", scores.get("n_docs", 0)) > scores.get("n_docs", 0)
+        lines.append(f"  course metric {scores['kaggle_score']:.4f} > baseline {BASELINE_SCORE}: {'yes' if ok else 'NO'}"
+                     + (f"  (on the first {scores['n_docs']} of {scores['n_references']} references only, --limit)"
+                        if partial else ""))
     return verdict, (lines if len(lines) > 1 else [])
 
 
@@ -231,6 +244,8 @@ def _run(a: argparse.Namespace) -> int:
     metrics = _choose_metrics(a.metrics, model)
     if a.workers < 1:
         raise UsageError("--workers must be >= 1")
+    if a.limit is not None and a.limit < 1:
+        raise UsageError(f"--limit must be >= 1 (got {a.limit})")
     pred_path = Path(a.predictions)
     if a.json is None:
         json_path: Path | None = pred_path.with_name(pred_path.stem + ".scores.json")
@@ -244,10 +259,15 @@ def _run(a: argparse.Namespace) -> int:
     # Cheap checks first: the CSV's own structure, then the references, then the model.
     try:
         predictions = read_predictions(pred_path)
-        references = _load_references(a.references, a.split)
-        texts = predictions.aligned(len(references))
     except PredictionsError as e:
         raise UsageError(str(e)) from None
+    references = _load_references(a.references, a.split)
+    try:
+        texts = predictions.aligned(len(references), a.limit)
+    except PredictionsError as e:
+        raise UsageError(str(e) + _limit_hint(a.limit, predictions, len(references))) from None
+    n_refs = len(references)
+    references = references[:len(texts)]
     texts = _bounded(texts, "prediction", lambda i: f"ID {i} (line {predictions.line_of[i]} of {pred_path})")
     references = _bounded(references, "reference", lambda i: f"row {i} of --references {a.references}")
     blank_refs = [i for i, r in enumerate(references) if not r.strip()]
@@ -267,10 +287,14 @@ def _run(a: argparse.Namespace) -> int:
         r = rouge(texts, references, workers=a.workers)
         scores.update({k: r[k] for k in ROUGE_TYPES})
     scores["n_docs"] = len(references)
+    if a.limit is not None:
+        scores.update(limit=a.limit, n_references=n_refs)
     scores.update(ratios)
 
     ref_name = f"{a.references}[{a.split}]" if a.references == "billsum" else a.references
     print(f"{pred_path} vs {ref_name}" + (f", model {model}" if ratios else ""))
+    if a.limit is not None:
+        print(_limit_line(a.limit, len(references), n_refs, predictions.beyond(len(references), n_refs)))
     print(format_table(scores, {"mask_ratio": source} if ratios else {}))
     if model is None:
         why = "--model none" if a.model is not None else f"there is no {DEFAULT_MODEL}/ here"
@@ -286,6 +310,29 @@ def _run(a: argparse.Namespace) -> int:
             raise UsageError(f"--json {json_path}: cannot write: {e}") from None
         print(f"wrote {json_path}")
     return 0
+
+
+def _limit_hint(limit: int | None, predictions, n_refs: int) -> str:
+    """For a CSV refused for missing IDs without --limit: how to score the rows it holds."""
+    if limit is not None:
+        return ""
+    k = predictions.leading_ids()
+    if k is not None and k < n_refs:
+        return (f"; it holds IDs 0..{k - 1} only, as `generate_csv.py --limit {k}` writes: "
+                f"score those with --limit {k}")
+    return "; a CSV of the first N documents (generate_csv.py --limit N) is scored with --limit N"
+
+
+def _limit_line(limit: int, n: int, n_refs: int, beyond: int) -> str:
+    """What --limit left out, said on stdout (never a silent partial score)."""
+    line = f"--limit {limit}: scored the first {n} of the {n_refs} references (IDs 0..{n - 1})"
+    if limit > n_refs:
+        line += f" (there are only {n_refs})"
+    if beyond:
+        line += f"; {beyond} prediction(s) with a higher ID left out"
+    if n < n_refs:
+        line += f"; a partial score, not comparable with one on all {n_refs}"
+    return line
 
 
 def main(argv: list[str] | None = None) -> int:

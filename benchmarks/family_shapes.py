@@ -112,7 +112,8 @@ def run_shape(shape: str, a, work: Path) -> dict:
         rc = generate_csv.main(["--model", str(pruned), "--data", a.data, "--output", str(csv_path),
                                 "--engine", engine, "--dtype", "fp32", "--num-beams", "1", "--max-length", "128",
                                 "--limit", str(a.docs), "--batch-size", "8", "--no-repeat-ngram-size", "0",
-                                *(["--threads", str(a.threads)] if a.threads else [])])
+                                # timed: a CSV left complete by an earlier run in --work is generated again
+                                "--overwrite", *(["--threads", str(a.threads)] if a.threads else [])])
         rec[f"{engine}_rc"], rec[f"{engine}_s"] = rc, round(time.time() - t, 1)
         outs[engine] = read_csv(csv_path)
         print(f"{shape}: generate_csv --engine {engine}: rc {rc}, {len(outs[engine])} rows in {rec[f'{engine}_s']} s",

@@ -80,7 +80,10 @@ def _cmd_random(a) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m summprune", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m summprune",
+                                description="Compress an encoder-decoder summarizer: run a config end to end, "
+                                            "prune a saved model, export it, report its sparsity, or make a "
+                                            "random model of a config's shape.")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     r = sub.add_parser("run", help="fine-tune -> prune in stages -> export, as one config says")
@@ -124,7 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=_cmd_report)
 
     m = sub.add_parser("random-model", help="save a random model of a config's shape (benchmarks)")
-    m.add_argument("--config-dir", default="../shared/t5-small", help="directory holding the config.json to copy the shape of")
+    m.add_argument("--config-dir", default="../shared/t5-small",
+                   help="directory holding the config.json to copy the shape of; its tokenizer files, if any, "
+                        "are copied too (default: %(default)s, relative to the current directory: the real "
+                        "t5-small config and tokenizer beside a checkout)")
     m.add_argument("--output", required=True, help="directory to write the model to")
     m.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     m.set_defaults(fn=_cmd_random)

@@ -171,14 +171,48 @@ def load_split(dataset: str, split: str, columns: tuple[str, ...] = ("text", "su
     return ds
 
 
+class HubError(DataError):
+    """A data set named by its hub id cannot be loaded (offline, unknown name). The message ends
+    by saying to pass local files; a caller adds its own option's spelling."""
+
+
+def hub_unreachable(timeout: float = 3.0) -> str | None:
+    """Why the Hugging Face hub cannot be reached, found in at most about ``timeout`` seconds, or
+    None if it may be reachable. Offline, ``datasets`` otherwise spends ~30 s on retries before it
+    says so. With a proxy set in the environment a direct connection proves nothing: None."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return None
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    host, port = url.hostname or "huggingface.co", url.port or (80 if url.scheme == "http" else 443)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except OSError as e:  # socket.gaierror (no DNS), timeout, connection refused
+        return f"{host}:{port}: {e.strerror or e}"
+
+
 def _from_hub(name: str, split: str) -> datasets.Dataset:
+    from huggingface_hub import constants
+
+    local_hint = "offline, give a local JSONL/CSV/parquet file or a directory holding <split>.jsonl"
+    # HF_HUB_OFFLINE=1: datasets reads its local cache only, and fails fast if it is not there.
+    if not constants.HF_HUB_OFFLINE:
+        why = hub_unreachable()
+        if why is not None:
+            raise HubError(f"{name!r} split {split!r}: the Hugging Face hub is unreachable ({why}; with "
+                           f"HF_HUB_OFFLINE=1 a copy in the Hugging Face cache is read instead); {local_hint}")
     try:
         return datasets.load_dataset(name, split=split)
     except Exception as e:  # ConnectionError offline, DatasetNotFoundError, ...
         msg = str(e).splitlines()[0][:200] if str(e) else ""
-        raise DataError(f"{name!r} split {split!r}: cannot load it from the Hugging Face hub ({type(e).__name__}"
-                        f"{': ' + msg if msg else ''}); offline, give a local JSONL/CSV/parquet file or a directory "
-                        f"holding <split>.jsonl, e.g. data.dataset=/data/billsum") from None
+        raise HubError(f"{name!r} split {split!r}: cannot load it from the Hugging Face hub ({type(e).__name__}"
+                       f"{': ' + msg if msg else ''}); {local_hint}") from None
 
 
 def train_val_split(ds: datasets.Dataset, val_size: int, seed: int = 42) -> tuple[datasets.Dataset, datasets.Dataset]:

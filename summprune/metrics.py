@@ -264,21 +264,35 @@ class Predictions:
     #: Lines whose Predict is empty, blank or missing: they score as empty text.
     empty_lines: list[int]
 
-    def aligned(self, n_docs: int) -> list[str]:
-        """The texts for reference rows ``0..n_docs-1``, in that order; PredictionsError if an ID
-        is missing or has no reference."""
-        absent = [i for i in range(n_docs) if i not in self.by_id]
+    def aligned(self, n_docs: int, limit: int | None = None) -> list[str]:
+        """The texts for reference rows ``0..n-1``, in that order, where ``n`` is ``n_docs``, or
+        ``min(limit, n_docs)`` for a CSV of only the first ``limit`` documents; PredictionsError if
+        one of those IDs is missing or an ID has no reference. With a ``limit``, IDs from ``n`` to
+        ``n_docs - 1`` are not scored (:meth:`beyond` counts them)."""
+        n = n_docs if limit is None else min(limit, n_docs)
+        absent = [i for i in range(n) if i not in self.by_id]
         extra = sorted(i for i in self.by_id if not 0 <= i < n_docs)
         problems = []
         if absent:
-            problems.append(f"{len(absent)} ID(s) of the {n_docs} references (0..{n_docs - 1}) have no "
-                            f"prediction: {_listing(absent)}")
+            scored = (f"the {n_docs} references (0..{n_docs - 1})" if n == n_docs
+                      else f"the first {n} of the {n_docs} references (0..{n - 1})")
+            problems.append(f"{len(absent)} ID(s) of {scored} have no prediction: {_listing(absent)}")
         if extra:
             problems.append(f"{len(extra)} ID(s) have no reference (only 0..{n_docs - 1} exist): "
                             + _listing([f"{i} (line {self.line_of[i]})" for i in extra]))
         if problems:
             raise PredictionsError(f"{self.path}: " + "; ".join(problems))
-        return [self.by_id[i] for i in range(n_docs)]
+        return [self.by_id[i] for i in range(n)]
+
+    def beyond(self, n: int, n_docs: int) -> int:
+        """How many IDs lie in ``n..n_docs-1``: rows a scoring of the first ``n`` leaves out."""
+        return sum(1 for i in self.by_id if n <= i < n_docs)
+
+    def leading_ids(self) -> int | None:
+        """``k`` when the IDs are exactly ``0..k-1`` (what ``generate_csv.py --limit k`` writes),
+        else None."""
+        k = len(self.by_id)
+        return k if k and all(i in self.by_id for i in range(k)) else None
 
 
 _INT = re.compile(r"\s*[+-]?[0-9]+\s*")

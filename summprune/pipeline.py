@@ -4,7 +4,7 @@
 each method is a ``summprune.methods`` class behind one interface. Every step is a function with
 explicit arguments; ``run`` only wires them and writes the run
 folder ``runs/<name>/``: ``config.json`` (resolved), ``metrics.jsonl`` (one record per event),
-``summary.json``. Under ``accelerate launch`` every process runs the same code; the Trainer
+``summary.json`` and the figures (``score_vs_ratio.png``, ``group_sparsity.png``). Under ``accelerate launch`` every process runs the same code; the Trainer
 synchronises training, and only the main process evaluates and writes files.
 """
 
@@ -39,8 +39,11 @@ PRUNING_FORMAT = "summprune.pruning/1"
 
 def load_train_val(cfg_data) -> tuple:
     """Raw (untokenized) train and validation Datasets with text and summary."""
-    train = D.load_split(cfg_data.dataset, cfg_data.train_split, ("text", "summary"),
-                         synthetic_docs=cfg_data.synthetic_docs, seed=cfg_data.seed)
+    try:
+        train = D.load_split(cfg_data.dataset, cfg_data.train_split, ("text", "summary"),
+                             synthetic_docs=cfg_data.synthetic_docs, seed=cfg_data.seed)
+    except D.HubError as e:
+        raise D.HubError(f"data.dataset={cfg_data.dataset}: {e}, e.g. data.dataset=/data/billsum") from None
     train, val = D.train_val_split(train, cfg_data.val_size, seed=cfg_data.seed)
     if cfg_data.max_train_samples:
         train = train.select(range(min(cfg_data.max_train_samples, len(train))))
@@ -622,7 +625,11 @@ def _run(cfg: ExperimentConfig, state, log_print: Callable[[str], None], overwri
         }
         log({"event": "export", "model_dir": str(out)})
         atomic_write_json(run_dir / "summary.json", summary)
-        log_print(f"[{cfg.name}] done in {summary['wall_s']} s; model in {out}; run folder {run_dir}")
+        from .report import run_figures
+
+        figures = run_figures(run_dir, title=f"{cfg.name}: score after each pruning stage")
+        log_print(f"[{cfg.name}] done in {summary['wall_s']} s; model in {out}; run folder {run_dir} "
+                  f"(figures: {', '.join(p.name for p in figures.values())})")
     state.wait_for_everyone()
     return summary
 

@@ -13,6 +13,18 @@ class UsageError(Exception):
     """A bad argument or input: reported as ``<prog>: error: ...``, exit status 2."""
 
 
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends ``(default: X)`` to an option's help, except where the help already says its
+    default in words (``default: what the model was trained with``) or there is none to show
+    (None): argparse's own formatter printed "(default: ...) (default: None)"."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default:" in text or action.default is None:
+            return text
+        return super()._get_help_string(action)
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """argparse that raises :class:`UsageError` instead of exiting, so ``main(argv)`` returns 2
     in-process (tests call the scripts' ``main``)."""

@@ -201,3 +201,86 @@ def test_section_2_runs_its_recipe_on_a_bart_and_says_which_model_prune_takes(tm
         load_config(ROOT / words[0], overrides)  # ConfigError if the line exports a format a BART cannot take
     said = [line for line in section.splitlines() if "MODEL_DIR" in line and not line.startswith("python")]
     assert said and "fine-tuned" in said[0], "section 2 should say which model --model MODEL_DIR is"
+
+
+@pytest.mark.parametrize("source", ["requirements.txt", ".ci/run"])
+def test_pointers_to_readme_sections_name_sections_that_exist(source):
+    headings = re.findall(r"^#+ (.+)$", README, flags=re.M)
+    named = re.findall(r'README,? "([^"]+)"', (ROOT / source).read_text(encoding="utf-8"))
+    assert named, f"{source} names no README section (the pattern here is stale)"
+    for name in named:
+        assert any(name in h for h in headings), f"{source} points at README section {name!r}; there is none"
+
+
+def test_readme_commands_paste_without_a_pipe():
+    """A placeholder like `--data billsum|FILE` becomes a shell pipe when pasted."""
+    blocks = re.findall(r"```bash\n(.*?)```", README, flags=re.S)
+    assert blocks
+    for block in blocks:
+        for line in block.splitlines():
+            code = line.split(" #", 1)[0]
+            assert "|" not in code, f"README command line pipes when pasted: {line!r}"
+
+
+#: What the README's commands write, relative to the checkout: after them `git status` stays clean.
+WRITTEN = [".venv/bin/python", "runs/smoke/summary.json", "pruned_model/model.safetensors",
+           "pruned_model.trainer/steps/latest/x", "pruned_model_gradual_kd_030/config.json",
+           "pruned_model_structured_kd/config.json", "pruned_model_course/model_state_dict.pth",
+           "fast_model/config.json", "fast_model.trainer/prune.json", "fast_int8/compact.json",
+           "submission.csv", "submission.csv.lock", "submission.csv.partial.jsonl", "submission.csv.partial.meta.json",
+           "submission.csv.meta.json", "submission.scores.json", "quickstart/model/model.safetensors",
+           "quickstart/data/train.jsonl", "quickstart/pruned.trainer/metrics.jsonl", "quickstart/submission.csv"]
+
+
+def test_gitignore_covers_what_the_readme_commands_write():
+    import shutil
+    import subprocess
+
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    r = subprocess.run(["git", "check-ignore", "--no-index", *WRITTEN], cwd=ROOT, capture_output=True, text=True)
+    ignored = set(r.stdout.split())
+    assert [p for p in WRITTEN if p not in ignored] == []
+
+
+def _readme_block(heading: str) -> list[str]:
+    """The command lines of the fenced bash block under README heading ``## <heading>``."""
+    section = README.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```bash\n(.*?)```", section, flags=re.S).group(1)
+    return [line.split("  #", 1)[0].strip() for line in block.splitlines() if line.strip()]
+
+
+def test_setup_is_what_a_newcomer_runs_in_a_fresh_virtualenv():
+    lines = _readme_block("Set-up")
+    assert lines[0] == "python3 -m venv .venv && . .venv/bin/activate"
+    assert "pip install -r requirements.txt" in lines
+    # `jupyter execute` alone saves no outputs
+    (nb,) = [line for line in lines if line.startswith("jupyter execute")]
+    assert "--output=" in nb or "--inplace" in nb
+
+
+def test_quick_start_commands_parse():
+    """The offline quick start's commands hold no typo: each script's parser and the config loader
+    accept them as written (CI runs them in full)."""
+    import importlib.util
+    import shlex
+
+    from summprune.__main__ import build_parser
+    from summprune.config import load_config
+
+    lines = _readme_block("Offline quick start")
+    cli_lines = [shlex.split(line) for line in lines if line.startswith(("python ", "python3 "))]
+    assert [a[1] if a[1] != "-m" else a[3] for a in cli_lines] == [
+        "random-model", "prune", "generate_csv.py", "score_result.py"]
+    for argv in cli_lines:
+        if argv[1] == "-m":
+            args = build_parser().parse_args(argv[3:])
+            if args.cmd == "prune":
+                cfg = load_config(ROOT / args.config, args.overrides)
+                assert cfg.data.dataset == "quickstart/data" and cfg.data.val_size == 4
+            continue
+        spec = importlib.util.spec_from_file_location(argv[1][:-3], ROOT / argv[1])
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        parser = mod.build_parser() if hasattr(mod, "build_parser") else mod._parser()
+        assert parser.parse_args(argv[2:]).limit == 2

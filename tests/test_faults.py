@@ -224,18 +224,78 @@ def test_messages_name_the_override_the_file_and_the_key(tmp_path):
 def test_billsum_offline_is_a_message_saying_how_to_pass_local_files(tmp_path, monkeypatch, capsys):
     import datasets
 
+    from summprune import data as D
+
     def offline(*a, **kw):
         raise ConnectionError("Couldn't reach 'FiscalNote/billsum' on the Hub (LocalEntryNotFoundError)")
 
+    monkeypatch.setattr(D, "hub_unreachable", lambda timeout=3.0: None)  # the probe passes; the load fails
     monkeypatch.setattr(datasets, "load_dataset", offline)
     from summprune.data import DataError, load_split
 
-    with pytest.raises(DataError, match=r"cannot load it from the Hugging Face hub \(ConnectionError.*data.dataset=/data/billsum"):
+    with pytest.raises(DataError, match=r"cannot load it from the Hugging Face hub \(ConnectionError.*offline, give a "
+                                        r"local JSONL/CSV/parquet file"):
         load_split("billsum", "train")
     assert cli(["run", str(ROOT / "configs" / "seed.toml"), "model.name=tiny", f"runs_dir={tmp_path / 'runs'}",
                 f"output_dir={tmp_path / 'out'}"]) == 2
     err = capsys.readouterr().err
     assert "Hugging Face hub" in err and "Traceback" not in err
+    assert "data.dataset=/data/billsum" in err  # the config's spelling, for run
+
+
+def test_an_unreachable_hub_fails_fast_with_each_commands_own_option(tmp_path, tiny_dir, monkeypatch, capsys):
+    """Offline, `datasets` spent ~30 s on retries before it failed: a short probe says so at once,
+    and each command names the option it takes (the scripts take --data / --references, not the
+    config's data.dataset=)."""
+    import datasets
+    from huggingface_hub import constants
+
+    from summprune import data as D
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(D, "hub_unreachable", lambda timeout=3.0: "huggingface.co:443: Name or service not known")
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **kw: pytest.fail("the hub was tried"))
+    assert _script("generate_csv").main(["--model", str(tiny_dir), "--output", str(tmp_path / "s.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "--data billsum: 'FiscalNote/billsum' split 'test': the Hugging Face hub is unreachable" in err
+    assert "e.g. --data /data/billsum" in err and "data.dataset" not in err and "HF_HUB_OFFLINE=1" in err
+    (tmp_path / "s.csv").write_text('"ID","Predict"\n"0","a"\n', encoding="utf-8")
+    assert _script("score_result").main(["--predictions", str(tmp_path / "s.csv"), "--model", "none"]) == 2
+    err = capsys.readouterr().err
+    assert "the Hugging Face hub is unreachable" in err and "e.g. --references /data/billsum" in err
+    assert cli(["run", str(ROOT / "configs" / "seed.toml"), "model.name=tiny", f"runs_dir={tmp_path / 'runs'}",
+                f"output_dir={tmp_path / 'out'}"]) == 2
+    assert "e.g. data.dataset=/data/billsum" in capsys.readouterr().err
+    assert not list(tmp_path.glob("s.*.json")) and not list(tmp_path.glob("s.csv.*"))
+
+    # HF_HUB_OFFLINE=1: no probe; datasets reads its cache (here: nothing there)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(D, "hub_unreachable", lambda timeout=3.0: pytest.fail("probed in offline mode"))
+
+    def cache_only(*a, **kw):
+        raise ConnectionError("Couldn't reach 'FiscalNote/billsum' on the Hub (OfflineModeIsEnabled)")
+
+    monkeypatch.setattr(datasets, "load_dataset", cache_only)
+    with pytest.raises(D.HubError, match="OfflineModeIsEnabled"):
+        D.load_split("billsum", "test")
+
+
+def test_the_hub_probe(monkeypatch):
+    import socket
+
+    from summprune.data import hub_unreachable
+
+    for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(v, raising=False)
+
+    def no_dns(address, timeout=None):
+        assert timeout == 3.0
+        raise socket.gaierror(-2, "Name or service not known")
+
+    monkeypatch.setattr(socket, "create_connection", no_dns)
+    assert hub_unreachable() == "huggingface.co:443: Name or service not known"
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy:3128")  # the hub clients go through it: no verdict
+    assert hub_unreachable() is None
 
 
 def test_every_command_line_option_has_help_text():
@@ -251,6 +311,16 @@ def test_every_command_line_option_has_help_text():
         for a in p._actions:
             if not isinstance(a, (argparse._HelpAction, argparse._SubParsersAction)):
                 assert a.help, f"{p.prog}: {a.option_strings or a.dest} has no help text"
+
+
+def test_cli_help_is_plain_text_and_shows_the_random_models_default(capsys):
+    with pytest.raises(SystemExit):
+        cli(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "``" not in out and "prune a saved model" in out
+    with pytest.raises(SystemExit):
+        cli(["random-model", "--help"])
+    assert "(default: ../shared/t5-small" in " ".join(capsys.readouterr().out.split())
 
 
 def test_review_findings_stay_fixed(tmp_path, tiny_dir, tiny_model):

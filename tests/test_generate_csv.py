@@ -118,7 +118,8 @@ def test_csv_course_format(model_dir, data, tmp_path, counted):
     for (i, pred), row in zip(expected.items(), rows[1:]):
         assert row[1] == gen.clean_prediction(pred + ", then\nmore\r\nlines é")
         assert row[1].endswith(". then more lines é") and "," not in row[1] and "\n" not in row[1]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["sub.csv", "test.jsonl"]  # no sidecar, no temp
+    # no partial rows, no temp: only the record of the arguments the CSV was made with
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sub.csv", "sub.csv.meta.json", "test.jsonl"]
 
 
 def test_compact_format_gives_the_same_csv(model_dir, data, tmp_path):
@@ -138,6 +139,50 @@ def test_limit(model_dir, data, tmp_path):
     assert [r[0] for r in read_rows(out)] == ["ID", "0", "1", "2"]
     assert run(model_dir, data, out, "--limit", "100") == 0
     assert len(read_rows(out)) == N_DOCS + 1
+
+
+def test_a_rerun_of_a_finished_csv_says_so_and_regenerates_only_when_it_must(model_dir, data, tmp_path, counted,
+                                                                          capsys):
+    out = tmp_path / "sub.csv"
+    assert run(model_dir, data, out) == 0
+    assert len(counted["calls"]) == 1
+    first = out.read_bytes()
+    capsys.readouterr()
+    # the same command: nothing generated, nothing rewritten, exit 0, and it says why
+    mtime = out.stat().st_mtime_ns
+    assert run(model_dir, data, out) == 0
+    assert len(counted["calls"]) == 1 and out.stat().st_mtime_ns == mtime
+    err = capsys.readouterr().err
+    assert f"{out} is complete: its {N_DOCS} summaries were made by this same command" in err
+    assert "--overwrite generates it again" in err
+    # --overwrite generates it again (the same rows: torch greedy fp32 is deterministic)
+    assert run(model_dir, data, out, "--overwrite") == 0
+    assert len(counted["calls"]) == 2 and out.read_bytes() == first
+    assert "exists (--overwrite): generating it again" in capsys.readouterr().err
+    # other arguments: generated again, saying which changed
+    assert run(model_dir, data, out, "--limit", "2") == 0
+    assert len(counted["calls"]) == 3 and len(read_rows(out)) == 3
+    assert "made with other arguments: docs, limit" in capsys.readouterr().err
+    # a CSV changed since it was written, or one without a record: generated again
+    out.write_text(out.read_text(encoding="utf-8").replace('"1"', '"9"'), encoding="utf-8")
+    assert run(model_dir, data, out, "--limit", "2") == 0
+    assert len(counted["calls"]) == 4 and "changed since it was written" in capsys.readouterr().err
+    (tmp_path / "sub.csv.meta.json").unlink()
+    assert run(model_dir, data, out, "--limit", "2") == 0
+    assert len(counted["calls"]) == 5 and "no record of the arguments" in capsys.readouterr().err
+    assert json.loads((tmp_path / "sub.csv.meta.json").read_text())["limit"] == 2
+
+
+def test_help_shows_each_default_once():
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert generate_csv.main(["--help"]) == 0
+    text = " ".join(buf.getvalue().split())
+    assert "(default: None)" not in text
+    assert "else 'summarize: ')" in text and "(default: submission.csv)" in text
 
 
 def test_interrupt_then_resume_gives_the_uninterrupted_csv(model_dir, data, tmp_path, counted, capsys):

@@ -30,7 +30,9 @@ def test_run_writes_run_folder_and_loadable_model(tmp_path):
         st.recover_steps = 2
     summary = run(cfg, log_print=lambda s: None)
     run_dir = tmp_path / "smoke"
-    assert {"config.json", "metrics.jsonl", "summary.json"} <= {p.name for p in run_dir.iterdir()}
+    # the figures too: the README says the run writes them (they came only from the notebook)
+    assert {"config.json", "metrics.jsonl", "summary.json", "score_vs_ratio.png", "group_sparsity.png"} <= {
+        p.name for p in run_dir.iterdir()}
     assert json.loads((run_dir / "config.json").read_text())["train"]["max_steps"] == 6
     events = [r["event"] for r in read_jsonl(run_dir / "metrics.jsonl")]
     assert events[0] == "initial" and "finetuned" in events and events.count("stage") == 3

@@ -291,3 +291,53 @@ def test_a_huge_field_is_cut_with_a_warning_and_scoring_stays_fast(tmp_path, ref
     cut = [r[1] for r in rows]
     cut[1] = huge[:cap]
     assert scores["kaggle_score"] == pytest.approx(kaggle_score(cut, SUMMARIES))
+
+
+def test_limit_scores_the_first_n_references_and_says_so(tmp_path, refs, capsys):
+    # what `generate_csv.py --limit 2` writes: IDs 0 and 1 only
+    write_csv(tmp_path / "p.csv", [[i, as_generate_csv_writes(s)] for i, s in enumerate(SUMMARIES[:2])])
+    # without --limit it is refused, and the refusal says how to score it
+    assert run("--predictions", tmp_path / "p.csv", "--references", refs) == 2
+    err = capsys.readouterr().err
+    assert "2 ID(s) of the 4 references" in err and "--limit 2" in err
+    assert not list(tmp_path.glob("*.json"))
+
+    assert run("--predictions", tmp_path / "p.csv", "--references", refs, "--limit", "2") == 0
+    out = capsys.readouterr().out
+    assert "--limit 2: scored the first 2 of the 4 references (IDs 0..1)" in out and "partial score" in out
+    assert "(on the first 2 of 4 references only, --limit)" in out
+    scores = json.loads((tmp_path / "p.scores.json").read_text())
+    assert list(scores)[:8] == ALL_KEYS + ["limit", "n_references"]
+    assert (scores["n_docs"], scores["limit"], scores["n_references"]) == (2, 2, 4)
+    assert scores["kaggle_score"] == pytest.approx(1.0)
+
+
+def test_limit_on_a_full_csv_leaves_out_and_counts_the_rest(tmp_path, refs, capsys):
+    rows = [[0, as_generate_csv_writes(SUMMARIES[0])], [1, "nothing alike"], [2, "nothing alike"],
+            [3, "nothing alike"]]
+    write_csv(tmp_path / "p.csv", rows)
+    assert run("--predictions", tmp_path / "p.csv", "--references", refs, "--limit", "1", "--json", "o.json") == 0
+    assert "3 prediction(s) with a higher ID left out" in capsys.readouterr().out
+    assert json.loads(Path("o.json").read_text())["kaggle_score"] == pytest.approx(1.0)
+    # a limit past the references scores them all, and says there are fewer
+    assert run("--predictions", tmp_path / "p.csv", "--references", refs, "--limit", "9", "--json", "o.json") == 0
+    out = capsys.readouterr().out
+    assert "scored the first 4 of the 4 references" in out and "there are only 4" in out
+    assert "partial" not in out
+    assert json.loads(Path("o.json").read_text())["n_docs"] == 4
+
+
+def test_limit_still_refuses_missing_ids_below_it_and_bad_values(tmp_path, refs, capsys):
+    write_csv(tmp_path / "p.csv", [[0, "a"], [2, "c"]])
+    assert run("--predictions", tmp_path / "p.csv", "--references", refs, "--limit", "3") == 2
+    err = capsys.readouterr().err
+    assert "1 ID(s) of the first 3 of the 4 references (0..2) have no prediction: 1" in err
+    assert "a CSV of the first N documents (generate_csv.py --limit N) is scored with --limit N" not in err
+    assert run("--predictions", tmp_path / "p.csv", "--references", refs) == 2
+    assert "is scored with --limit N" in capsys.readouterr().err  # not a prefix 0..k-1: the general hint
+    assert run("--predictions", tmp_path / "p.csv", "--references", refs, "--limit", "0") == 2
+    assert "--limit must be >= 1 (got 0)" in capsys.readouterr().err
+    write_csv(tmp_path / "q.csv", [[0, "a"], [7, "b"]])
+    assert run("--predictions", tmp_path / "q.csv", "--references", refs, "--limit", "1") == 2
+    assert "1 ID(s) have no reference (only 0..3 exist): 7 (line 3)" in capsys.readouterr().err
+    assert not list(tmp_path.glob("*.json"))
