@@ -33,6 +33,14 @@ def _digest(d: Path, meta: dict) -> None:
     meta["sha256_full"] = digest  # what a record names the base by
 
 
+def default_out(name: str, base_dir: str | Path) -> Path:
+    """A benchmark's default ``--out``: ``docs/results/<name>`` on the proxy (where its committed
+    results are), ``docs/results/<name>_yardstick`` on the yardstick, so that a yardstick run never
+    sets the proxy's results aside."""
+    yard = (Path(base_dir) / "yardstick.json").is_file()
+    return ROOT / "docs" / "results" / (f"{name}_yardstick" if yard else name)
+
+
 def load_base(base_dir: str | Path, corpus_dir: str | Path | None = None) -> tuple:
     """(model, tokenizer, meta, data) of the base model in ``base_dir``: the synthetic proxy
     (``proxy.json``, ``benchmarks/proxy.py``) or the yardstick (``yardstick.json``,

@@ -54,7 +54,9 @@ def parse_args(argv):
     p.add_argument("--corpus", default=str(G.DEFAULT_CORPUS),
                    help="the yardstick's corpus folder (benchmarks/yardstick.py's --work corpus/); rebuilt from this "
                         "install and saved there if absent; must match yardstick.json's content_hash")
-    p.add_argument("--out", default=str(G.ROOT / "docs" / "results" / "int8_quality"))
+    p.add_argument("--out", default=None,
+                   help="results folder (default: docs/results/int8_quality, or docs/results/int8_quality_yardstick when "
+                        "--base is the yardstick)")
     p.add_argument("--work", default=str(G.ROOT / "runs" / "int8_quality"), help="trainer scratch space")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--page-only", action="store_true", help="rewrite README.md from --out's results.json; prune nothing")
@@ -62,6 +64,8 @@ def parse_args(argv):
     p.add_argument("--recovery-docs", type=int, default=None,
                    help="training bills the recoveries draw from (default: sparsity_quality.py's)")
     a = p.parse_args(argv)
+    if a.out is None:
+        a.out = str(G.default_out("int8_quality", a.base))
     # the pruning recipe: sparsity_quality.py's defaults, so a cell here is a cell there
     recipe = SQ.parse_args([])
     for k in ("steps", "final_recovery_frac", "recover_lr", "batch_size", "alpha", "temperature", "levels",

@@ -408,7 +408,9 @@ def parse_args(argv):
     p.add_argument("--corpus", default=str(G.DEFAULT_CORPUS),
                    help="the yardstick's corpus folder (benchmarks/yardstick.py's --work corpus/); rebuilt from this "
                         "install and saved there if absent; must match yardstick.json's content_hash")
-    p.add_argument("--out", default=str(G.ROOT / "docs" / "results" / "sparsity_quality"))
+    p.add_argument("--out", default=None,
+                   help="results folder (default: docs/results/sparsity_quality, or docs/results/sparsity_quality_yardstick when "
+                        "--base is the yardstick)")
     p.add_argument("--work", default=str(G.ROOT / "runs" / "sparsity_quality"), help="trainer scratch space")
     p.add_argument("--fresh", action="store_true", help="ignore results.json and redo every record")
     p.add_argument("--merge", nargs="+", metavar="RESULTS_JSON", default=None,
@@ -417,7 +419,10 @@ def parse_args(argv):
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--page-only", action="store_true",
                    help="rewrite table.md, the plots and README.md from --out's results.json; run nothing")
-    return p.parse_args(argv)
+    a = p.parse_args(argv)
+    if a.out is None:
+        a.out = str(G.default_out("sparsity_quality", a.base))
+    return a
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -316,9 +316,9 @@ def write_outputs(results: dict, names: list[str], out: Path, a) -> str:
     if q.get("dense"):
         qd, st = q["dense"], q["settings"]
         lines.append(f"Quality: the {label} of `{base.get('dir', 'docs/results/proxy')}/`"
-                     + (f" (sha256 `{base['sha256'][:16]}`)" if base.get("sha256") else "")
                      + ("" if is_proxy else ", a T5 pretrained on real text and fine-tuned on docstring -> summary")
-                     + f" ({qd['shape']}, {qd['params'] / 1e6:.2f}M params; "
+                     + " (" + (f"sha256 `{base['sha256'][:16]}`, " if base.get("sha256") else "")
+                     + f"{qd['shape']}, {qd['params'] / 1e6:.2f}M params; "
                      f"{qd['kaggle_score']:.4f} course score on {st['eval_docs']} held-out {rows_are} before any recovery). "
                      f"Every row, the dense control included, gets the same recovery: {st['recovery_steps']} steps "
                      f"distilled from the dense {label} (alpha {st['alpha']}, T {st['temperature']}"
@@ -440,9 +440,15 @@ def parse_args(argv):
     p.add_argument("--corpus", default=str(ROOT / "runs" / "yardstick" / "corpus"),
                    help="the yardstick's corpus folder (benchmarks/yardstick.py's --work corpus/); rebuilt from this "
                         "install and saved there if absent; must match yardstick.json's content_hash")
-    p.add_argument("--out", default=str(ROOT / "docs" / "results" / "structured_speed"))
+    p.add_argument("--out", default=None,
+                   help="results folder (default: docs/results/structured_speed, or docs/results/structured_speed_yardstick when "
+                        "--base is the yardstick)")
     p.add_argument("--work", default=str(ROOT / "runs" / "structured_speed"), help="trainer scratch space")
     a = p.parse_args(argv)
+    if a.out is None:
+        import grid as G
+
+        a.out = str(G.default_out("structured_speed", a.base))
     if "dense" not in a.variants:
         a.variants.insert(0, "dense")
     return a

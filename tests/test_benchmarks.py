@@ -231,6 +231,9 @@ def test_load_base_reads_the_yardstick_and_refuses_another_corpus(tmp_path, yard
     test = [json.loads(x) for x in (ys / "test.jsonl").read_text().splitlines()]
     assert data["eval"] == test[:meta["eval_docs"]] and data["train"] and "title" not in data["eval"][0]
     assert grid.load_base(proxy_dir)[2]["kind"] == "proxy"
+    # a yardstick run's results go beside the proxy's, never over them
+    assert grid.default_out("sparsity_quality", ys) == ROOT / "docs" / "results" / "sparsity_quality_yardstick"
+    assert grid.default_out("sparsity_quality", proxy_dir) == ROOT / "docs" / "results" / "sparsity_quality"
     # a corpus that is not the one the yardstick was fine-tuned on is refused, naming both hashes
     other = tmp_path / "other"
     shutil.copytree(ys, other)
@@ -534,7 +537,8 @@ def test_every_committed_results_file_says_how_it_was_made():
 
     results = ROOT / "docs" / "results"
     proxy_sha = hashlib.sha256((results / "proxy" / "compact.safetensors").read_bytes()).hexdigest()
-    files = [p for p in sorted(results.glob("**/*.json")) if p.parent.name != "proxy"]
+    # the bases (proxy, yardstick) are model directories, not results files
+    files = [p for p in sorted(results.glob("**/*.json")) if p.parent.name not in ("proxy", "yardstick")]
     assert files
     for p in files:
         d = json.loads(p.read_text())
@@ -544,3 +548,6 @@ def test_every_committed_results_file_says_how_it_was_made():
             assert d.get("versions") or d.get("versions_by_command"), where
         if "proxy_sha256" in json.dumps(d.get("settings", d.get("quality", {}).get("settings", {}))):
             assert d["proxy"]["sha256"] == proxy_sha, where
+        if "yardstick_sha256" in json.dumps(d.get("settings", d.get("quality", {}).get("settings", {}))):
+            yard = results / "yardstick" / "compact.safetensors"
+            assert d["base"]["sha256"] == hashlib.sha256(yard.read_bytes()).hexdigest(), where
