@@ -105,6 +105,13 @@ def load_yardstick(yardstick_dir: str | Path, corpus_dir: str | Path | None = No
         test.append(row)
     corpus = yardstick_data(meta["corpus"], DEFAULT_CORPUS if corpus_dir is None else Path(corpus_dir),
                             source=d / "yardstick.json")
+    # test.jsonl is the corpus's test split as written: an edited file would score other pairs
+    # under the same hashes
+    for i, (row, pair) in enumerate(zip(test, corpus["test"]), 1):
+        if (row["text"], row["summary"]) != (pair["text"], pair["summary"]):
+            raise SystemExit(f"{d / 'test.jsonl'}: row {i} is not the corpus's held-out pair {pair.get('id')}")
+    if len(test) != len(corpus["test"]):
+        raise SystemExit(f"{d / 'test.jsonl'}: {len(test)} rows, the corpus holds {len(corpus['test'])} held-out pairs")
     data = {"train": corpus["train"], "val": corpus["val"], "eval": test[: meta["eval_docs"]]}
     return load_model(d).eval(), load_tokenizer(d), meta, data
 

@@ -42,7 +42,8 @@ with two or more budgets ``budget.png`` (% of each budget's control against reco
 On 2 cores the grid is hours: split it over one-thread processes, each with its own ``--out`` and
 ``--work``, then ``--merge`` their results.json into one (same settings required; a cell measured
 twice with different results is refused, identical copies skipped). A part whose ``--out`` starts
-with a copy of the main results.json skips the controls (and cells) already measured there.
+with a copy of the main results.json skips the controls (and cells) already measured there; a
+part started beside the one that trains the controls takes ``--no-control``.
 
 ``--base`` (alias ``--proxy``) picks the model every cell starts from: the synthetic proxy (the
 default; a directory with ``proxy.json``) or the yardstick (``docs/results/yardstick``, made by
@@ -416,6 +417,9 @@ def parse_args(argv):
     p.add_argument("--merge", nargs="+", metavar="RESULTS_JSON", default=None,
                    help="append these results.json files (parts of the grid run by other processes with their own "
                         "--out and the same settings) to --out's, write its table and plot, and run nothing")
+    p.add_argument("--no-control", action="store_true",
+                   help="train no dense control here: a part of the grid run beside the part that trains them "
+                        "(its own --out; --merge joins them)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--page-only", action="store_true",
                    help="rewrite table.md, the plots and README.md from --out's results.json; run nothing")
@@ -472,7 +476,9 @@ def main(argv: list[str] | None = None) -> int:
     val_ds = G.to_dataset(data["val"], tok, msl, prefix) if data["val"] else None
     cache: dict = {}
     work = Path(a.work)
-    jobs = [(CONTROL, 1.0, s, b) for b in a.recovery_steps for s in a.seeds]
+    # --no-control: a part run beside the one that trains the controls (two measurements of one
+    # cell would differ, at least in their timings, and --merge refuses that)
+    jobs = [] if a.no_control else [(CONTROL, 1.0, s, b) for b in a.recovery_steps for s in a.seeds]
     # in the order given: a stopped run has whole cells (every seed) of the first targets
     jobs += [(m, t, s, b) for b in a.recovery_steps for t in a.targets for m in a.methods for s in a.seeds]
     for i, (m, t, s, b) in enumerate(jobs):

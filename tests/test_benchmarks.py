@@ -241,6 +241,12 @@ def test_load_base_reads_the_yardstick_and_refuses_another_corpus(tmp_path, yard
     (other / "yardstick.json").write_text(json.dumps(meta))
     with pytest.raises(SystemExit, match="not the one the yardstick was fine-tuned on: content_hash .* != 000000000000"):
         grid.load_base(other, corpus)
+    meta["corpus"]["content_hash"] = json.loads((ys / "yardstick.json").read_text())["corpus"]["content_hash"]
+    (other / "yardstick.json").write_text(json.dumps(meta))
+    rows = (other / "test.jsonl").read_text().splitlines()
+    (other / "test.jsonl").write_text("\n".join(rows[:1] + [rows[2], rows[1]] + rows[3:]) + "\n")
+    with pytest.raises(SystemExit, match="test.jsonl: row 2 is not the corpus's held-out pair"):
+        grid.load_base(other, corpus)
     with pytest.raises(SystemExit, match="not a base model directory"):
         grid.load_base(tmp_path)
 
@@ -270,6 +276,26 @@ def test_sparsity_quality_on_the_yardstick(tmp_path, yardstick_dir):
     assert "title copied" not in (out / "table.md").read_text()
     assert sparsity_quality.main(argv) == 0  # resumable on the yardstick too: nothing measured again
     assert len(json.loads((out / "results.json").read_text())["records"]) == 3
+
+
+def test_sparsity_quality_on_the_yardstick_in_two_processes(tmp_path, yardstick_dir):
+    """The split a long yardstick grid uses: one part trains the controls and some cells, the other
+    (--no-control) the rest; --merge joins them into one page."""
+    import sparsity_quality
+
+    ys, corpus = yardstick_dir
+    base = ["--base", str(ys), "--corpus", str(corpus), "--work", str(tmp_path / "w"), "--seeds", "0", "1",
+            "--recovery-steps", "1", "--eval-docs", "2", "--recovery-docs", "20", "--threads", "1"]
+    a, b, joined = tmp_path / "a", tmp_path / "b", tmp_path / "joined"
+    assert sparsity_quality.main([*base, "--targets", "0.5", "--methods", "oneshot", "--out", str(a)]) == 0
+    assert sparsity_quality.main([*base, "--targets", "0.4", "--methods", "oneshot", "--no-control", "--out", str(b)]) == 0
+    assert {r["method"] for r in json.loads((b / "results.json").read_text())["records"]} == {"oneshot"}
+    assert sparsity_quality.main([*base, "--out", str(joined), "--merge", str(a / "results.json"),
+                                  str(b / "results.json")]) == 0
+    data = json.loads((joined / "results.json").read_text())
+    assert sorted((r["method"], r["target"], r["seed"]) for r in data["records"]) == sorted(
+        [("dense_control", 1.0, s) for s in (0, 1)] + [("oneshot", t, s) for t in (0.5, 0.4) for s in (0, 1)])
+    assert data["base"]["kind"] == "yardstick" and "on the yardstick" in (joined / "README.md").read_text()
 
 
 def test_structured_speed_on_the_yardstick(tmp_path, yardstick_dir):
