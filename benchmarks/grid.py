@@ -7,6 +7,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -139,7 +141,15 @@ def yardstick_data(recorded: dict, corpus_dir: Path, source: Path | str = "yards
         corpus = build_corpus(names, stdlib="python-stdlib" in versions, progress=True)
         how = "the corpus rebuilt from this install"
         if corpus["content_hash"] == want:
-            save_corpus(corpus, corpus_dir)
+            # written whole in a folder of its own, then renamed into place: two benchmarks started
+            # together both rebuild, and the second rename finds the first one's (identical) corpus
+            corpus_dir.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=corpus_dir.name + ".", dir=corpus_dir.parent))
+            save_corpus(corpus, tmp)
+            try:
+                os.rename(tmp, corpus_dir)
+            except OSError:
+                shutil.rmtree(tmp)
     if corpus["content_hash"] != want:
         differ = {n: (v, corpus["versions"].get(n)) for n, v in (recorded.get("versions") or {}).items()
                   if corpus["versions"].get(n) != v}

@@ -251,6 +251,23 @@ def test_load_base_reads_the_yardstick_and_refuses_another_corpus(tmp_path, yard
         grid.load_base(tmp_path)
 
 
+def test_yardstick_corpus_is_rebuilt_from_the_recorded_distributions(tmp_path):
+    """Without a corpus folder the corpus is rebuilt from the distributions yardstick.json records
+    and saved whole; one of another content_hash is refused and nothing is saved."""
+    import grid
+
+    from summprune.corpus import build_corpus
+
+    want = build_corpus(["tqdm"], stdlib=False)
+    recorded = {"content_hash": want["content_hash"], "versions": want["versions"]}
+    got = grid.yardstick_data(recorded, tmp_path / "c")
+    assert got["content_hash"] == want["content_hash"] and (tmp_path / "c" / "corpus.json").is_file()
+    assert grid.yardstick_data(recorded, tmp_path / "c")["train"] == want["train"]  # read back, not rebuilt
+    with pytest.raises(SystemExit, match="rebuilt from this install is not the one"):
+        grid.yardstick_data({**recorded, "content_hash": "f" * 64}, tmp_path / "d")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]  # nothing half-written
+
+
 def test_sparsity_quality_on_the_yardstick(tmp_path, yardstick_dir):
     """The same grid on the yardstick: its corpus trains, its test.jsonl scores, and the results
     and page name it (kind, sha256), with no proxy-only copy rates."""
