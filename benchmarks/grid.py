@@ -88,7 +88,8 @@ def load_yardstick(yardstick_dir: str | Path, corpus_dir: str | Path | None = No
             raise SystemExit(f"no yardstick in {d} ({f} missing): make it with `python benchmarks/yardstick.py "
                              f"--out {d}`")
     meta = json.loads((d / "yardstick.json").read_text())
-    missing = [k for k in ("prefix", "max_source_length", "eval_docs", "params", "finetune", "corpus") if k not in meta]
+    missing = [k for k in ("prefix", "max_source_length", "max_target_length", "eval_docs", "params", "finetune", "corpus")
+               if k not in meta]
     if missing:
         raise SystemExit(f"{d / 'yardstick.json'}: missing {', '.join(missing)}")
     _digest(d, meta)
@@ -179,7 +180,8 @@ def base_record(meta: dict, base_dir: str | Path) -> dict:
     except ValueError:
         where = str(base_dir)
     rec = {"kind": meta["kind"], "dir": where, "sha256": meta["sha256_full"], "params": meta["params"],
-           "steps": meta["steps"], "prefix": meta["prefix"], "max_source_length": meta["max_source_length"]}
+           "steps": meta["steps"], "prefix": meta["prefix"], "max_source_length": meta["max_source_length"],
+           "max_target_length": meta["max_target_length"]}
     if meta["kind"] == "yardstick":
         rec["corpus_sha256"] = meta["corpus"]["content_hash"]
     return rec
@@ -199,8 +201,9 @@ def base_of(data: dict) -> dict:
     return data.get("base") or {"kind": "proxy", **data.get("proxy", {})}
 
 
-def to_dataset(rows: list[dict], tok, max_source_length: int, prefix: str, max_target_length: int = 128):
-    """``rows`` tokenized as the base was trained (``prefix`` + text)."""
+def to_dataset(rows: list[dict], tok, max_source_length: int, prefix: str, max_target_length: int):
+    """``rows`` tokenized as the base was trained (``prefix`` + text, its source and target lengths:
+    the proxy's 384 / 128, the yardstick's in yardstick.json)."""
     import datasets
 
     from summprune.data import tokenize

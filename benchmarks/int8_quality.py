@@ -192,9 +192,9 @@ def main(argv: list[str] | None = None) -> int:
         store.data["base"]["checks"] = G.yardstick_checks(meta)
     store.data["versions"] = pages.versions()
     store.data["command"] = "python benchmarks/int8_quality.py " + shlex.join(argv if argv is not None else sys.argv[1:])
-    train_ds = G.to_dataset(data["train"][: a.recovery_docs], tok, msl, prefix)
+    train_ds = G.to_dataset(data["train"][: a.recovery_docs], tok, msl, prefix, meta["max_target_length"])
     # (a tiny yardstick's corpus may hold no validation package: nothing then validates)
-    val_ds = G.to_dataset(data["val"], tok, msl, prefix) if data["val"] else None
+    val_ds = G.to_dataset(data["val"], tok, msl, prefix, meta["max_target_length"]) if data["val"] else None
     cache: dict = {}
     jobs = [(t, s) for t in a.targets for s in a.seeds]
     for i, (t, s) in enumerate(jobs):

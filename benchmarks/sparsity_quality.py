@@ -471,9 +471,9 @@ def main(argv: list[str] | None = None) -> int:
     if a.merge:
         print(write_outputs(store.data, out, a))
         return 0
-    train_ds = G.to_dataset(data["train"][: a.recovery_docs], tok, msl, prefix)
+    train_ds = G.to_dataset(data["train"][: a.recovery_docs], tok, msl, prefix, meta["max_target_length"])
     # (a tiny yardstick's corpus may hold no validation package: nothing then validates)
-    val_ds = G.to_dataset(data["val"], tok, msl, prefix) if data["val"] else None
+    val_ds = G.to_dataset(data["val"], tok, msl, prefix, meta["max_target_length"]) if data["val"] else None
     cache: dict = {}
     work = Path(a.work)
     # --no-control: a part run beside the one that trains the controls (two measurements of one

@@ -214,7 +214,7 @@ def run_quality(a, names: list[str], results: dict, save) -> None:
         save()
     log(f"quality: dense {label} {q['dense']['shape']}: course score {q['dense']['kaggle_score']:.4f} "
         f"ROUGE-Lsum {q['dense']['rougeLsum']:.4f} ({len(rows)} docs), before any recovery")
-    train_ds = G.to_dataset(data["train"][: a.recovery_docs], tok, msl, prefix)
+    train_ds = G.to_dataset(data["train"][: a.recovery_docs], tok, msl, prefix, meta["max_target_length"])
     qa = sq.parse_args(["--recover-lr", str(a.recover_lr), "--batch-size", str(a.recovery_batch_size),
                         "--distill-features", str(a.distill_features),
                         "--distill-sequences", str(a.distill_sequences)])

@@ -315,6 +315,42 @@ def test_sparsity_quality_on_the_yardstick_in_two_processes(tmp_path, yardstick_
     assert data["base"]["kind"] == "yardstick" and "on the yardstick" in (joined / "README.md").read_text()
 
 
+def test_the_prefix_and_lengths_come_from_the_base(tmp_path, yardstick_dir, monkeypatch):
+    """Recovery data and generation use the prefix and lengths yardstick.json records, not the
+    proxy's: a yardstick that says "digest: " is trained and scored with "digest: "."""
+    import shutil
+
+    import sparsity_quality
+    import summprune.data
+    import summprune.generate
+
+    ys, corpus = yardstick_dir
+    other = tmp_path / "ys"
+    shutil.copytree(ys, other)
+    meta = json.loads((ys / "yardstick.json").read_text())
+    (other / "yardstick.json").write_text(json.dumps({**meta, "prefix": "digest: "}))
+    seen = []
+    tokenize, generate = summprune.data.tokenize, summprune.generate.generate_summaries
+
+    def spy_tokenize(ds, tok, prefix, max_source_length, max_target_length, *a, **k):
+        seen.append(("tokenize", prefix, max_source_length, max_target_length))
+        return tokenize(ds, tok, prefix, max_source_length, max_target_length, *a, **k)
+
+    def spy_generate(*a, **k):
+        seen.append(("generate", k["prefix"], k["max_source_length"], None))
+        return generate(*a, **k)
+
+    monkeypatch.setattr(summprune.data, "tokenize", spy_tokenize)
+    monkeypatch.setattr(summprune.generate, "generate_summaries", spy_generate)
+    assert sparsity_quality.main(["--base", str(other), "--corpus", str(corpus), "--out", str(tmp_path / "sq"),
+                                  "--work", str(tmp_path / "w"), "--targets", "0.5", "--methods", "oneshot",
+                                  "--seeds", "0", "--recovery-steps", "1", "--eval-docs", "2",
+                                  "--recovery-docs", "10", "--threads", "1"]) == 0
+    assert {w for w, *_ in seen} == {"tokenize", "generate"}
+    assert all(p == "digest: " and msl == meta["max_source_length"] for _, p, msl, _ in seen), seen
+    assert all(mtl == meta["max_target_length"] for w, _, _, mtl in seen if w == "tokenize")
+
+
 def test_structured_speed_on_the_yardstick(tmp_path, yardstick_dir):
     """6+3 and 4+3 half-width cut from the (2+2-block) yardstick: depth scaled to 2+1 and 1+1."""
     import structured_speed
