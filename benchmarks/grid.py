@@ -139,7 +139,14 @@ def yardstick_data(recorded: dict, corpus_dir: Path, source: Path | str = "yards
         names = [n for n in versions if n != "python-stdlib"]
         log(f"rebuilding the yardstick's corpus from {len(names)} installed distributions"
             f"{' and the standard library' if 'python-stdlib' in versions else ''} (about 2 minutes) into {corpus_dir}")
-        corpus = build_corpus(names, stdlib="python-stdlib" in versions, progress=True)
+        from importlib.metadata import PackageNotFoundError
+
+        try:
+            corpus = build_corpus(names, stdlib="python-stdlib" in versions, progress=True)
+        except PackageNotFoundError as e:
+            raise SystemExit(f"{source} names distribution {e} in corpus.versions, which is not installed here: "
+                             "install the pinned requirements, or point --corpus at the corpus folder "
+                             "benchmarks/yardstick.py built") from None
         how = "the corpus rebuilt from this install"
         if corpus["content_hash"] == want:
             # written whole in a folder of its own, then renamed into place: two benchmarks started

@@ -265,6 +265,8 @@ def test_yardstick_corpus_is_rebuilt_from_the_recorded_distributions(tmp_path):
     assert grid.yardstick_data(recorded, tmp_path / "c")["train"] == want["train"]  # read back, not rebuilt
     with pytest.raises(SystemExit, match="rebuilt from this install is not the one"):
         grid.yardstick_data({**recorded, "content_hash": "f" * 64}, tmp_path / "d")
+    with pytest.raises(SystemExit, match="no-such-distribution.* not installed here"):
+        grid.yardstick_data({**recorded, "versions": {"no-such-distribution": "1.0"}}, tmp_path / "e")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]  # nothing half-written
 
 
