@@ -1,5 +1,5 @@
 """What int8 values cost: the compact int8 model against the compact fp16 model of the same pruned
-checkpoint, on the proxy.
+checkpoint, on a base model (the synthetic proxy, or the yardstick with ``--base docs/results/yardstick``).
 
     python benchmarks/int8_quality.py                       # 0.3 and 0.1, seeds 0 1 2 (~30-40 min, 1 thread)
     python benchmarks/int8_quality.py --targets 0.3 --seeds 0 --recovery-steps 10   # a quick look
@@ -12,6 +12,10 @@ as int8, each loaded back with ``summprune.load_model`` (what generate_csv.py do
 the proxy's held-out bills with the course's decoding (greedy, max length 128): course score,
 ROUGE-Lsum, the share of summaries identical to the fp16 model's, the honest ratio of each loaded
 model and the size of each directory's model files.
+
+``--base`` (alias ``--proxy``) as in ``benchmarks/sparsity_quality.py``: the yardstick's recoveries
+draw from its corpus (``--corpus``) and it is scored on its held-out pairs; results and page name
+the base (kind and sha256).
 
 Outputs (``--out``, default ``docs/results/int8_quality/``): ``results.json`` (one record per
 target and seed, written after each, so a stopped run resumes) and ``README.md`` (the table).
@@ -44,8 +48,15 @@ def parse_args(argv):
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="recovery seeds (one pruned model each)")
     p.add_argument("--recovery-steps", type=int, default=100, help="recovery budget of each pruned model")
     p.add_argument("--eval-docs", type=int, default=100, help="held-out bills scored per model")
-    p.add_argument("--proxy", default=str(G.DEFAULT_PROXY), help="the proxy directory (benchmarks/proxy.py)")
-    p.add_argument("--out", default=str(G.ROOT / "docs" / "results" / "int8_quality"))
+    p.add_argument("--base", "--proxy", dest="base", default=str(G.DEFAULT_PROXY),
+                   help="the base model pruned: a synthetic proxy directory (benchmarks/proxy.py, the default) or "
+                        "the yardstick (docs/results/yardstick, benchmarks/yardstick.py)")
+    p.add_argument("--corpus", default=str(G.DEFAULT_CORPUS),
+                   help="the yardstick's corpus folder (benchmarks/yardstick.py's --work corpus/); rebuilt from this "
+                        "install and saved there if absent; must match yardstick.json's content_hash")
+    p.add_argument("--out", default=None,
+                   help="results folder (default: docs/results/int8_quality, or docs/results/int8_quality_yardstick when "
+                        "--base is the yardstick)")
     p.add_argument("--work", default=str(G.ROOT / "runs" / "int8_quality"), help="trainer scratch space")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--page-only", action="store_true", help="rewrite README.md from --out's results.json; prune nothing")
@@ -53,6 +64,8 @@ def parse_args(argv):
     p.add_argument("--recovery-docs", type=int, default=None,
                    help="training bills the recoveries draw from (default: sparsity_quality.py's)")
     a = p.parse_args(argv)
+    if a.out is None:
+        a.out = str(G.default_out("int8_quality", a.base))
     # the pruning recipe: sparsity_quality.py's defaults, so a cell here is a cell there
     recipe = SQ.parse_args([])
     for k in ("steps", "final_recovery_frac", "recover_lr", "batch_size", "alpha", "temperature", "levels",
@@ -62,11 +75,11 @@ def parse_args(argv):
     return a
 
 
-def score(model, tok, rows, msl: int) -> tuple[dict, list[str]]:
+def score(model, tok, rows, msl: int, prefix: str) -> tuple[dict, list[str]]:
     from summprune import sparsity as S
     from summprune.metrics import kaggle_score, rouge
 
-    preds = G.P.generate(model.eval(), tok, [r["text"] for r in rows], msl)
+    preds = G.generate(model.eval(), tok, [r["text"] for r in rows], msl, prefix)
     refs = [r["summary"] for r in rows]
     return {"kaggle_score": round(kaggle_score(preds, refs), 4), "rougeLsum": round(rouge(preds, refs)["rougeLsum"], 4),
             "nonzero_ratio": round(S.nonzero_ratio(model), 6)}, preds
@@ -76,7 +89,8 @@ def model_bytes(d: Path) -> int:
     return sum((d / f).stat().st_size for f in MODEL_FILES)
 
 
-def run_cell(target: float, seed: int, dense, tok, train_ds, val_ds, rows, msl: int, a, cache: dict) -> dict:
+def run_cell(target: float, seed: int, dense, tok, train_ds, val_ds, rows, msl: int, prefix: str, a,
+             cache: dict) -> dict:
     from summprune.export import export_model, load_model
 
     model, info = SQ.prune_cell(METHOD, target, seed, a.recovery_steps, dense, tok, train_ds, val_ds, a, cache,
@@ -89,7 +103,7 @@ def run_cell(target: float, seed: int, dense, tok, train_ds, val_ds, rows, msl: 
             d = export_model(model, Path(tmp) / dt, format="compact", dtype=dt, tokenizer=tok)
             save_s = time.time() - t
             loaded = load_model(d)
-            res, preds[dt] = score(loaded, tok, rows, msl)
+            res, preds[dt] = score(loaded, tok, rows, msl, prefix)
             rec[dt] = {**res, "bytes": model_bytes(d), "save_s": round(save_s, 1)}
     rec["identical"] = round(sum(x == y for x, y in zip(preds["fp16"], preds["int8"])) / len(rows), 4)
     rec["int8_minus_fp16"] = round(rec["int8"]["kaggle_score"] - rec["fp16"]["kaggle_score"], 4)
@@ -100,19 +114,27 @@ def run_cell(target: float, seed: int, dense, tok, train_ds, val_ds, rows, msl: 
 def write_page(data: dict, out: Path, a) -> str:
     recs = data.get("records", [])
     st = data.get("settings", {})
+    base = G.base_of(data)
+    label = G.LABELS[base["kind"]]
+    if base["kind"] == "proxy":
+        what = (f"the synthetic proxy ({base.get('params', '?'):,} parameters, a copy-task model never pretrained)")
+        rows_are = "bills"
+    else:
+        what = (f"the yardstick (`{base.get('dir')}/`, sha256 `{base.get('sha256', '?')[:16]}`, "
+                f"{base.get('params', '?'):,} parameters, pretrained on real text and fine-tuned on docstring -> summary)")
+        rows_are = "pairs"
     lines = [
-        "# What int8 values cost on the synthetic proxy",
+        f"# What int8 values cost on the {label}",
         "",
         "Written by `benchmarks/int8_quality.py` from `results.json` (its docstring says what runs). Command:",
         "",
         "    " + data.get("command", "python benchmarks/int8_quality.py"),
         "",
-        f"Each pruned model: the synthetic proxy ({data.get('proxy', {}).get('params', '?'):,} parameters, a copy-task "
-        f"model never pretrained) pruned by `{st.get('method', METHOD)}` to the honest target with "
+        f"Each pruned model: {what} pruned by `{st.get('method', METHOD)}` to the honest target with "
         f"{st.get('recovery_steps', a.recovery_steps)} distilled recovery steps (the recipe of "
         "`benchmarks/sparsity_quality.py`), one model per seed; exported as compact fp16 and compact int8, "
         f"each loaded back and scored greedily (max length 128) on {data.get('settings', {}).get('eval_docs', '?')} "
-        "held-out bills."
+        f"held-out {rows_are}."
         + (" **Magnitude** importance (`gradual_kd`), not the OBS that the recommended recipes "
            "(`configs/gradual_kd_030.toml`, `configs/gradual_kd.toml`) use: OBS updates the surviving weights, so "
            "its int8 cost may differ (not measured)." if st.get("method", METHOD) == "gradual_kd" else ""),
@@ -136,7 +158,7 @@ def write_page(data: dict, out: Path, a) -> str:
         ident = G.stats([r["identical"] for r in rs])
         cost_s = f"{c['mean']:+.2f}% [{c['min']:+.2f}% to {c['max']:+.2f}%]" if c else "-"
         lines.append(f"| {t} | {len(rs)} | {G.fmt(f)} | {G.fmt(i)} | {cost_s} | {G.fmt(ident, 2)} |")
-    lines += ["", "A positive cost is int8 scoring below fp16. Sizes are the model files of the small proxy; "
+    lines += ["", f"A positive cost is int8 scoring below fp16. Sizes are the model files of the small {label}; "
               "t5-small's are in `docs/results/checkpoint_size/`.", ""]
     text = "\n".join(lines)
     (out / "README.md").write_text(text, encoding="utf-8")
@@ -152,28 +174,34 @@ def main(argv: list[str] | None = None) -> int:
     if a.threads:
         torch.set_num_threads(a.threads)
     t0 = time.time()
-    dense, tok, meta, data = G.load_proxy(a.proxy)
-    msl = meta["max_source_length"]
+    dense, tok, meta, data = G.load_base(a.base, a.corpus)
+    msl, prefix = meta["max_source_length"], meta["prefix"]
     rows = data["eval"][: a.eval_docs]
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    settings = {"proxy_sha256": meta["sha256"], "method": METHOD, "recovery_steps": a.recovery_steps,
+    # the proxy's key as before (its committed file stays valid); the yardstick's names it
+    settings = {f"{meta['kind']}_sha256": meta["sha256"], "method": METHOD, "recovery_steps": a.recovery_steps,
                 "eval_docs": len(rows), **{k: getattr(a, k) for k in ("steps", "final_recovery_frac", "recover_lr",
                                                                      "batch_size", "alpha", "temperature",
                                                                      "recovery_docs")}}
     store = G.Records(out / "results.json", settings)
-    store.data["proxy"] = {"params": meta["params"], "sha256": meta["sha256_full"]}
+    store.data["base"] = G.base_record(meta, a.base)
+    if meta["kind"] == "proxy":
+        store.data["proxy"] = {"params": meta["params"], "sha256": meta["sha256_full"]}
+    else:
+        store.data["base"]["checks"] = G.yardstick_checks(meta)
     store.data["versions"] = pages.versions()
     store.data["command"] = "python benchmarks/int8_quality.py " + shlex.join(argv if argv is not None else sys.argv[1:])
-    train_ds = G.P.to_dataset(data["train"][: a.recovery_docs], tok, msl)
-    val_ds = G.P.to_dataset(data["val"], tok, msl)
+    train_ds = G.to_dataset(data["train"][: a.recovery_docs], tok, msl, prefix, meta["max_target_length"])
+    # (a tiny yardstick's corpus may hold no validation package: nothing then validates)
+    val_ds = G.to_dataset(data["val"], tok, msl, prefix, meta["max_target_length"]) if data["val"] else None
     cache: dict = {}
     jobs = [(t, s) for t in a.targets for s in a.seeds]
     for i, (t, s) in enumerate(jobs):
         if store.find(target=t, seed=s, recovery_steps=a.recovery_steps) is not None:
             continue
         G.log(f"[{i + 1}/{len(jobs)}] {METHOD} @ {t} seed {s}, {a.recovery_steps} steps")
-        rec = run_cell(t, s, dense, tok, train_ds, val_ds, rows, msl, a, cache)
+        rec = run_cell(t, s, dense, tok, train_ds, val_ds, rows, msl, prefix, a, cache)
         store.add(rec)
         G.log(f"    fp16 {rec['fp16']['kaggle_score']:.4f} int8 {rec['int8']['kaggle_score']:.4f} "
               f"identical {rec['identical']:.0%} [{rec['prune_s']} s]")

@@ -1,18 +1,21 @@
-"""Quality against honest sparsity on the proxy, at equal budgets, with a control and seeds.
+"""Quality against honest sparsity on a base model (the synthetic proxy or the yardstick), at equal
+budgets, with a control and seeds.
 
     python benchmarks/sparsity_quality.py            # the committed grid (see --help for its size)
     python benchmarks/sparsity_quality.py --targets 0.1 --methods gradual_kd gradual_kd_wanda --seeds 0 1 2
     python benchmarks/sparsity_quality.py --recovery-steps 200 800   # a recovery-budget axis
     python benchmarks/sparsity_quality.py --merge runs/part2/results.json  # a part run with --out runs/part2
+    python benchmarks/sparsity_quality.py --base docs/results/yardstick --out runs/sq_yardstick  # on the yardstick
 
-Every method prunes a fresh copy of the committed proxy (``docs/results/proxy/``, made by
-``benchmarks/proxy.py``: a 6+6-block T5 that reads its bill) to each honest ``nonzero_ratio``
-target through the package's driver (``summprune.pipeline.prune_model``, what ``run`` and
-``prune`` use), and every method gets the same recovery budget: ``--recovery-steps`` optimizer
-steps in all, batch ``--batch-size``, learning rate ``--recover-lr``, and the same teacher (the
-dense proxy: distillation alpha 0.5, T 2, the issue-7 recipe). ``dense_control`` is the dense
-proxy given that same training without pruning; percentages are against the control's mean at
-the same budget (the untrained dense proxy is shown too).
+Every method prunes a fresh copy of the base model (``--base``, see below; by default the committed
+synthetic proxy ``docs/results/proxy/``, made by ``benchmarks/proxy.py``: a 6+6-block T5 that
+reads its bill) to each honest ``nonzero_ratio`` target through the package's driver
+(``summprune.pipeline.prune_model``, what ``run`` and ``prune`` use), and every method gets the
+same recovery budget: ``--recovery-steps`` optimizer steps in all, batch ``--batch-size``,
+learning rate ``--recover-lr``, and the same teacher (the dense base: distillation alpha 0.5, T 2,
+the issue-7 recipe). ``dense_control`` is the dense base given that same training without
+pruning; percentages are against the control's mean at the same budget (the untrained dense base
+is shown too).
 
 ``reference``          the course recipe: its group proportions scaled to the target (each group
                        keeps ``keep_ref ** c``), 6 equal-amount (geometric) stages, recovery after
@@ -28,9 +31,9 @@ the same budget (the untrained dense proxy is shown too).
 
 Each (method, target, budget) runs with every ``--seeds`` seed (the recovery's data order and
 dropout); the table gives mean and [min-max], and says "beats" only where the min-max ranges do
-not overlap, else "ties". Every pruned model is scored on the proxy's held-out bills (greedy,
-max length 128: the course metric ``kaggle_score`` and ROUGE-Lsum), with the share of summaries
-that copy the bill's title.
+not overlap, else "ties". Every pruned model is scored on the base's held-out rows (greedy,
+max length 128: the course metric ``kaggle_score`` and ROUGE-Lsum), with, on the proxy, the share of
+summaries that copy the bill's title.
 
 Outputs (``--out``, default ``docs/results/sparsity_quality/``): ``results.json`` (``{"records":
 [...]}``, one record per method, target, seed and recovery_steps, written after each, so a
@@ -39,10 +42,18 @@ with two or more budgets ``budget.png`` (% of each budget's control against reco
 On 2 cores the grid is hours: split it over one-thread processes, each with its own ``--out`` and
 ``--work``, then ``--merge`` their results.json into one (same settings required; a cell measured
 twice with different results is refused, identical copies skipped). A part whose ``--out`` starts
-with a copy of the main results.json skips the controls (and cells) already measured there.
+with a copy of the main results.json skips the controls (and cells) already measured there; a
+part started beside the one that trains the controls takes ``--no-control``.
 
-This is a proxy: a synthetic corpus and a 3M-parameter model. It ranks recipes; it does not
-predict t5-small's BillSum scores.
+``--base`` (alias ``--proxy``) picks the model every cell starts from: the synthetic proxy (the
+default; a directory with ``proxy.json``) or the yardstick (``docs/results/yardstick``, made by
+``benchmarks/yardstick.py``: a small T5 pretrained on real text and fine-tuned on docstring ->
+summary; its training pairs are the corpus in ``--corpus``, rebuilt from this install if absent,
+and its held-out pairs are ``test.jsonl``). The settings and results name the base (kind and
+sha256) and the page says which it was. Title copy rates exist for the proxy's bills only.
+
+The synthetic proxy is a synthetic corpus and a 3M-parameter model that copies: it checks that a
+recipe runs and ranks recipes coarsely; it does not predict t5-small's BillSum scores.
 """
 
 from __future__ import annotations
@@ -132,14 +143,15 @@ def distilled_recovery(model, dense, tok, train_ds, a, seed: int, budget: int, w
             teacher=make_teacher(dense), seed_offset=1, output_dir=workdir / "trainer")
 
 
-def run_cell(method: str, target: float, seed: int, budget: int, dense, tok, train_ds, val_ds, rows, msl: int,
+def run_cell(method: str, target: float, seed: int, budget: int, dense, tok, train_ds, val_ds, rows, meta: dict,
              a, cache: dict, workdir: Path) -> dict:
-    """One record: ``method`` to ``target`` with ``budget`` recovery steps, recovery seed ``seed``."""
+    """One record: ``method`` to ``target`` with ``budget`` recovery steps, recovery seed ``seed``,
+    scored on ``rows`` as the base ``meta`` describes (``grid.load_base``)."""
     from summprune import sparsity as S
 
     model, rec = prune_cell(method, target, seed, budget, dense, tok, train_ds, val_ds, a, cache, workdir)
     rep = S.report(model)
-    res = G.score(model, tok, rows, msl)
+    res = G.score_base(model, tok, rows, meta)
     return {"method": method, "target": target, "seed": seed, "recovery_steps": budget,
             "recovery_steps_done": rec.pop("recovery_steps_done"), **res, "nonzero_ratio": round(rep["nonzero_ratio"], 6),
             "mask_ratio": round(rep["mask_ratio"], 6), **rec}
@@ -270,15 +282,24 @@ def cell_stats(records: list[dict], key: str = "kaggle_score") -> dict:
 def write_outputs(data: dict, out: Path, a) -> str:
     recs = data["records"]
     ks, rl = cell_stats(recs), cell_stats(recs, "rougeLsum")
-    titles = cell_stats(recs, "title_rate")
+    base = G.base_of(data)
+    is_proxy = base["kind"] == "proxy"
+    label = G.LABELS[base["kind"]]
+    titles = cell_stats(recs, "title_rate") if is_proxy else {}
     dense = data["dense"]
     budgets = sorted({r["recovery_steps"] for r in recs})
     targets = sorted({r["target"] for r in recs if r["method"] != CONTROL}, reverse=True)
     methods = [m for m in METHODS if any(r["method"] == m for r in recs)]
-    lines = [f"Proxy: {data['proxy']['params'] / 1e6:.2f}M-parameter T5 ({data['proxy']['shape']}), "
-             f"`docs/results/proxy/`. The dense proxy before any recovery: course score {dense['kaggle_score']:.4f}, ROUGE-Lsum "
-             f"{dense['rougeLsum']:.4f}, title copied in {dense['title_rate']:.0%} ({dense['docs']} held-out bills).",
-             f"Every row: recovery with distillation from the dense proxy (alpha {a.alpha}, T {a.temperature}), "
+    info = data.get("proxy", {}) if is_proxy else base
+    where = base.get("dir", "docs/results/proxy")
+    lines = [f"Base: the {label}, a {info['params'] / 1e6:.2f}M-parameter T5 ({info['shape']}), `{where}/`"
+             + (f" (sha256 `{base['sha256'][:16]}`)" if base.get("sha256") else "")
+             + (", pretrained on real text and fine-tuned on docstring -> summary" if not is_proxy else "")
+             + f". The dense {label} before any recovery: course score {dense['kaggle_score']:.4f}, ROUGE-Lsum "
+             f"{dense['rougeLsum']:.4f}"
+             + (f", title copied in {dense['title_rate']:.0%} ({dense['docs']} held-out bills)." if is_proxy
+                else f" ({dense['docs']} held-out pairs)."),
+             f"Every row: recovery with distillation from the dense {label} (alpha {a.alpha}, T {a.temperature}), "
              f"batch {a.batch_size}, learning rate {a.recover_lr}; mean [min-max] over seeds "
              f"{sorted({r['seed'] for r in recs})}. '% of control': of the dense control's mean at the same budget. "
              "'vs reference': beats / ties / loses to, by non-overlapping min-max ranges.", ""]
@@ -288,10 +309,11 @@ def write_outputs(data: dict, out: Path, a) -> str:
         lines.append("")
         if c:
             lines.append(f"Control (dense + {b} steps, no pruning): course score {G.fmt(c)} "
-                         f"({pct(c['mean'], dense['kaggle_score'])} of the dense proxy).")
+                         f"({pct(c['mean'], dense['kaggle_score'])} of the dense {label}).")
             lines.append("")
-        lines += ["| target | method | seeds | course score | % of control | ROUGE-Lsum | title copied | vs reference "
-                  "| vs gradual magnitude |", "|---|---|---|---|---|---|---|---|---|"]
+        lines += ["| target | method | seeds | course score | % of control | ROUGE-Lsum | "
+                  + ("title copied | " if is_proxy else "") + "vs reference | vs gradual magnitude |",
+                  "|---|---|---|---|---|---|---|---|" + ("---|" if is_proxy else "")]
         for t in targets:
             ref, mag = ks.get(("reference", t, b)), ks.get(("gradual_kd", t, b))
             for m in methods:
@@ -302,7 +324,7 @@ def write_outputs(data: dict, out: Path, a) -> str:
                 vm = "-" if m in ("reference", "gradual_kd") or mag is None else G.verdict(s, mag)
                 lines.append(f"| {t:.2f} | {METHOD_LABELS[m]} | {s['n']} | {G.fmt(s)} | "
                              f"{pct(s['mean'], c['mean']) if c else '-'} | {rl[(m, t, b)]['mean']:.4f} | "
-                             f"{titles[(m, t, b)]['mean']:.0%} | {vs} | {vm} |")
+                             + (f"{titles[(m, t, b)]['mean']:.0%} | " if is_proxy else "") + f"{vs} | {vm} |")
         lines.append("")
     lines += budget_axis_lines(ks, budgets, targets, methods)
     table = "\n".join(lines)
@@ -345,7 +367,7 @@ def write_outputs(data: dict, out: Path, a) -> str:
         plot_budget_axis(plt, ks, budgets, targets, methods, out / "budget.png")
     except ImportError:  # pragma: no cover
         G.log("matplotlib missing: no pareto.png")
-    pages.write_readme(out, "Quality against honest sparsity on the proxy", "sparsity_quality.py",
+    pages.write_readme(out, f"Quality against honest sparsity on the {label}", "sparsity_quality.py",
                        pages.command_text(data, "python benchmarks/sparsity_quality.py (the grid was run in parts and "
                                                 "merged with --merge; the commands are in docs/proxy.md)"),
                        table, images=("pareto.png", "budget.png"), settings=data.get("settings"))
@@ -381,17 +403,30 @@ def parse_args(argv):
                    help="sensitivity levels of gradual_kd_auto")
     p.add_argument("--eval-docs", type=int, default=100, help="held-out bills scored per record")
     p.add_argument("--recovery-docs", type=int, default=4000, help="training bills the recoveries draw from")
-    p.add_argument("--proxy", default=str(G.DEFAULT_PROXY), help="the proxy directory (benchmarks/proxy.py)")
-    p.add_argument("--out", default=str(G.ROOT / "docs" / "results" / "sparsity_quality"))
+    p.add_argument("--base", "--proxy", dest="base", default=str(G.DEFAULT_PROXY),
+                   help="the base model every cell prunes: a synthetic proxy directory (benchmarks/proxy.py, the "
+                        "default) or the yardstick (docs/results/yardstick, benchmarks/yardstick.py)")
+    p.add_argument("--corpus", default=str(G.DEFAULT_CORPUS),
+                   help="the yardstick's corpus folder (benchmarks/yardstick.py's --work corpus/); rebuilt from this "
+                        "install and saved there if absent; must match yardstick.json's content_hash")
+    p.add_argument("--out", default=None,
+                   help="results folder (default: docs/results/sparsity_quality, or docs/results/sparsity_quality_yardstick when "
+                        "--base is the yardstick)")
     p.add_argument("--work", default=str(G.ROOT / "runs" / "sparsity_quality"), help="trainer scratch space")
     p.add_argument("--fresh", action="store_true", help="ignore results.json and redo every record")
     p.add_argument("--merge", nargs="+", metavar="RESULTS_JSON", default=None,
                    help="append these results.json files (parts of the grid run by other processes with their own "
                         "--out and the same settings) to --out's, write its table and plot, and run nothing")
+    p.add_argument("--no-control", action="store_true",
+                   help="train no dense control here: a part of the grid run beside the part that trains them "
+                        "(its own --out; --merge joins them)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--page-only", action="store_true",
                    help="rewrite table.md, the plots and README.md from --out's results.json; run nothing")
-    return p.parse_args(argv)
+    a = p.parse_args(argv)
+    if a.out is None:
+        a.out = str(G.default_out("sparsity_quality", a.base))
+    return a
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -402,11 +437,12 @@ def main(argv: list[str] | None = None) -> int:
     if a.page_only:
         print(write_outputs(json.loads((Path(a.out) / "results.json").read_text()), Path(a.out), a))
         return 0
-    dense, tok, meta, data = G.load_proxy(a.proxy)
-    msl = meta["max_source_length"]
+    dense, tok, meta, data = G.load_base(a.base, a.corpus)
+    msl, prefix, label = meta["max_source_length"], meta["prefix"], G.LABELS[meta["kind"]]
     rows = data["eval"][: a.eval_docs]
     out = Path(a.out)
-    settings = {"proxy_sha256": meta["sha256"], "proxy_steps": meta["steps"], "proxy_params": meta["params"], "eval_docs": len(rows),
+    # the proxy's keys as before (its committed files stay valid); the yardstick's name it
+    settings = {**G.base_settings(meta), "eval_docs": len(rows),
                 "recovery_docs": a.recovery_docs, "steps": a.steps, "final_recovery_frac": a.final_recovery_frac,
                 "recover_lr": a.recover_lr, "batch_size": a.batch_size, "alpha": a.alpha,
                 "temperature": a.temperature, "levels": list(a.levels),
@@ -414,37 +450,45 @@ def main(argv: list[str] | None = None) -> int:
                 **({"distill_sequences": a.distill_sequences} if a.distill_sequences else {})}
     store = G.Records(out / "results.json", settings, fresh=a.fresh, strict=bool(a.merge))
     c = dense.config
-    store.data["proxy"] = {"params": meta["params"], "steps": meta["steps"], "sha256": meta["sha256_full"], "validity": {
-        k: meta["validity"][k] for k in ("own_kaggle", "swapped_kaggle", "swapped_over_own", "title_rate", "act_rate")},
-        "shape": f"{c.num_layers}+{c.num_decoder_layers} blocks, d_model {c.d_model}, {c.num_heads} heads, d_ff {c.d_ff}"}
+    shape = f"{c.num_layers}+{c.num_decoder_layers} blocks, d_model {c.d_model}, {c.num_heads} heads, d_ff {c.d_ff}"
+    store.data["base"] = {**G.base_record(meta, a.base), "shape": shape}
+    if meta["kind"] == "proxy":
+        store.data["proxy"] = {"params": meta["params"], "steps": meta["steps"], "sha256": meta["sha256_full"], "validity": {
+            k: meta["validity"][k] for k in ("own_kaggle", "swapped_kaggle", "swapped_over_own", "title_rate", "act_rate")},
+            "shape": shape}
+    else:
+        store.data["base"]["checks"] = G.yardstick_checks(meta)
     for path in a.merge or []:
         G.log(f"{path}: {store.merge(path, ('method', 'target', 'seed', 'recovery_steps'))} records added")
     if not a.merge:  # a merge measures nothing: its parts' commands are listed
         pages.record_command(store.data, "sparsity_quality.py", argv)
     if "dense" not in store.data:
-        store.data["dense"] = {**G.score(dense, tok, rows, msl), "docs": len(rows)}
+        store.data["dense"] = {**G.score_base(dense, tok, rows, meta), "docs": len(rows)}
         store.save()
     d = store.data["dense"]
-    G.log(f"dense proxy: kaggle {d['kaggle_score']:.4f} rougeLsum {d['rougeLsum']:.4f} title {d['title_rate']:.0%} "
-          f"on {len(rows)} held-out bills")
+    G.log(f"dense {label}: kaggle {d['kaggle_score']:.4f} rougeLsum {d['rougeLsum']:.4f}"
+          + (f" title {d['title_rate']:.0%}" if "title_rate" in d else "") + f" on {len(rows)} held-out rows")
     if a.merge:
         print(write_outputs(store.data, out, a))
         return 0
-    train_ds = G.P.to_dataset(data["train"][: a.recovery_docs], tok, msl)
-    val_ds = G.P.to_dataset(data["val"], tok, msl)
+    train_ds = G.to_dataset(data["train"][: a.recovery_docs], tok, msl, prefix, meta["max_target_length"])
+    # (a tiny yardstick's corpus may hold no validation package: nothing then validates)
+    val_ds = G.to_dataset(data["val"], tok, msl, prefix, meta["max_target_length"]) if data["val"] else None
     cache: dict = {}
     work = Path(a.work)
-    jobs = [(CONTROL, 1.0, s, b) for b in a.recovery_steps for s in a.seeds]
+    # --no-control: a part run beside the one that trains the controls (two measurements of one
+    # cell would differ, at least in their timings, and --merge refuses that)
+    jobs = [] if a.no_control else [(CONTROL, 1.0, s, b) for b in a.recovery_steps for s in a.seeds]
     # in the order given: a stopped run has whole cells (every seed) of the first targets
     jobs += [(m, t, s, b) for b in a.recovery_steps for t in a.targets for m in a.methods for s in a.seeds]
     for i, (m, t, s, b) in enumerate(jobs):
         if store.find(method=m, target=t, seed=s, recovery_steps=b) is not None:
             continue
         G.log(f"[{i + 1}/{len(jobs)}] {m} @ {t} seed {s}, {b} steps")
-        rec = run_cell(m, t, s, b, dense, tok, train_ds, val_ds, rows, msl, a, cache, work)
+        rec = run_cell(m, t, s, b, dense, tok, train_ds, val_ds, rows, meta, a, cache, work)
         store.add(rec)
-        G.log(f"    kaggle {rec['kaggle_score']:.4f} rougeLsum {rec['rougeLsum']:.4f} title {rec['title_rate']:.0%} "
-              f"nonzero_ratio {rec['nonzero_ratio']:.4f} [{rec['recovery_steps_done']} steps, "
+        G.log(f"    kaggle {rec['kaggle_score']:.4f} rougeLsum {rec['rougeLsum']:.4f}"
+              + (f" title {rec['title_rate']:.0%}" if "title_rate" in rec else "") + f" nonzero_ratio {rec['nonzero_ratio']:.4f} [{rec['recovery_steps_done']} steps, "
               f"{rec['prune_s']} + {rec['eval_s']} s]")
     table = write_outputs(store.data, out, a)
     print(table)

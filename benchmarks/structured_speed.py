@@ -1,9 +1,11 @@
-"""Structured pruning: how much faster generation gets, and what it costs on the quality proxy.
+"""Structured pruning: how much faster generation gets, and what it costs on a quality base (the
+synthetic proxy, or the yardstick with ``--base docs/results/yardstick``).
 
     python benchmarks/structured_speed.py --threads 2   # timing of every variant, then the frontier's
                                                         # proxy quality with a control, 3 seeds each
     python benchmarks/structured_speed.py --skip-quality  # timing only (~5 min)
     python benchmarks/structured_speed.py --skip-speed --quality-variants dec3_ffn50_heads50
+    python benchmarks/structured_speed.py --skip-speed --base docs/results/yardstick --out runs/ss_yardstick
 
 Speed (one process, every variant timed in the same run, interleaved over ``--reps`` rounds, the
 fastest round kept): a random model of the t5-small shape (``--config-dir``: config + real
@@ -29,6 +31,12 @@ seeds' min-max ranges do not overlap.
 Outputs in ``--out`` (default docs/results/structured_speed/): results.json (``quality.records``:
 one record per variant and seed, with ``variant``, ``seed``, ``recovery_steps``, ``kaggle_score``,
 ``rougeLsum``; written after each, so an interrupted run resumes), table.md, speed_quality.png.
+
+``--base`` (alias ``--proxy``): the model the variants are cut from, the synthetic proxy above (the
+default) or the yardstick (``benchmarks/yardstick.py``: 6+6 blocks too, pretrained on real text and
+fine-tuned on docstring -> summary; recoveries draw from its corpus, ``--corpus``, and it is scored
+on its held-out ``test.jsonl`` pairs; no title copy rates). The settings and results name the base
+(kind and sha256); the page says which it was.
 
 Long budgets on few cores: run the control and the variants as separate one-thread processes
 (``--quality-variants dense`` in one, ``--no-control`` in the other, each its own ``--out``), then
@@ -168,19 +176,20 @@ def run_speed(a, names: list[str]) -> dict:
             "reps": a.reps, "load_end": round(os.getloadavg()[0], 2), "variants": best}
 
 
-# ----------------------------------------------------------------------------- proxy quality
+# ----------------------------------------------------------------------------- quality on the base
 
 
 def run_quality(a, names: list[str], results: dict, save) -> None:
     """Every variant and a dense control, each recovered with the same distilled training (steps,
-    batch, learning rate, teacher) for every ``--seeds`` seed, scored on the proxy's held-out bills."""
+    batch, learning rate, teacher) for every ``--seeds`` seed, scored on the base's held-out rows."""
     import grid as G
     import sparsity_quality as sq
 
-    dense, tok, meta, data = G.load_proxy(a.proxy)
-    msl = meta["max_source_length"]
+    dense, tok, meta, data = G.load_base(a.base, a.corpus)
+    msl, prefix, label = meta["max_source_length"], meta["prefix"], G.LABELS[meta["kind"]]
     rows = data["eval"][: a.eval_docs]
-    settings = {"proxy_sha256": meta["sha256"], "proxy_steps": meta["steps"], "proxy_params": meta["params"], "recovery_steps": a.recovery_steps,
+    # the proxy's keys as before (its committed files stay valid); the yardstick's name it
+    settings = {**G.base_settings(meta), "recovery_steps": a.recovery_steps,
                 "alpha": 0.5, "temperature": 2.0, "importance": "taylor", "importance_batches": 16,
                 "eval_docs": len(rows), "recover_lr": a.recover_lr, "batch_size": a.recovery_batch_size,
                 **({"distill_features": a.distill_features} if a.distill_features else {}),
@@ -191,15 +200,21 @@ def run_quality(a, names: list[str], results: dict, save) -> None:
         q.clear()
         q["settings"] = settings
     q.setdefault("records", [])
-    results["proxy"] = {"sha256": meta["sha256_full"]}  # the settings keep the short prefix the cells compare on
+    # the settings keep the short prefix the cells compare on; the results the full hash
+    results["base"] = G.base_record(meta, a.base)
+    if meta["kind"] == "proxy":
+        results["proxy"] = {"sha256": meta["sha256_full"]}
+    else:
+        results["base"]["checks"] = G.yardstick_checks(meta)
+        results.pop("proxy", None)  # a file that held a proxy run before: its quality part is gone
     reuse_records(q, a.reuse, names, a.seeds)
     save()
     if "dense" not in q:
-        q["dense"] = {**G.score(dense, tok, rows, msl), "params": n_params(dense), "shape": shape_label(dense.config)}
+        q["dense"] = {**G.score_base(dense, tok, rows, meta), "params": n_params(dense), "shape": shape_label(dense.config)}
         save()
-    log(f"quality: dense proxy {q['dense']['shape']}: course score {q['dense']['kaggle_score']:.4f} "
+    log(f"quality: dense {label} {q['dense']['shape']}: course score {q['dense']['kaggle_score']:.4f} "
         f"ROUGE-Lsum {q['dense']['rougeLsum']:.4f} ({len(rows)} docs), before any recovery")
-    train_ds = G.P.to_dataset(data["train"][: a.recovery_docs], tok, msl)
+    train_ds = G.to_dataset(data["train"][: a.recovery_docs], tok, msl, prefix, meta["max_target_length"])
     qa = sq.parse_args(["--recover-lr", str(a.recover_lr), "--batch-size", str(a.recovery_batch_size),
                         "--distill-features", str(a.distill_features),
                         "--distill-sequences", str(a.distill_sequences)])
@@ -213,14 +228,14 @@ def run_quality(a, names: list[str], results: dict, save) -> None:
                 continue
             t0 = time.time()
             # the package's path: [prune.structured] through the driver (Taylor importance on 16
-            # training batches), then the package's recovery distilled from the dense proxy, what
+            # training batches), then the package's recovery distilled from the dense base, what
             # `run` does after the removal; the control gets the same recovery without removal
             model, plan = make_variant(dense, VARIANTS[name], importance="taylor", train_ds=train_ds, tok=tok,
                                        batch_size=a.recovery_batch_size, work_dir=work,
                                        layer_selection=a.layer_selection)
-            before = G.score(model, tok, rows, msl) if name != "dense" else None
+            before = G.score_base(model, tok, rows, meta) if name != "dense" else None
             sq.distilled_recovery(model, dense, tok, train_ds, qa, seed, a.recovery_steps, work)
-            after = G.score(model, tok, rows, msl)
+            after = G.score_base(model, tok, rows, meta)
             rec = {"variant": variant, "target": None, "seed": seed, "recovery_steps": a.recovery_steps,
                    "shape": shape_label(model.config), "params": n_params(model),
                    "before_kaggle": before["kaggle_score"] if before else None, **after,
@@ -229,8 +244,9 @@ def run_quality(a, names: list[str], results: dict, save) -> None:
             save()
             log(f"  {variant:<26} seed {seed} {rec['shape']}: course "
                 f"{before['kaggle_score'] if before else float('nan'):.4f} after removal -> "
-                f"{after['kaggle_score']:.4f} after {a.recovery_steps} KD steps (title {after['title_rate']:.0%}, "
-                f"{after['empty']} empty) [{rec['seconds']} s]")
+                f"{after['kaggle_score']:.4f} after {a.recovery_steps} KD steps ("
+                + (f"title {after['title_rate']:.0%}, " if "title_rate" in after else "")
+                + f"{after['empty']} empty) [{rec['seconds']} s]")
 
 
 #: settings that change how a variant is cut but not the dense control (nothing is cut from it)
@@ -269,7 +285,7 @@ def quality_stats(q: dict) -> dict:
         rs = [r for r in q["records"] if r["variant"] == v]
         out[v] = {"kaggle": G.stats([r["kaggle_score"] for r in rs]),
                   "rougeLsum": G.stats([r["rougeLsum"] for r in rs]),
-                  "title": G.stats([r["title_rate"] for r in rs]),
+                  "title": G.stats([r["title_rate"] for r in rs]) if "title_rate" in rs[0] else None,
                   "before": G.stats([r["before_kaggle"] for r in rs]) if rs[0]["before_kaggle"] is not None else None,
                   "shape": rs[0]["shape"]}
     return out
@@ -285,6 +301,10 @@ def write_outputs(results: dict, names: list[str], out: Path, a) -> str:
     q = results.get("quality", {})
     qs = quality_stats(q)
     ctrl = qs.get("dense_control")
+    base = G.base_of(results)
+    label = G.LABELS[base["kind"]]
+    is_proxy = base["kind"] == "proxy"
+    rows_are = "bills" if is_proxy else "pairs"
     # only the rows something was measured for (a quality-only run would list every variant empty)
     names = [n for n in names if n in sp or ("dense_control" if n == "dense" else n) in qs]
     lines = []
@@ -295,12 +315,15 @@ def write_outputs(results: dict, names: list[str], out: Path, a) -> str:
                      f"fastest of {s['reps']} interleaved rounds.")
     if q.get("dense"):
         qd, st = q["dense"], q["settings"]
-        lines.append(f"Quality: the proxy of `docs/results/proxy/` ({qd['shape']}, {qd['params'] / 1e6:.2f}M params; "
-                     f"{qd['kaggle_score']:.4f} course score on {st['eval_docs']} held-out bills before any recovery). "
+        lines.append(f"Quality: the {label} of `{base.get('dir', 'docs/results/proxy')}/`"
+                     + ("" if is_proxy else ", a T5 pretrained on real text and fine-tuned on docstring -> summary")
+                     + " (" + (f"sha256 `{base['sha256'][:16]}`, " if base.get("sha256") else "")
+                     + f"{qd['shape']}, {qd['params'] / 1e6:.2f}M params; "
+                     f"{qd['kaggle_score']:.4f} course score on {st['eval_docs']} held-out {rows_are} before any recovery). "
                      f"Every row, the dense control included, gets the same recovery: {st['recovery_steps']} steps "
-                     f"distilled from the dense proxy (alpha {st['alpha']}, T {st['temperature']}"
+                     f"distilled from the dense {label} (alpha {st['alpha']}, T {st['temperature']}"
                      + (f", feature KD weight {st['distill_features']}" if st.get("distill_features") else "")
-                     + (f", {st['distill_sequences']:.0%} of the training rows labelled with the dense proxy's "
+                     + (f", {st['distill_sequences']:.0%} of the training rows labelled with the dense {label}'s "
                         "greedy summaries" if st.get("distill_sequences") else "")
                      + f"), batch "
                      f"{st['batch_size']}, learning rate {st['recover_lr']}; variants are cut with Taylor importance"
@@ -313,9 +336,9 @@ def write_outputs(results: dict, names: list[str], out: Path, a) -> str:
             seeds = sorted(r["seed"] for r in q["records"] if r["variant"] == v and r.get("copied_from") == src)
             lines.append(f"The {v} records of seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))} are copied from `{src}` "
                          "(the same recovery settings and seeds: trained there, not again here).")
-    lines += ["", "| variant | t5-small shape | params (M) | s/doc | speed-up | proxy shape | seeds | proxy course, removed | "
-              "proxy course, recovered | % of control | vs control | title copied |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += ["", f"| variant | t5-small shape | params (M) | s/doc | speed-up | {label} shape | seeds | {label} course, "
+              f"removed | {label} course, recovered | % of control | vs control |" + (" title copied |" if is_proxy else ""),
+              "|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if is_proxy else "")]
     for name in names:
         r = sp.get(name, {})
         v = qs.get("dense_control" if name == "dense" else name)
@@ -325,10 +348,11 @@ def write_outputs(results: dict, names: list[str], out: Path, a) -> str:
         if v:
             cells += [v["shape"], str(v["kaggle"]["n"]), G.fmt(v["before"]) if v["before"] else "-", G.fmt(v["kaggle"]),
                       pct(v["kaggle"]["mean"], ctrl["kaggle"]["mean"]) if ctrl else "-",
-                      "-" if name == "dense" or not ctrl else G.verdict(v["kaggle"], ctrl["kaggle"]),
-                      f"{v['title']['mean']:.0%}"]
+                      "-" if name == "dense" or not ctrl else G.verdict(v["kaggle"], ctrl["kaggle"])]
+            if is_proxy:
+                cells.append(f"{v['title']['mean']:.0%}" if v["title"] else "-")
         else:
-            cells += ["-"] * 7
+            cells += ["-"] * (7 if is_proxy else 6)
         lines.append("| " + " | ".join(cells) + " |")
     table = "\n".join(lines)
     (out / "table.md").write_text(table + "\n")
@@ -357,9 +381,9 @@ def write_outputs(results: dict, names: list[str], out: Path, a) -> str:
         ax.axvline(2.5, color="tab:red", ls=":", lw=1, label="2.5x faster (target)")
         ax.axhline(95, color="k", ls=":", lw=1, label="95% of the control (target)")
         ax.set_xlabel("generation speed-up over dense t5-small shape (CPU, measured)")
-        ax.set_ylabel("proxy course score, % of dense control (mean, min-max)")
+        ax.set_ylabel(f"{label} course score, % of dense control (mean, min-max)")
         ax.set_ylim(-8, max(115, max(p[4] for p in pts) + 8))
-        ax.set_title("Structured variants: speed (t5-small shape) vs quality (proxy, equal recovery)")
+        ax.set_title(f"Structured variants: speed (t5-small shape) vs quality ({label}, equal recovery)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="center left")
         fig.tight_layout(rect=(0, 0, 0.69, 1))
@@ -367,7 +391,7 @@ def write_outputs(results: dict, names: list[str], out: Path, a) -> str:
         plt.close(fig)
     import pages
 
-    pages.write_readme(out, "Structured variants: CPU generation speed and proxy quality", "structured_speed.py",
+    pages.write_readme(out, f"Structured variants: CPU generation speed and {label} quality", "structured_speed.py",
                        pages.command_text(results, "python benchmarks/structured_speed.py"), table,
                        images=("speed_quality.png",), settings=results.get("quality", {}).get("settings"),
                        page_only="--skip-speed --skip-quality")
@@ -379,7 +403,7 @@ def parse_args(argv):
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
                    help="variants to time ('dense' is always added)")
     p.add_argument("--quality-variants", nargs="+", default=list(FRONTIER), choices=list(VARIANTS),
-                   help="variants measured on the proxy, every seed (the dense control always runs); default: "
+                   help="variants measured on the base (--base), every seed (the dense control always runs); default: "
                         "FRONTIER, the two shapes the README discusses")
     p.add_argument("--data", default=str(ROOT.parent / "shared" / "billsum" / "us_test_sample.jsonl"))
     p.add_argument("--config-dir", default=str(ROOT.parent / "shared" / "t5-small"))
@@ -390,31 +414,41 @@ def parse_args(argv):
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     p.add_argument("--skip-speed", action="store_true")
     p.add_argument("--skip-quality", action="store_true")
-    p.add_argument("--recovery-steps", type=int, default=100, help="proxy: KD recovery steps per variant and control")
-    p.add_argument("--recover-lr", type=float, default=1e-3, help="proxy: recovery learning rate (issue-7 default)")
-    p.add_argument("--recovery-batch-size", type=int, default=8, help="proxy: recovery batch")
+    p.add_argument("--recovery-steps", type=int, default=100, help="quality: KD recovery steps per variant and control")
+    p.add_argument("--recover-lr", type=float, default=1e-3, help="quality: recovery learning rate (issue-7 default)")
+    p.add_argument("--recovery-batch-size", type=int, default=8, help="quality: recovery batch")
     p.add_argument("--distill-features", type=float, default=0.0,
-                   help="proxy: weight of feature distillation (SquareHead) added to the logit KD (0 = none)")
+                   help="quality: weight of feature distillation (SquareHead) added to the logit KD (0 = none)")
     p.add_argument("--distill-sequences", type=float, default=0.0,
-                   help="proxy: share of training rows labelled with the dense proxy's greedy summaries "
+                   help="quality: share of training rows labelled with the dense base's greedy summaries "
                         "(sequence-level KD, beside the logit KD; 0 = none)")
     p.add_argument("--layer-selection", default="spread", choices=["spread", "first"],
                    help="which decoder/encoder blocks a depth cut keeps: evenly spaced with the first and last "
                         "('spread'), or the first ones")
     p.add_argument("--reuse", nargs="+", default=[], metavar="RESULTS_JSON",
-                   help="proxy: copy records from these results.json files instead of training them again: a "
+                   help="quality: copy records from these results.json files instead of training them again: a "
                         "variant's where every setting is equal, the control's where only how variants are cut "
                         "differs; each copy names its file")
     p.add_argument("--no-control", action="store_true",
-                   help="proxy: train no dense control here (it comes from --reuse, e.g. a run started beside this one)")
-    p.add_argument("--recovery-docs", type=int, default=4000, help="proxy: training bills the recoveries draw from")
-    p.add_argument("--eval-docs", type=int, default=100, help="proxy: held-out bills scored per record")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="proxy: recovery seeds per variant")
-    p.add_argument("--proxy", default=str(ROOT / "docs" / "results" / "proxy"),
-                   help="the proxy directory (benchmarks/proxy.py)")
-    p.add_argument("--out", default=str(ROOT / "docs" / "results" / "structured_speed"))
+                   help="quality: train no dense control here (it comes from --reuse, e.g. a run started beside this one)")
+    p.add_argument("--recovery-docs", type=int, default=4000, help="quality: training rows the recoveries draw from")
+    p.add_argument("--eval-docs", type=int, default=100, help="quality: held-out rows scored per record")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="quality: recovery seeds per variant")
+    p.add_argument("--base", "--proxy", dest="base", default=str(ROOT / "docs" / "results" / "proxy"),
+                   help="the model the variants are cut from: a synthetic proxy directory (benchmarks/proxy.py, the "
+                        "default) or the yardstick (docs/results/yardstick, benchmarks/yardstick.py)")
+    p.add_argument("--corpus", default=str(ROOT / "runs" / "yardstick" / "corpus"),
+                   help="the yardstick's corpus folder (benchmarks/yardstick.py's --work corpus/); rebuilt from this "
+                        "install and saved there if absent; must match yardstick.json's content_hash")
+    p.add_argument("--out", default=None,
+                   help="results folder (default: docs/results/structured_speed, or docs/results/structured_speed_yardstick when "
+                        "--base is the yardstick)")
     p.add_argument("--work", default=str(ROOT / "runs" / "structured_speed"), help="trainer scratch space")
     a = p.parse_args(argv)
+    if a.out is None:
+        import grid as G
+
+        a.out = str(G.default_out("structured_speed", a.base))
     if "dense" not in a.variants:
         a.variants.insert(0, "dense")
     return a

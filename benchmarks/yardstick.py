@@ -530,7 +530,8 @@ def write_page(meta: dict, out: Path) -> Path:
     rows = ["| check | value | passes |", "|---|---|---|",
             f"| course score, held-out packages ({s['docs']} pairs, stored fp16 model) | {s['course_score']:.4f} | "
             f"{c['passes']['far_from_ceiling_025_080']} (0.25-0.8) |",
-            f"| with another pair's input (share of own) | {s['swapped_course_score']:.4f} ({s['swapped_over_own']:.0%}) | "
+            f"| with another pair's input (share of own) | {s['swapped_course_score']:.4f} "
+            f"({'-' if s['swapped_over_own'] is None else format(s['swapped_over_own'], '.0%')}) | "
             f"{c['passes']['reads_input_swapped_le_60pct']} (<= 60%) |",
             f"| extractive: description's first sentence | {c['baselines']['first_sentence']:.4f} | "
             f"{c['passes']['beats_first_sentence']} (beaten) |",

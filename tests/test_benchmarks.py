@@ -194,6 +194,189 @@ def test_structured_speed_smallest(tmp_path, proxy_dir, shared_dir):
                                "--reuse", str(out / "results.json"), "--out", str(tmp_path / "other")])
 
 
+TINY_YARDSTICK = ["--distributions", "tqdm", "--stdlib", "json", "argparse", "textwrap", "string", "csv", "shlex",
+                  "--vocab", "400", "--d-model", "16", "--layers", "2", "--heads", "2", "--d-ff", "32",
+                  "--pretrain-steps", "2", "--pretrain-batch", "4", "--pretrain-length", "32", "--finetune-steps", "2",
+                  "--batch-size", "4", "--warmup", "2", "--seeds", "0", "--no-scratch", "--val-docs", "2",
+                  "--eval-docs", "6", "--max-source-length", "48", "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def yardstick_dir(tmp_path_factory):
+    """A tiny yardstick (2+2 blocks, so structured cuts to 1 block exist) and the corpus it was
+    fine-tuned on (``work/corpus``): what ``--base``/``--corpus`` point the benchmarks at."""
+    import yardstick
+
+    d = tmp_path_factory.mktemp("ys")
+    assert yardstick.main([*TINY_YARDSTICK, "--out", str(d / "yardstick"), "--work", str(d / "work")]) == 0
+    return d / "yardstick", d / "work" / "corpus"
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_load_base_reads_the_yardstick_and_refuses_another_corpus(tmp_path, yardstick_dir, proxy_dir):
+    import shutil
+
+    import grid
+
+    ys, corpus = yardstick_dir
+    meta = json.loads((ys / "yardstick.json").read_text())
+    _, _, m, data = grid.load_base(ys, corpus)
+    assert m["kind"] == "yardstick" and m["prefix"] == meta["prefix"] and m["steps"] == meta["finetune"]["steps"]
+    assert m["sha256_full"] == _sha256(ys / "compact.safetensors") and m["max_source_length"] == 48
+    test = [json.loads(x) for x in (ys / "test.jsonl").read_text().splitlines()]
+    assert data["eval"] == test[:meta["eval_docs"]] and data["train"] and "title" not in data["eval"][0]
+    assert grid.load_base(proxy_dir)[2]["kind"] == "proxy"
+    # a yardstick run's results go beside the proxy's, never over them
+    assert grid.default_out("sparsity_quality", ys) == ROOT / "docs" / "results" / "sparsity_quality_yardstick"
+    assert grid.default_out("sparsity_quality", proxy_dir) == ROOT / "docs" / "results" / "sparsity_quality"
+    # a corpus that is not the one the yardstick was fine-tuned on is refused, naming both hashes
+    other = tmp_path / "other"
+    shutil.copytree(ys, other)
+    meta["corpus"]["content_hash"] = "0" * 64
+    (other / "yardstick.json").write_text(json.dumps(meta))
+    with pytest.raises(SystemExit, match="not the one the yardstick was fine-tuned on: content_hash .* != 000000000000"):
+        grid.load_base(other, corpus)
+    meta["corpus"]["content_hash"] = json.loads((ys / "yardstick.json").read_text())["corpus"]["content_hash"]
+    (other / "yardstick.json").write_text(json.dumps(meta))
+    rows = (other / "test.jsonl").read_text().splitlines()
+    (other / "test.jsonl").write_text("\n".join(rows[:1] + [rows[2], rows[1]] + rows[3:]) + "\n")
+    with pytest.raises(SystemExit, match="test.jsonl: row 2 is not the corpus's held-out pair"):
+        grid.load_base(other, corpus)
+    with pytest.raises(SystemExit, match="not a base model directory"):
+        grid.load_base(tmp_path)
+
+
+def test_yardstick_corpus_is_rebuilt_from_the_recorded_distributions(tmp_path):
+    """Without a corpus folder the corpus is rebuilt from the distributions yardstick.json records
+    and saved whole; one of another content_hash is refused and nothing is saved."""
+    import grid
+
+    from summprune.corpus import build_corpus
+
+    want = build_corpus(["tqdm"], stdlib=False)
+    recorded = {"content_hash": want["content_hash"], "versions": want["versions"]}
+    got = grid.yardstick_data(recorded, tmp_path / "c")
+    assert got["content_hash"] == want["content_hash"] and (tmp_path / "c" / "corpus.json").is_file()
+    assert grid.yardstick_data(recorded, tmp_path / "c")["train"] == want["train"]  # read back, not rebuilt
+    with pytest.raises(SystemExit, match="rebuilt from this install is not the one"):
+        grid.yardstick_data({**recorded, "content_hash": "f" * 64}, tmp_path / "d")
+    with pytest.raises(SystemExit, match="no-such-distribution.* not installed here"):
+        grid.yardstick_data({**recorded, "versions": {"no-such-distribution": "1.0"}}, tmp_path / "e")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]  # nothing half-written
+
+
+def test_sparsity_quality_on_the_yardstick(tmp_path, yardstick_dir):
+    """The same grid on the yardstick: its corpus trains, its test.jsonl scores, and the results
+    and page name it (kind, sha256), with no proxy-only copy rates."""
+    import sparsity_quality
+
+    ys, corpus = yardstick_dir
+    out = tmp_path / "sq"
+    argv = ["--base", str(ys), "--corpus", str(corpus), "--out", str(out), "--work", str(tmp_path / "w"),
+            "--targets", "0.5", "--methods", "reference", "gradual_kd_obs", "--seeds", "0", "--recovery-steps", "2",
+            "--steps", "2", "--eval-docs", "3", "--recovery-docs", "30", "--threads", "1"]
+    assert sparsity_quality.main(argv) == 0
+    data = json.loads((out / "results.json").read_text())
+    sha = _sha256(ys / "compact.safetensors")
+    assert data["base"]["kind"] == "yardstick" and data["base"]["sha256"] == sha and "proxy" not in data
+    assert data["settings"]["yardstick_sha256"] == sha[:16] and "proxy_sha256" not in data["settings"]
+    assert data["base"]["corpus_sha256"] == json.loads((ys / "yardstick.json").read_text())["corpus"]["content_hash"]
+    recs = data["records"]
+    assert {r["method"] for r in recs} == {"dense_control", "reference", "gradual_kd_obs"}
+    assert all(r["recovery_steps_done"] == 2 and "title_rate" not in r for r in recs)
+    page = (out / "README.md").read_text()
+    assert "Quality against honest sparsity on the yardstick" in page and sha[:16] in page
+    assert "proxy" not in page.split("Command:")[1]  # (the command line names the yardstick's directory)
+    assert "title copied" not in (out / "table.md").read_text()
+    assert sparsity_quality.main(argv) == 0  # resumable on the yardstick too: nothing measured again
+    assert len(json.loads((out / "results.json").read_text())["records"]) == 3
+
+
+def test_sparsity_quality_on_the_yardstick_in_two_processes(tmp_path, yardstick_dir):
+    """The split a long yardstick grid uses: one part trains the controls and some cells, the other
+    (--no-control) the rest; --merge joins them into one page."""
+    import sparsity_quality
+
+    ys, corpus = yardstick_dir
+    base = ["--base", str(ys), "--corpus", str(corpus), "--work", str(tmp_path / "w"), "--seeds", "0", "1",
+            "--recovery-steps", "1", "--eval-docs", "2", "--recovery-docs", "20", "--threads", "1"]
+    a, b, joined = tmp_path / "a", tmp_path / "b", tmp_path / "joined"
+    assert sparsity_quality.main([*base, "--targets", "0.5", "--methods", "oneshot", "--out", str(a)]) == 0
+    assert sparsity_quality.main([*base, "--targets", "0.4", "--methods", "oneshot", "--no-control", "--out", str(b)]) == 0
+    assert {r["method"] for r in json.loads((b / "results.json").read_text())["records"]} == {"oneshot"}
+    assert sparsity_quality.main([*base, "--out", str(joined), "--merge", str(a / "results.json"),
+                                  str(b / "results.json")]) == 0
+    data = json.loads((joined / "results.json").read_text())
+    assert sorted((r["method"], r["target"], r["seed"]) for r in data["records"]) == sorted(
+        [("dense_control", 1.0, s) for s in (0, 1)] + [("oneshot", t, s) for t in (0.5, 0.4) for s in (0, 1)])
+    assert data["base"]["kind"] == "yardstick" and "on the yardstick" in (joined / "README.md").read_text()
+
+
+def test_the_prefix_and_lengths_come_from_the_base(tmp_path, yardstick_dir, monkeypatch):
+    """Recovery data and generation use the prefix and lengths yardstick.json records, not the
+    proxy's: a yardstick that says "digest: " is trained and scored with "digest: "."""
+    import shutil
+
+    import sparsity_quality
+    import summprune.data
+    import summprune.generate
+
+    ys, corpus = yardstick_dir
+    other = tmp_path / "ys"
+    shutil.copytree(ys, other)
+    meta = json.loads((ys / "yardstick.json").read_text())
+    (other / "yardstick.json").write_text(json.dumps({**meta, "prefix": "digest: "}))
+    seen = []
+    tokenize, generate = summprune.data.tokenize, summprune.generate.generate_summaries
+
+    def spy_tokenize(ds, tok, prefix, max_source_length, max_target_length, *a, **k):
+        seen.append(("tokenize", prefix, max_source_length, max_target_length))
+        return tokenize(ds, tok, prefix, max_source_length, max_target_length, *a, **k)
+
+    def spy_generate(*a, **k):
+        seen.append(("generate", k["prefix"], k["max_source_length"], None))
+        return generate(*a, **k)
+
+    monkeypatch.setattr(summprune.data, "tokenize", spy_tokenize)
+    monkeypatch.setattr(summprune.generate, "generate_summaries", spy_generate)
+    assert sparsity_quality.main(["--base", str(other), "--corpus", str(corpus), "--out", str(tmp_path / "sq"),
+                                  "--work", str(tmp_path / "w"), "--targets", "0.5", "--methods", "oneshot",
+                                  "--seeds", "0", "--recovery-steps", "1", "--eval-docs", "2",
+                                  "--recovery-docs", "10", "--threads", "1"]) == 0
+    assert {w for w, *_ in seen} == {"tokenize", "generate"}
+    assert all(p == "digest: " and msl == meta["max_source_length"] for _, p, msl, _ in seen), seen
+    assert all(mtl == meta["max_target_length"] for w, _, _, mtl in seen if w == "tokenize")
+
+
+def test_structured_speed_on_the_yardstick(tmp_path, yardstick_dir):
+    """6+3 and 4+3 half-width cut from the (2+2-block) yardstick: depth scaled to 2+1 and 1+1."""
+    import structured_speed
+
+    ys, corpus = yardstick_dir
+    out = tmp_path / "ss"
+    assert structured_speed.main(["--base", str(ys), "--corpus", str(corpus), "--skip-speed", "--quality-variants",
+                                  "dec3_ffn50_heads50", "enc4_dec3_ffn50_heads50", "--recovery-steps", "2",
+                                  "--seeds", "0", "--eval-docs", "3", "--recovery-docs", "30", "--threads", "1",
+                                  "--work", str(tmp_path / "w"), "--out", str(out)]) == 0
+    res = json.loads((out / "results.json").read_text())
+    sha = _sha256(ys / "compact.safetensors")
+    assert res["base"]["kind"] == "yardstick" and res["base"]["sha256"] == sha and "proxy" not in res
+    q = res["quality"]
+    assert q["settings"]["yardstick_sha256"] == sha[:16] and "proxy_sha256" not in q["settings"]
+    shapes = {r["variant"]: r["shape"] for r in q["records"]}
+    assert shapes == {"dense_control": "2+2 L, d_ff 32, 2 h", "dec3_ffn50_heads50": "2+1 L, d_ff 16, 1 h",
+                      "enc4_dec3_ffn50_heads50": "1+1 L, d_ff 16, 1 h"}
+    assert all("title_rate" not in r for r in q["records"])
+    page = (out / "README.md").read_text()
+    assert "CPU generation speed and yardstick quality" in page and "| yardstick course, recovered |" in page
+    assert "the yardstick of" in page and "proxy" not in page.split("Command:")[1]
+
+
 def test_decoding_study_smallest(tmp_path):
     import decoding_study
 
@@ -290,6 +473,22 @@ def test_obs_step_smallest(tmp_path, shared_dir):
     assert res["agreement"]["identical_mask_entries"] > 0.999
     page = (out / "README.md").read_text()
     assert "before (float64, CPU, per module)" in page and "after (defaults)" in page
+
+
+def test_int8_quality_on_the_yardstick(tmp_path, yardstick_dir):
+    import int8_quality
+
+    ys, corpus = yardstick_dir
+    out = tmp_path / "i8"
+    assert int8_quality.main(["--base", str(ys), "--corpus", str(corpus), "--out", str(out), "--work",
+                              str(tmp_path / "w"), "--targets", "0.5", "--seeds", "0", "--recovery-steps", "2",
+                              "--steps", "2", "--eval-docs", "3", "--recovery-docs", "30", "--threads", "1"]) == 0
+    data = json.loads((out / "results.json").read_text())
+    sha = _sha256(ys / "compact.safetensors")
+    assert data["base"]["kind"] == "yardstick" and data["base"]["sha256"] == sha and "proxy" not in data
+    assert data["settings"]["yardstick_sha256"] == sha[:16]
+    page = (out / "README.md").read_text()
+    assert "What int8 values cost on the yardstick" in page and "synthetic proxy" not in page
 
 
 def test_int8_quality_smallest(tmp_path, proxy_dir):
@@ -419,7 +618,8 @@ def test_every_committed_results_file_says_how_it_was_made():
 
     results = ROOT / "docs" / "results"
     proxy_sha = hashlib.sha256((results / "proxy" / "compact.safetensors").read_bytes()).hexdigest()
-    files = [p for p in sorted(results.glob("**/*.json")) if p.parent.name != "proxy"]
+    # the bases (proxy, yardstick) are model directories, not results files
+    files = [p for p in sorted(results.glob("**/*.json")) if p.parent.name not in ("proxy", "yardstick")]
     assert files
     for p in files:
         d = json.loads(p.read_text())
@@ -429,3 +629,6 @@ def test_every_committed_results_file_says_how_it_was_made():
             assert d.get("versions") or d.get("versions_by_command"), where
         if "proxy_sha256" in json.dumps(d.get("settings", d.get("quality", {}).get("settings", {}))):
             assert d["proxy"]["sha256"] == proxy_sha, where
+        if "yardstick_sha256" in json.dumps(d.get("settings", d.get("quality", {}).get("settings", {}))):
+            yard = results / "yardstick" / "compact.safetensors"
+            assert d["base"]["sha256"] == hashlib.sha256(yard.read_bytes()).hexdigest(), where
