@@ -142,7 +142,7 @@ def prose_stream(work: Path, corpus: dict, tok, seed: int) -> torch.Tensor:
 
 def _own_tensors(model) -> dict:
     tied = ("lm_head.weight", "encoder.embed_tokens.weight", "decoder.embed_tokens.weight")
-    return {k: v.detach().clone().contiguous() for k, v in model.state_dict().items() if k not in tied}
+    return {k: v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items() if k not in tied}
 
 
 def _lr(step: int, steps: int, warmup: int, lr: float) -> float:
@@ -169,6 +169,7 @@ def loop(model, work: Path, name: str, steps: int, lr: float, warmup: int, make_
     folder = work / name
     folder.mkdir(parents=True, exist_ok=True)
     state_path = folder / "state.json"
+    device = next(model.parameters()).device
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     state = {"step": 0, "steps": steps, "lr": lr, "warmup": warmup, "seed": seed, "history": [], "elapsed_s": 0.0}
     if state_path.is_file():
@@ -180,7 +181,7 @@ def loop(model, work: Path, name: str, steps: int, lr: float, warmup: int, make_
         model.load_state_dict(load_file(str(folder / "model.safetensors")), strict=False)
         model.tie_weights()
         if state["step"] < steps:
-            opt.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
+            opt.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True, map_location=device))
             log(f"{name}: resuming at step {state['step']} of {steps}")
     if state["step"] >= steps:
         return state
@@ -202,7 +203,7 @@ def loop(model, work: Path, name: str, steps: int, lr: float, warmup: int, make_
         step = state["step"]
         for g in opt.param_groups:
             g["lr"] = _lr(step, steps, warmup, lr)
-        loss = model(**make_batch(step)).loss
+        loss = model(**{k: v.to(device) for k, v in make_batch(step).items()}).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -287,7 +288,7 @@ def finetune_batches(encoded: list[tuple], tok, batch_size: int, seed: int):
 def build_model(tok, a, seed: int):
     from summprune.modeling import build_tiny_model
 
-    model = build_tiny_model(len(tok), a.d_model, a.layers, a.heads, a.d_ff, seed=seed)
+    model = build_tiny_model(len(tok), a.d_model, a.layers, a.heads, a.d_ff, seed=seed).to(a.device)
     model.config.dropout_rate = 0.0  # one pass over fresh text (pretraining) / a fixed budget: no dropout
     for m in model.modules():
         if isinstance(m, torch.nn.Dropout):
@@ -303,6 +304,7 @@ def generate(model, tok, texts: list[str], max_source_length: int, batch_size: i
     from summprune.generate import generate_summaries
 
     out = generate_summaries(model, tok, texts, prefix=PREFIX, max_source_length=max_source_length,
+                             device=next(model.parameters()).device,
                              max_length=128, num_beams=1, batch_size=batch_size, progress=False)
     return [out[i] for i in range(len(texts))]
 
@@ -386,6 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--val-docs", type=int, default=100, help="validation pairs scored during fine-tuning (the history)")
     p.add_argument("--eval-docs", type=int, default=400, help="held-out pairs the checks score (test.jsonl keeps them all)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--device", default="cpu", help="cpu, or cuda on a GPU machine (the same run in minutes)")
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -458,7 +461,7 @@ def finetune_and_check(a, argv, corpus: dict, tok, pre: dict, out: Path, work: P
             "baselines": base,
             "command": "python benchmarks/yardstick.py " + shlex.join(argv if argv is not None else sys.argv[1:])}
     out.mkdir(parents=True, exist_ok=True)
-    save_compact(yardstick, out, tokenizer=tok, dtype="fp16")
+    save_compact(yardstick.cpu(), out, tokenizer=tok, dtype="fp16")
     write_test(out, corpus["test"])
     meta["checks"] = checks(load_model(out), tok, test, a.max_source_length, runs, base)
     _atomic_json(out / "yardstick.json", meta)
