@@ -47,20 +47,6 @@ MAX_SOURCE = 1024
 BUSY_FLOOR = 0.85
 
 
-def versions() -> dict:
-    """The packages whose versions set these speeds, as installed (None: not installed)."""
-    import platform
-    from importlib import metadata
-
-    def version(name: str) -> str | None:
-        try:
-            return metadata.version(name)
-        except metadata.PackageNotFoundError:
-            return None
-
-    return {"python": platform.python_version(), **{n: version(n) for n in ("torch", "transformers", "ctranslate2")}}
-
-
 @dataclass
 class Run:
     name: str
@@ -478,7 +464,9 @@ def main(argv: list[str] | None = None) -> int:
         report["trained"] = trained_agreement(args)
     starved = [r.name for r in all_runs if r.cpu < BUSY_FLOOR * r.wall * threads]
     report["flagged_busy"] = starved  # kept in the file, so every page and quote can carry the flag
-    report["versions"] = versions()
+    import pages
+
+    report["versions"] = pages.versions()
     if args.json:
         import json
 

@@ -344,3 +344,17 @@ def verdict(a: dict, b: dict) -> str:
     if a["max"] < b["min"]:
         return "loses to"
     return "ties"
+
+
+def add_base_arguments(p, bench: str, what: str) -> None:
+    """``--base`` (alias ``--proxy``), ``--corpus`` and ``--out`` of a benchmark that trains on a base
+    model: the synthetic proxy by default, or the yardstick; ``what`` says what the base is to it."""
+    p.add_argument("--base", "--proxy", dest="base", default=str(DEFAULT_PROXY),
+                   help=f"{what}: a synthetic proxy directory (benchmarks/proxy.py, the default) or the yardstick "
+                        "(docs/results/yardstick, benchmarks/yardstick.py)")
+    p.add_argument("--corpus", default=str(DEFAULT_CORPUS),
+                   help="the yardstick's corpus folder (benchmarks/yardstick.py's --work corpus/); rebuilt from this "
+                        "install and saved there if absent; must match yardstick.json's content_hash")
+    p.add_argument("--out", default=None,
+                   help=f"results folder (default: docs/results/{bench}, or docs/results/{bench}_yardstick when "
+                        "--base is the yardstick)")

@@ -48,15 +48,7 @@ def parse_args(argv):
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="recovery seeds (one pruned model each)")
     p.add_argument("--recovery-steps", type=int, default=100, help="recovery budget of each pruned model")
     p.add_argument("--eval-docs", type=int, default=100, help="held-out bills scored per model")
-    p.add_argument("--base", "--proxy", dest="base", default=str(G.DEFAULT_PROXY),
-                   help="the base model pruned: a synthetic proxy directory (benchmarks/proxy.py, the default) or "
-                        "the yardstick (docs/results/yardstick, benchmarks/yardstick.py)")
-    p.add_argument("--corpus", default=str(G.DEFAULT_CORPUS),
-                   help="the yardstick's corpus folder (benchmarks/yardstick.py's --work corpus/); rebuilt from this "
-                        "install and saved there if absent; must match yardstick.json's content_hash")
-    p.add_argument("--out", default=None,
-                   help="results folder (default: docs/results/int8_quality, or docs/results/int8_quality_yardstick when "
-                        "--base is the yardstick)")
+    G.add_base_arguments(p, "int8_quality", "the base model pruned")
     p.add_argument("--work", default=str(G.ROOT / "runs" / "int8_quality"), help="trainer scratch space")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--page-only", action="store_true", help="rewrite README.md from --out's results.json; prune nothing")

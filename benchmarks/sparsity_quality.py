@@ -403,15 +403,7 @@ def parse_args(argv):
                    help="sensitivity levels of gradual_kd_auto")
     p.add_argument("--eval-docs", type=int, default=100, help="held-out bills scored per record")
     p.add_argument("--recovery-docs", type=int, default=4000, help="training bills the recoveries draw from")
-    p.add_argument("--base", "--proxy", dest="base", default=str(G.DEFAULT_PROXY),
-                   help="the base model every cell prunes: a synthetic proxy directory (benchmarks/proxy.py, the "
-                        "default) or the yardstick (docs/results/yardstick, benchmarks/yardstick.py)")
-    p.add_argument("--corpus", default=str(G.DEFAULT_CORPUS),
-                   help="the yardstick's corpus folder (benchmarks/yardstick.py's --work corpus/); rebuilt from this "
-                        "install and saved there if absent; must match yardstick.json's content_hash")
-    p.add_argument("--out", default=None,
-                   help="results folder (default: docs/results/sparsity_quality, or docs/results/sparsity_quality_yardstick when "
-                        "--base is the yardstick)")
+    G.add_base_arguments(p, "sparsity_quality", "the base model every cell prunes")
     p.add_argument("--work", default=str(G.ROOT / "runs" / "sparsity_quality"), help="trainer scratch space")
     p.add_argument("--fresh", action="store_true", help="ignore results.json and redo every record")
     p.add_argument("--merge", nargs="+", metavar="RESULTS_JSON", default=None,

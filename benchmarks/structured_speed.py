@@ -434,15 +434,9 @@ def parse_args(argv):
     p.add_argument("--recovery-docs", type=int, default=4000, help="quality: training rows the recoveries draw from")
     p.add_argument("--eval-docs", type=int, default=100, help="quality: held-out rows scored per record")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="quality: recovery seeds per variant")
-    p.add_argument("--base", "--proxy", dest="base", default=str(ROOT / "docs" / "results" / "proxy"),
-                   help="the model the variants are cut from: a synthetic proxy directory (benchmarks/proxy.py, the "
-                        "default) or the yardstick (docs/results/yardstick, benchmarks/yardstick.py)")
-    p.add_argument("--corpus", default=str(ROOT / "runs" / "yardstick" / "corpus"),
-                   help="the yardstick's corpus folder (benchmarks/yardstick.py's --work corpus/); rebuilt from this "
-                        "install and saved there if absent; must match yardstick.json's content_hash")
-    p.add_argument("--out", default=None,
-                   help="results folder (default: docs/results/structured_speed, or docs/results/structured_speed_yardstick when "
-                        "--base is the yardstick)")
+    import grid as G
+
+    G.add_base_arguments(p, "structured_speed", "the model the variants are cut from")
     p.add_argument("--work", default=str(ROOT / "runs" / "structured_speed"), help="trainer scratch space")
     a = p.parse_args(argv)
     if a.out is None:
