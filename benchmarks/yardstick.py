@@ -417,6 +417,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def finetune_and_check(a, argv, corpus: dict, tok, pre: dict, out: Path, work: Path) -> int:
+    import pages
     from safetensors.torch import load_file
 
     from summprune.export import load_model, save_compact
@@ -458,7 +459,7 @@ def finetune_and_check(a, argv, corpus: dict, tok, pre: dict, out: Path, work: P
     meta = {**settings_of(a), "params": sum(p.numel() for p in yardstick.parameters()),
             "corpus": {k: v for k, v in describe_corpus(corpus).items()},
             "pretrain_history": pre["history"], "pretrain_s": pre["elapsed_s"], "runs": runs,
-            "baselines": base,
+            "baselines": base, "versions": pages.versions(),
             "command": "python benchmarks/yardstick.py " + shlex.join(argv if argv is not None else sys.argv[1:])}
     out.mkdir(parents=True, exist_ok=True)
     save_compact(yardstick.cpu(), out, tokenizer=tok, dtype="fp16")
