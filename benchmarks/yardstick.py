@@ -44,6 +44,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 PREFIX = "summarize: "
+COPY_PREFIX = "copy: "
 DEFAULT_OUT = ROOT / "docs" / "results" / "yardstick"
 SENTINELS = 32  # T5 has 100; 15% noise in spans of 3 over <= 256 tokens needs at most 13
 
@@ -160,7 +161,7 @@ def _pad(seqs: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def loop(model, work: Path, name: str, steps: int, lr: float, warmup: int, make_batch, *, seed: int,
-         eval_fn=None, eval_every: int = 0, save_every: int = 50) -> dict:
+         eval_fn=None, eval_every: int = 0, save_every: int = 50, identity: dict | None = None) -> dict:
     """A resumable AdamW loop of ``steps`` steps: ``make_batch(step)`` gives the batch of a step
     (a pure function of the step, so a resumed run sees the same batches); the model, optimizer
     and history are saved in ``work/name/`` every ``save_every`` steps and at the end."""
@@ -171,10 +172,12 @@ def loop(model, work: Path, name: str, steps: int, lr: float, warmup: int, make_
     state_path = folder / "state.json"
     device = next(model.parameters()).device
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    state = {"step": 0, "steps": steps, "lr": lr, "warmup": warmup, "seed": seed, "history": [], "elapsed_s": 0.0}
+    state = {"step": 0, "steps": steps, "lr": lr, "warmup": warmup, "seed": seed, "history": [], "elapsed_s": 0.0,
+             **({"identity": identity} if identity else {})}
+    keys = ("steps", "lr", "warmup", "seed", "identity")
     if state_path.is_file():
         saved = json.loads(state_path.read_text())
-        if {k: saved[k] for k in ("steps", "lr", "warmup", "seed")} != {k: state[k] for k in ("steps", "lr", "warmup", "seed")}:
+        if {k: saved.get(k) for k in keys} != {k: state.get(k) for k in keys}:
             raise SystemExit(f"{folder}: a checkpoint of other settings ({saved['steps']} steps, lr {saved['lr']}, "
                              f"seed {saved['seed']}); remove it or use another --work")
         state = saved
@@ -255,8 +258,11 @@ def encode_pairs(pairs: list[dict], tok, max_source_length: int, max_target_leng
     return list(zip(src, tgt))
 
 
-def finetune_batches(encoded: list[tuple], tok, batch_size: int, seed: int):
-    """Shuffled batches of similar input length, epoch after epoch (a pure function of the step)."""
+def finetune_batches(encoded: list[tuple], tok, batch_size: int, seed: int, copies: list[tuple] | None = None,
+                     copy_frac: float = 0.0):
+    """Shuffled batches of similar input length, epoch after epoch (a pure function of the step).
+    With ``copies`` (each pair's input as a copy task, ``copy_pairs``), a ``copy_frac`` share of
+    the steps train that instead, on the same rows: a reading curriculum within the same budget."""
     lengths = [len(s) for s, _ in encoded]
     per_epoch = len(encoded) // batch_size
     cache: dict[int, list] = {}
@@ -278,11 +284,23 @@ def finetune_batches(encoded: list[tuple], tok, batch_size: int, seed: int):
 
     def make(step: int) -> dict:
         idx = epoch_batches(step // per_epoch)[step % per_epoch]
-        x, _ = _pad([encoded[j][0] for j in idx], tok.pad_token_id)
-        y, _ = _pad([encoded[j][1] for j in idx], -100)
+        rows = encoded
+        if copies is not None and random.Random(f"{seed}/copy/{step}").random() < copy_frac:
+            rows = copies
+        x, _ = _pad([rows[j][0] for j in idx], tok.pad_token_id)
+        y, _ = _pad([rows[j][1] for j in idx], -100)
         return {"input_ids": x, "attention_mask": (x != tok.pad_token_id).long(), "labels": y}
 
     return make
+
+
+def copy_pairs(pairs: list[dict], tok, max_source_length: int, copy_tokens: int) -> list[tuple]:
+    """Each pair's input as a copy task: "copy: " + input -> its first ``copy_tokens`` tokens. Every
+    target token is in the input, so the loss asks for the cross-attention that reads it (the
+    synthetic proxy's models copied nothing until a copy warm-up: docs/proxy.md)."""
+    src = tok([COPY_PREFIX + p["text"] for p in pairs], max_length=max_source_length, truncation=True)["input_ids"]
+    tgt = tok(text_target=[p["text"] for p in pairs], max_length=copy_tokens, truncation=True)["input_ids"]
+    return list(zip(src, tgt))
 
 
 def build_model(tok, a, seed: int):
@@ -349,7 +367,8 @@ def settings_of(a) -> dict:
             "max_source_length": a.max_source_length, "max_target_length": a.max_target_length, "prefix": PREFIX,
             "pretrain": {"steps": a.pretrain_steps, "batch_size": a.pretrain_batch, "length": a.pretrain_length,
                          "lr": a.pretrain_lr, "warmup": a.warmup, "noise_density": 0.15, "mean_span": 3.0},
-            "finetune": {"steps": a.finetune_steps, "batch_size": a.batch_size, "lr": a.lr, "warmup": a.warmup},
+            "finetune": {"steps": a.finetune_steps, "batch_size": a.batch_size, "lr": a.lr, "warmup": a.warmup,
+                         **({"copy_frac": a.copy_frac, "copy_tokens": a.copy_tokens} if a.copy_frac > 0 else {})},
             "seeds": a.seeds, "val_docs": a.val_docs, "eval_docs": a.eval_docs}
 
 
@@ -383,6 +402,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--copy-frac", type=float, default=0.0,
+                   help="reading curriculum: this share of fine-tuning steps copies the input's first --copy-tokens "
+                        "tokens instead (same budget; 0: none)")
+    p.add_argument("--copy-tokens", type=int, default=48, help="tokens a copy step writes")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="fine-tuning seeds; the first is the yardstick")
     p.add_argument("--no-scratch", action="store_true", help="skip the from-scratch control (the pretraining check)")
     p.add_argument("--val-docs", type=int, default=100, help="validation pairs scored during fine-tuning (the history)")
@@ -423,6 +446,8 @@ def finetune_and_check(a, argv, corpus: dict, tok, pre: dict, out: Path, work: P
     from summprune.export import load_model, save_compact
 
     encoded = encode_pairs(corpus["train"], tok, a.max_source_length, a.max_target_length)
+    copies = copy_pairs(corpus["train"], tok, a.max_source_length, a.copy_tokens) if a.copy_frac > 0 else None
+    curriculum = {"copy_frac": a.copy_frac, "copy_tokens": a.copy_tokens} if a.copy_frac > 0 else None
     val = corpus["val"][:a.val_docs]
     test = corpus["test"][:a.eval_docs]
 
@@ -435,14 +460,14 @@ def finetune_and_check(a, argv, corpus: dict, tok, pre: dict, out: Path, work: P
     starts = [s for s in a.starts if not (a.no_scratch and s == "scratch")]
     for start in starts:
         for seed in a.seeds:
-            name = f"finetune_{start}_s{seed}"
+            name = f"finetune_{start}_s{seed}" + (f"_copy{a.copy_frac:g}" if curriculum else "")
             model = build_model(tok, a, seed=seed)
             if start == "pretrained":
                 model.load_state_dict(load_file(str(work / "pretrain" / "model.safetensors")), strict=False)
                 model.tie_weights()
             st = loop(model, work, name, a.finetune_steps, a.lr, a.warmup,
-                      finetune_batches(encoded, tok, a.batch_size, seed), seed=seed,
-                      eval_fn=val_eval, eval_every=max(1, a.finetune_steps // 6))
+                      finetune_batches(encoded, tok, a.batch_size, seed, copies, a.copy_frac), seed=seed,
+                      eval_fn=val_eval, eval_every=max(1, a.finetune_steps // 6), identity=curriculum)
             res_path = work / name / "test.json"
             if res_path.is_file():
                 res = json.loads(res_path.read_text())

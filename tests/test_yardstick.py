@@ -102,3 +102,32 @@ def test_yardstick_runs_end_to_end_and_its_checks_rerun(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "equals the recorded" in printed  # the stored model gives the recorded score again
     assert rc == (0 if all(meta["checks"]["passes"].values()) else 1)
+
+
+def test_the_copy_curriculum_replaces_a_share_of_steps_and_a_checkpoint_knows_it(tmp_path):
+    import yardstick
+    from summprune.modeling import build_tiny_model
+    from summprune.tokenizer import train_tokenizer
+
+    pairs = [{"text": f"mod.fn{i}(x): computes the value number {i} of the table", "summary": f"Return value {i}."}
+             for i in range(16)]
+    tok = train_tokenizer([p["text"] for p in pairs] + [p["summary"] for p in pairs], vocab_size=120)
+    enc = yardstick.encode_pairs(pairs, tok, 32, 16)
+    copies = yardstick.copy_pairs(pairs, tok, 32, 6)
+    assert all(len(t) <= 6 and s[:2] != e[:2] for (s, t), (e, _) in zip(copies, enc))  # its own prefix
+
+    def labels(frac: float) -> list:
+        make = yardstick.finetune_batches(enc, tok, 4, seed=0, copies=copies, copy_frac=frac)
+        return [make(step)["labels"].tolist() for step in range(8)]
+
+    summary_targets = {tuple(t) for _, t in enc}
+    plain, always, some = labels(0.0), labels(1.0), labels(0.5)
+    rows = lambda batches: [tuple(x for x in r if x != -100) for b in batches for r in b]  # noqa: E731
+    assert set(rows(plain)) <= summary_targets and not set(rows(always)) & summary_targets
+    assert plain != some != always and some == labels(0.5)  # a pure function of the step
+    # a checkpoint written with the curriculum is not resumed without it
+    model = build_tiny_model(len(tok), d_model=16, layers=1, heads=2, d_ff=32)
+    make = yardstick.finetune_batches(enc, tok, 4, seed=0, copies=copies, copy_frac=0.5)
+    yardstick.loop(model, tmp_path, "ft", 2, 1e-3, 1, make, seed=0, identity={"copy_frac": 0.5})
+    with pytest.raises(SystemExit, match="other settings"):
+        yardstick.loop(model, tmp_path, "ft", 2, 1e-3, 1, make, seed=0)
