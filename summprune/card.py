@@ -69,7 +69,7 @@ def _files(d: Path) -> dict[str, int]:
             if p.is_file() and p.name != CARD}
 
 
-def _stored_dtype(fmt: str, dtype: str | None, d: Path) -> str | None:
+def _stored_dtype(dtype: str | None, d: Path) -> str | None:
     if dtype is not None:
         return dtype
     from .export import stored_info
@@ -91,7 +91,7 @@ def model_card(model: nn.Module, model_dir: str | Path, fmt: str | None, dtype: 
 
     d = Path(model_dir)
     info = pruning_info if isinstance(pruning_info, dict) else {}
-    dtype = _stored_dtype(fmt, dtype, d)
+    dtype = _stored_dtype(dtype, d)
     original, source = original_from(d) if (d / "pruning.json").is_file() else (None, "")
     s = summarize(model, None, original, source)
     final = info.get("final") if isinstance(info.get("final"), dict) else {}
@@ -99,23 +99,31 @@ def model_card(model: nn.Module, model_dir: str | Path, fmt: str | None, dtype: 
     if _num(recorded_mask):
         mask, mask_where = float(recorded_mask), "pruning.json final.mask_ratio, measured while the masks existed"
     else:
-        mask, mask_where = S.mask_ratio(model), "counted on the model at export"
+        mask, mask_where = S.mask_ratio(model), "counted on the model: no pruning.json records it"
     nonzero = s["nonzero_ratio"]
+    groups = [g for g in s["groups"].values() if g["params"]]
+    prunable = sum(g["params"] for g in groups)
+    zeros = sum(g["params"] * (1 - g["nonzero_ratio"]) for g in groups)
+    # a dense model has a few zeros of its own (BART's and Pegasus's padding row of the embedding,
+    # 1/vocab of lm_head; their zero biases are outside the groups, but the course's ratio of a
+    # model without masks counts them): sparse means pruning.json records masked weights, or more
+    # than 1% of the prunable weights are zeros
+    sparse = (_num(recorded_mask) and recorded_mask < 1.0) or (prunable > 0 and zeros / prunable > 0.01)
     structured = "structured" in info or s.get("params_vs_original", 1.0) < 1.0
     base = info.get("base_model") if isinstance(info.get("base_model"), str) else None
     family = family_of(model).name
 
     tags = [TAG, "summarization"]
-    if mask < 1.0 or nonzero < 1.0 or structured:
+    if sparse or structured:
         tags.append("pruned")
-    if nonzero < 1.0:
+    if sparse:
         tags.append("sparse")
     if structured:
         tags.append("structured")
     if dtype == "int8":
         tags.append("int8")
     fm = ["---"]
-    if base and not _looks_like_path(base) and base != "tiny":
+    if base and not _looks_like_path(base):  # a local directory is no hub name: said in the body only
         fm.append(f"base_model: {_yaml_str(base)}")
     fm += ["library_name: transformers", "pipeline_tag: summarization", "tags:", *[f"- {t}" for t in tags], "---"]
 

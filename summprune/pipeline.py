@@ -620,7 +620,8 @@ def _run(cfg: ExperimentConfig, state, log_print: Callable[[str], None], overwri
     before = {k: finetuned[k] for k in ("kaggle_score", "rougeLsum") if k in finetuned}
     quality = ({"before": before, "eval_docs": finetuned.get("eval_docs"), "decoding": cfg.eval.decoding()}
                if before else None)
-    info = pruning_info(dcfg, records, final, sections, original=original, base_model=cfg.model.name,
+    info = pruning_info(dcfg, records, final, sections, original=original,
+                        base_model=None if cfg.model.name == "tiny" else cfg.model.name,  # tiny: built here
                         command=command, quality=quality)
     summary = {}
     if main:

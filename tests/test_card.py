@@ -96,6 +96,21 @@ def test_quality_before_and_after_are_the_runs_records(tmp_path):
     assert "base_model" not in front_matter(card) and f"`{tmp_path / 'finetuned'}`" in card
 
 
+def test_a_structural_cut_and_another_family(tmp_path):
+    from summprune.modeling import build_tiny_model
+
+    model = build_tiny_model(vocab_size=100, family="bart")  # dense, but smaller than its recorded original
+    dense = S.dense_param_count(model)
+    info = {"original": {"params": 2 * dense}, "structured": {"params_before": 2 * dense}}
+    out = export_model(model, tmp_path / "m", format="hf", pruning_info=info)
+    card = (out / CARD).read_text(encoding="utf-8")
+    tags = front_matter(card)["tags"]
+    assert {"pruned", "structured"} <= set(tags) and "sparse" not in tags and "int8" not in tags
+    assert "# A compressed bart summarizer" in card
+    nonzero = S.nonzero_count(model) / (2 * dense)  # BART's zero biases: a little under 0.5
+    assert f"against the original's {2 * dense:,} parameters (pruning.json): parameters 0.5000, non-zero {nonzero:.4f}" in card
+
+
 def test_report_prints_the_card(tmp_path, capsys):
     out = export_model(pruned_model(), tmp_path / "m", format="compact", dtype="int8",
                        pruning_info=recorded_info(pruned_model()))
