@@ -230,7 +230,7 @@ def card_for_report(model: nn.Module, model_dir: str | Path) -> str:
 
     d = Path(model_dir)
     card = d / CARD
-    if card.is_file():
+    if card.is_file() and not card.is_symlink():  # a link may point anywhere: not the export's card
         text = card.read_text(encoding="utf-8")
         try:
             ours = TAG in (front_matter(text).get("tags") or [])
