@@ -13,7 +13,7 @@ def _cmd_run(a) -> int:
     from .pipeline import run
 
     cfg = load_config(a.config, a.overrides)
-    run(cfg, overwrite=a.overwrite)
+    run(cfg, overwrite=a.overwrite, command=a.command)
     return 0
 
 
@@ -25,7 +25,7 @@ def _cmd_prune(a) -> int:
     cfg = load_config(a.config, overrides)
     if not Path(a.model).is_dir():
         raise FileNotFoundError(f"--model {a.model}: model directory not found")
-    info = prune_existing(a.model, cfg, a.output, train=not a.no_train, overwrite=a.overwrite)
+    info = prune_existing(a.model, cfg, a.output, train=not a.no_train, overwrite=a.overwrite, command=a.command)
     fin = info["final"]
     print(S.format_table(fin))
     print(f"wrote {a.output} (pruning.json: {len(info['stages'])} stages)")
@@ -44,6 +44,7 @@ def _cmd_export(a) -> int:
 
 def _cmd_report(a) -> int:
     from . import sparsity as S
+    from .card import card_for_report
     from .export import load_model
     from .summary import format_summary, original_from, summarize
 
@@ -54,6 +55,9 @@ def _cmd_report(a) -> int:
     if recorded is not None:
         rep["mask_ratio"] = recorded  # masks are gone once saved; this is the ratio at export
     print(format_summary(rep))
+    if Path(a.model).is_dir():
+        print(f"\nmodel card ({Path(a.model) / 'README.md'}, written at export; made now where missing):\n")
+        print(card_for_report(model, a.model))
     return 0
 
 
@@ -143,7 +147,12 @@ def main(argv: list[str] | None = None) -> int:
     # argparse stops a positional list at the first flag and leaves the rest unrecognized, and
     # its parse_intermixed_args does not take subcommands, so the leftovers that are overrides
     # join the command's own
+    argv = sys.argv[1:] if argv is None else list(argv)
     a, extra = parser.parse_known_args(argv)
+    # what pruning.json and the model card record as the command that made a model
+    import shlex
+
+    a.command = "python -m summprune " + shlex.join(argv)
     odd = [x for x in extra if x.startswith("-") or "=" not in x or not hasattr(a, "overrides")]
     if odd:
         parser.error(f"unrecognized arguments: {' '.join(odd)}")

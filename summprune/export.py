@@ -32,9 +32,10 @@ new format is a save and a load function and one :func:`register_format` line.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
@@ -117,6 +118,20 @@ def check_family(format: str, model: Any) -> None:
         raise ValueError(why)
 
 
+@contextmanager
+def _export_dir(out: Path, model: nn.Module, fmt: str, dtype: str, pruning_info: dict | None,
+                allow: tuple[str, ...] = ()) -> Iterator[Path]:
+    """The writer of every format: :func:`summprune.io.files.atomic_dir` whose temporary directory,
+    once the format's files are in it, gets the model card (``README.md``, :mod:`summprune.card`)
+    before it replaces ``out``. ``model``: the model as given to the save (masks and all: the card
+    counts what it computes with)."""
+    from .card import write_card
+
+    with atomic_dir(out, allow=allow, fault="export") as tmp:
+        yield tmp
+        write_card(tmp, model, fmt, dtype, pruning_info)
+
+
 def save_hf(model: nn.Module, out_dir: str | Path, tokenizer: Any = None,
             pruning_info: dict | None = None) -> Path:
     """Write ``model`` with pruning made permanent as a ``save_pretrained`` directory.
@@ -130,10 +145,10 @@ def save_hf(model: nn.Module, out_dir: str | Path, tokenizer: Any = None,
     sibling ``<out>.tmp-XXXX`` that replaces ``out_dir`` only once complete. Returns ``out_dir``.
     """
     out = check_output(out_dir)
-    model = permanent_copy(model)
-    check_finite(model)
-    with atomic_dir(out, fault="export") as tmp:
-        write_hf(model, tmp, tokenizer, pruning_info)
+    perm = permanent_copy(model)
+    check_finite(perm)
+    with _export_dir(out, model, "hf", "fp32", pruning_info) as tmp:
+        write_hf(perm, tmp, tokenizer, pruning_info)
     return out
 
 
@@ -155,7 +170,7 @@ def save_course(model: nn.Module, out_dir: str | Path, tokenizer: Any = None,
     check_finite(perm)
     state = course_state_dict(model, perm)  # raises for untied lm_head before any file exists
     plain = tied_copy_for_safetensors(model, perm)
-    with atomic_dir(out, allow=(STATE_FILE,), fault="export") as tmp:
+    with _export_dir(out, model, "course", "fp32", pruning_info, allow=(STATE_FILE,)) as tmp:
         torch.save(state, str(tmp / STATE_FILE))
         write_hf(plain, tmp, tokenizer, pruning_info, extra_checksummed=(STATE_FILE,))
     return out
@@ -190,19 +205,19 @@ def save_compact(model: nn.Module, out_dir: str | Path, tokenizer: Any = None,
     """
     dt_name = dtype_name(dtype)
     out = check_output(out_dir)
-    model = permanent_copy(model)
-    check_finite(model)
-    tensors, manifest = encode_model(model, dt_name)
+    perm = permanent_copy(model)
+    check_finite(perm)
+    tensors, manifest = encode_model(perm, dt_name)
     from safetensors.torch import save_file
 
-    with atomic_dir(out, fault="export") as tmp:
+    with _export_dir(out, model, "compact", dt_name, pruning_info) as tmp:
         save_file(tensors, str(tmp / COMPACT_WEIGHTS), metadata={"format": FORMAT, "version": str(VERSION)})
-        model.config.save_pretrained(str(tmp))
-        gen = getattr(model, "generation_config", None)
+        perm.config.save_pretrained(str(tmp))
+        gen = getattr(perm, "generation_config", None)
         if gen is not None:
             gen.save_pretrained(str(tmp))
         enable_cache(tmp)
-        save_tokenizer(tokenizer, tmp, getattr(model.config, "vocab_size", None))
+        save_tokenizer(tokenizer, tmp, getattr(perm.config, "vocab_size", None))
         hf.write_pruning(pruning_info, tmp)
         write_json(tmp / MANIFEST, manifest)
     return out

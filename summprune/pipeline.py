@@ -422,13 +422,17 @@ def _log_summary(model, out_dir, original: dict, source: str, cfg: ExperimentCon
 
 
 def pruning_info(cfg: ExperimentConfig, records: list[dict], final: dict, sections: dict | None = None,
-                 original: dict | None = None) -> dict:
+                 original: dict | None = None, *, base_model: str | None = None, command: str | None = None,
+                 quality: dict | None = None) -> dict:
     """What ``pruning.json`` holds: the recipe, one entry per step, the final model, what each
     method recorded (the gradual plan under ``gradual``, the removal under ``structured``) and
     ``original`` (:func:`summprune.summary.original_record` of the model pruning started from:
     what ``report`` compares with). After a structured removal ``final`` also gets
     ``nonzero_ratio_vs_original``: its non-zeros over the parameters of the model it was cut
-    from (its own ratios count against the smaller shape)."""
+    from (its own ratios count against the smaller shape). ``base_model`` (the model name or
+    directory it started from), ``command`` (the command line that made it) and ``quality``
+    (``before``: the scores of the model before pruning, on the same documents and decoding as
+    ``final``'s) are recorded where given, for the model card (:mod:`summprune.card`)."""
     keep = ("stage", "method", "amounts", "mask_ratio", "nonzero_ratio", "nonzero", "dense_params", "groups",
             "kaggle_score", "rougeLsum")
     info = {
@@ -443,6 +447,9 @@ def pruning_info(cfg: ExperimentConfig, records: list[dict], final: dict, sectio
     }
     if original is not None:
         info["original"] = original
+    for key, value in (("base_model", base_model), ("command", command), ("quality", quality)):
+        if value is not None:
+            info[key] = value
     if "structured" in info:
         final["nonzero_ratio_vs_original"] = final["nonzero"] / info["structured"]["params_before"]
     return info
@@ -468,14 +475,16 @@ def _fingerprint(*parts) -> str:
 # ----------------------------------------------------------------------------- the run
 
 
-def run(cfg: ExperimentConfig, *, overwrite: bool = False, log_print: Callable[[str], None] = print) -> dict:
+def run(cfg: ExperimentConfig, *, overwrite: bool = False, log_print: Callable[[str], None] = print,
+        command: str | None = None) -> dict:
     """The whole pipeline for one config; returns the summary written to runs/<name>/.
 
     Resumable: a run folder holding the same config is continued (fine-tuning from its newest
     Trainer checkpoint, pruning after its last completed step); one holding another config is
     refused unless ``overwrite`` (which keeps a fine-tuned model whose fingerprint still matches).
     The run folder is locked while it runs: a second ``run`` of the same name is refused, naming
-    the pid of the first (a lock left by a killed run is taken over)."""
+    the pid of the first (a lock left by a killed run is taken over). ``command``: the command line
+    that started it, recorded in pruning.json and the model card."""
     from .io.files import check_output, lock_file, lock_output
 
     # Everything that can fail at the start fails before the run folder is touched and before
@@ -484,7 +493,7 @@ def run(cfg: ExperimentConfig, *, overwrite: bool = False, log_print: Callable[[
     check_train_config(cfg.train)
     state = PartialState()
     if not state.is_main_process:
-        return _run(cfg, state, log_print, overwrite)
+        return _run(cfg, state, log_print, overwrite, command)
     runs = Path(cfg.runs_dir)
     try:
         runs.mkdir(parents=True, exist_ok=True)
@@ -492,10 +501,11 @@ def run(cfg: ExperimentConfig, *, overwrite: bool = False, log_print: Callable[[
         raise OSError(f"runs_dir={cfg.runs_dir}: cannot be created ({e.strerror or e}); choose a writable "
                       "runs_dir=") from None
     with lock_file(runs / f".{cfg.name}.lock", f"run folder {runs / cfg.name}"), lock_output(cfg.output_dir):
-        return _run(cfg, state, log_print, overwrite)
+        return _run(cfg, state, log_print, overwrite, command)
 
 
-def _run(cfg: ExperimentConfig, state, log_print: Callable[[str], None], overwrite: bool) -> dict:
+def _run(cfg: ExperimentConfig, state, log_print: Callable[[str], None], overwrite: bool,
+         command: str | None = None) -> dict:
     main = state.is_main_process
     run_dir = Path(cfg.runs_dir) / cfg.name
     metrics_path = run_dir / "metrics.jsonl"
@@ -607,7 +617,12 @@ def _run(cfg: ExperimentConfig, state, log_print: Callable[[str], None], overwri
     final = stage_record(model, cfg.prune.groups)
     if records:
         final.update({k: records[-1][k] for k in ("kaggle_score", "rougeLsum") if k in records[-1]})
-    info = pruning_info(dcfg, records, final, sections, original=original)
+    before = {k: finetuned[k] for k in ("kaggle_score", "rougeLsum") if k in finetuned}
+    quality = ({"before": before, "eval_docs": finetuned.get("eval_docs"), "decoding": cfg.eval.decoding()}
+               if before else None)
+    info = pruning_info(dcfg, records, final, sections, original=original,
+                        base_model=None if cfg.model.name == "tiny" else cfg.model.name,  # tiny: built here
+                        command=command, quality=quality)
     summary = {}
     if main:
         log_print(f"[{cfg.name}] exporting to {cfg.output_dir} ({cfg.export_format})")
@@ -833,7 +848,8 @@ def open_prune_work(work_dir: Path, request: dict, resuming: bool, log_print: Ca
 
 
 def prune_existing(model_dir: str | Path, cfg: ExperimentConfig, output: str | Path, *, train: bool = True,
-                   overwrite: bool = False, log_print: Callable[[str], None] = print) -> dict:
+                   overwrite: bool = False, log_print: Callable[[str], None] = print,
+                   command: str | None = None) -> dict:
     """Apply ``cfg``'s recipe to a saved model (any format, a course directory included) and
     export it; returns the pruning info. The same driver as ``run`` (plans broadcast under
     several processes; only the main process writes).
@@ -847,7 +863,8 @@ def prune_existing(model_dir: str | Path, cfg: ExperimentConfig, output: str | P
     a second ``prune`` or an ``export`` to the same directory is refused, naming the first one's pid.
 
     With ``train=False`` no fine-tuning runs, no data is read and no work folder is written: the
-    counts can be checked on any model of the right shape in seconds.
+    counts can be checked on any model of the right shape in seconds. ``command``: the command
+    line that started it, recorded in pruning.json and the model card.
     """
     from .export import load_model
     from .io.files import check_output, lock_output
@@ -862,11 +879,12 @@ def prune_existing(model_dir: str | Path, cfg: ExperimentConfig, output: str | P
     main = state.is_main_process
     out = Path(output).expanduser()
     with (lock_output(out) if main else contextlib.nullcontext()):
-        return _prune_existing(model_dir, cfg, out, train, overwrite, state, log_print, load_model, load_tokenizer)
+        return _prune_existing(model_dir, cfg, out, train, overwrite, state, log_print, load_model, load_tokenizer,
+                               command)
 
 
 def _prune_existing(model_dir, cfg, out: Path, train: bool, overwrite: bool, state, log_print, load_model,
-                    load_tokenizer) -> dict:
+                    load_tokenizer, command: str | None = None) -> dict:
     main = state.is_main_process
     work_dir = prune_work_dir(out)
     kp = known_prefix(cfg, model_dir)  # resolved, so a work folder from before 'auto' stays the same request
@@ -913,7 +931,8 @@ def _prune_existing(model_dir, cfg, out: Path, train: bool, overwrite: bool, sta
                                            checkpoint_dir=checkpoint_dir, checkpoint_owner=request,
                                            log_print=log_print if main else (lambda _msg: None))
     final = stage_record(model, cfg.prune.groups)
-    info = pruning_info(dcfg, records, final, sections, original=original)
+    info = pruning_info(dcfg, records, final, sections, original=original, base_model=str(model_dir),
+                        command=command)
     if main:
         log_print(f"[{cfg.name}] exporting to {out} ({cfg.export_format})")
         export(model.to("cpu"), tok, out, info, cfg.export_format, cfg.export_dtype, decoding=cfg.eval.decoding())

@@ -56,6 +56,18 @@ def test_run_writes_run_folder_and_loadable_model(tmp_path):
     assert plain.lm_head.weight is plain.shared.weight
     assert not list((tmp_path / "model").glob("*.bin"))
 
+    # the model card: the run's own scores before (the fine-tuned model) and after pruning
+    from summprune.card import front_matter
+
+    card = (tmp_path / "model" / "README.md").read_text()
+    fm = front_matter(card)
+    assert fm["pipeline_tag"] == "summarization" and "base_model" not in fm  # 'tiny' is no hub model
+    before = info["quality"]["before"]
+    assert info["quality"]["eval_docs"] == 6
+    assert f"| before pruning | {before['kaggle_score']:.4f} | {before['rougeLsum']:.4f} |" in card
+    assert f"| after pruning | {info['final']['kaggle_score']:.4f} | {info['final']['rougeLsum']:.4f} |" in card
+    assert summary["finetuned"]["kaggle_score"] == before["kaggle_score"]
+
     # a second run of the same config continues the folder: it reuses the fine-tuned model and
     # goes on after the last completed step (all done here: it only exports again)
     run(cfg, log_print=lambda s: None)
@@ -77,7 +89,12 @@ def test_cli_prune_no_train_writes_stage_ratios(tmp_path, tiny_dir, capsys):
         assert st["nonzero_ratio"] == pytest.approx(st["mask_ratio"], abs=1e-9)
     assert "wrote" in capsys.readouterr().out
     assert cli(["report", "--model", str(out)]) == 0
-    assert f"{info['final']['nonzero_ratio']:.4f}" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert f"{info['final']['nonzero_ratio']:.4f}" in printed
+    # the command is recorded, and the course directory carries its card, which report prints
+    assert info["command"].startswith("python -m summprune prune --model ") and info["command"].endswith("--no-train")
+    assert f"`{info['command']}`" in (out / "README.md").read_text() and (out / "README.md").read_text() in printed
+    assert info["base_model"] == str(tiny_dir) and "quality" not in info and "## Quality" not in printed
     # the course's format, and the recipe's decoding shipped for generate_csv.py
     assert (out / "model_state_dict.pth").is_file()
     gen = json.loads((out / "generation_config.json").read_text())
