@@ -152,12 +152,12 @@ def _lr(step: int, steps: int, warmup: int, lr: float) -> float:
     return lr * min(1.0, (step + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
-def _pad(seqs: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
-    n = max(len(s) for s in seqs)
-    x = torch.full((len(seqs), n), pad, dtype=torch.long)
+def _pad(seqs: list[list[int]], pad: int) -> torch.Tensor:
+    """``seqs`` right-padded with ``pad`` into one tensor."""
+    x = torch.full((len(seqs), max(len(s) for s in seqs)), pad, dtype=torch.long)
     for i, s in enumerate(seqs):
         x[i, :len(s)] = torch.tensor(s)
-    return x, (x != pad).long() if pad != -100 else x
+    return x
 
 
 def loop(model, work: Path, name: str, steps: int, lr: float, warmup: int, make_batch, *, seed: int,
@@ -245,8 +245,8 @@ def pretrain_batches(stream: torch.Tensor, tok, batch_size: int, length: int, se
             i, t = span_corrupt(ids, sentinels, tok.eos_token_id, rng)
             inps.append(i)
             tgts.append(t)
-        x, _ = _pad(inps, tok.pad_token_id)
-        y, _ = _pad(tgts, -100)
+        x = _pad(inps, tok.pad_token_id)
+        y = _pad(tgts, -100)
         return {"input_ids": x, "attention_mask": (x != tok.pad_token_id).long(), "labels": y}
 
     return make
@@ -287,8 +287,8 @@ def finetune_batches(encoded: list[tuple], tok, batch_size: int, seed: int, copi
         rows = encoded
         if copies is not None and random.Random(f"{seed}/copy/{step}").random() < copy_frac:
             rows = copies
-        x, _ = _pad([rows[j][0] for j in idx], tok.pad_token_id)
-        y, _ = _pad([rows[j][1] for j in idx], -100)
+        x = _pad([rows[j][0] for j in idx], tok.pad_token_id)
+        y = _pad([rows[j][1] for j in idx], -100)
         return {"input_ids": x, "attention_mask": (x != tok.pad_token_id).long(), "labels": y}
 
     return make
@@ -482,7 +482,7 @@ def finetune_and_check(a, argv, corpus: dict, tok, pre: dict, out: Path, work: P
         return 0
     base = baselines(test)
     meta = {**settings_of(a), "params": sum(p.numel() for p in yardstick.parameters()),
-            "corpus": {k: v for k, v in describe_corpus(corpus).items()},
+            "corpus": describe_corpus(corpus),
             "pretrain_history": pre["history"], "pretrain_s": pre["elapsed_s"], "runs": runs,
             "baselines": base, "versions": pages.versions(),
             "command": "python benchmarks/yardstick.py " + shlex.join(argv if argv is not None else sys.argv[1:])}
