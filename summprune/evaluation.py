@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any, Callable
 
 
 def evaluate(model, tokenizer, rows, *, prefix: str, max_source_length: int, max_length: int,
@@ -29,3 +30,21 @@ def evaluate(model, tokenizer, rows, *, prefix: str, max_source_length: int, max
     # a small model that collapses emits EOS first: empty summaries, the usual cause of a score near 0
     out["empty"] = sum(not t.strip() for t in texts)
     return out
+
+
+def evaluator(tokenizer, rows, *, prefix: str, max_source_length: int, batch_size: int, decoding: dict,
+              state, log_print) -> Callable[[Any], dict]:
+    """``evaluate_fn(model)`` for the driver: :func:`evaluate` on ``rows`` by the main process of
+    ``state`` (accelerate's ``PartialState``; the others get ``{}``), its scores printed, every
+    process waiting for it."""
+    def evaluate_fn(model) -> dict:
+        res = {}
+        if state.is_main_process:
+            res = evaluate(model, tokenizer, rows, prefix=prefix, max_source_length=max_source_length,
+                           batch_size=batch_size, **decoding)
+            log_print(f"  kaggle={res['kaggle_score']:.4f} rougeLsum={res['rougeLsum']:.4f} "
+                      f"({res['eval_docs']} validation docs)")
+        state.wait_for_everyone()
+        return res
+
+    return evaluate_fn

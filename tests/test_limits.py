@@ -99,7 +99,7 @@ def test_a_prune_step_whose_config_claims_a_huge_model_is_refused_before_buildin
     """step.json with vocab_size=1000000, d_model=4096: load_step built 16.4 GB before any check."""
     from safetensors.torch import save_file
 
-    from summprune.pipeline import STEP_INFO, STEP_STATE, load_step
+    from summprune.checkpoints import STEP_INFO, STEP_STATE, load_step
 
     latest = tmp_path / "steps" / "latest"
     latest.mkdir(parents=True)
@@ -121,7 +121,7 @@ def test_a_prune_step_whose_config_claims_a_huge_model_is_refused_before_buildin
 def test_a_prune_step_with_a_non_integer_size_is_a_clear_error(tmp_path, tiny_model):
     from safetensors.torch import save_file
 
-    from summprune.pipeline import STEP_INFO, STEP_STATE, load_step
+    from summprune.checkpoints import STEP_INFO, STEP_STATE, load_step
 
     latest = tmp_path / "steps" / "latest"
     latest.mkdir(parents=True)
