@@ -302,7 +302,7 @@ class PruneWork(WorkFolder):
     def _upgrade(self, saved):
         if isinstance(saved, dict) and isinstance(saved.get("config"), dict):
             saved = {**saved, "config": with_new_defaults(saved["config"])}
-        if isinstance(saved, dict) and MODEL_DIGEST not in saved:
+        if isinstance(saved, dict) and MODEL_DIGEST not in saved and MODEL_DIGEST in self.request:
             # a work folder from before prune.json recorded the model's content: the same request
             # if all else matches (start() records the fingerprint then)
             saved = {**saved, MODEL_DIGEST: self.request.get(MODEL_DIGEST)}
@@ -317,7 +317,7 @@ class PruneWork(WorkFolder):
                 "to start again, or choose another --output")
 
     def _resume_note(self, saved):
-        if isinstance(saved, dict) and MODEL_DIGEST not in saved:
+        if isinstance(saved, dict) and MODEL_DIGEST not in saved and MODEL_DIGEST in self.request:
             return (f"was written before it recorded the model's fingerprint; recorded now from "
                     f"{self.request['model']} as it is (a model replaced before this resume cannot be told apart)")
         return None
