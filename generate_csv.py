@@ -20,9 +20,6 @@ other arguments, or a CSV changed since, it is generated again.
 from __future__ import annotations
 
 import contextlib
-import csv
-import hashlib
-import io
 import json
 import os
 import sys
@@ -35,7 +32,6 @@ MODEL_HINT = ("make one with `python -m summprune run configs/seed.toml` (or the
               "or pass --model DIR")
 #: Files a model directory needs: config.json and the weights of either format.
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "compact.json")
-META_VERSION = 3  # 2: the decoding options as one "decoding" table; 3: engine, inputs from the model
 
 
 def build_parser() -> ArgumentParser:
@@ -108,15 +104,6 @@ def check_model_dir(path: str) -> Path:
     if missing:
         raise UsageError(f"{d}: missing {' and '.join(missing)}; is this a model directory? {MODEL_HINT}")
     return d
-
-
-def fingerprint_files(paths: list[Path]) -> str:
-    """Cheap identity of files: names, sizes and modification times (no reading)."""
-    h = hashlib.sha256()
-    for f in sorted(paths):
-        st = f.stat()
-        h.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()[:16]
 
 
 def resolve_decoding(args, model_dir: Path) -> tuple[dict, dict[str, str]]:
@@ -224,63 +211,6 @@ def _family(model_dir: Path):
         return None, None
 
 
-def run_meta(args, model_dir: Path, n_docs: int, decoding: dict, inputs: dict) -> dict:
-    """Everything that decides the outputs; a resumed run must match it exactly."""
-    from summprune.data import resolve_local
-
-    local = resolve_local(args.data, args.split)
-    return {
-        "version": META_VERSION,
-        "model": str(model_dir.resolve()),
-        # the model's files, not this run's own lock and sidecars when --output is inside the model dir
-        "model_fingerprint": fingerprint_files([f for f in model_dir.rglob("*") if f.is_file()
-                                                and not f.name.startswith(Path(args.output).name)]),
-        "data": str(local.resolve()) if local is not None else args.data,
-        "data_fingerprint": fingerprint_files([local]) if local is not None else None,
-        "split": args.split,
-        "limit": args.limit,
-        "docs": n_docs,
-        "prefix": inputs["prefix"],
-        "max_source_length": inputs["max_source_length"],
-        "decoding": decoding,
-        "dtype": args.dtype,
-        "engine": args.engine,
-    }
-
-
-def read_partial(path: Path, n_docs: int) -> dict[int, str]:
-    """Rows saved by an interrupted run; a torn last line (killed mid-write) is dropped. Each
-    summary is cleaned as a fresh one is (a hand-edited file may hold commas and line breaks,
-    which the CSV must not)."""
-    from summprune.generate import clean_prediction
-
-    done: dict[int, str] = {}
-    if not path.is_file():
-        return done
-    with path.open(encoding="utf-8") as f:
-        for line in f:
-            try:
-                rec = json.loads(line)
-                i, pred = rec["id"], rec["prediction"]
-            except (json.JSONDecodeError, KeyError, TypeError):
-                continue
-            if isinstance(i, int) and not isinstance(i, bool) and 0 <= i < n_docs and isinstance(pred, str):
-                done[i] = clean_prediction(pred)
-    return done
-
-
-def write_csv(path: Path, predictions: dict[int, str]) -> None:
-    """Course format, written atomically (a temp file in the same directory, renamed into place)."""
-    from summprune.io.files import atomic_write
-
-    buf = io.StringIO()
-    w = csv.writer(buf, quoting=csv.QUOTE_ALL, lineterminator="\n")
-    w.writerow(["ID", "Predict"])
-    for i in sorted(predictions):
-        w.writerow([i, predictions[i]])
-    atomic_write(path, buf.getvalue())
-
-
 def main(argv: list[str] | None = None) -> int:
     return run_script(PROG, build_parser(), run, argv)
 
@@ -339,7 +269,9 @@ def run(args) -> int:
     except DataError as e:
         raise UsageError(f"--data: {e}") from None
     # The CSV and its sidecars must not replace the bills or a file of the model.
-    for written in (output, *_sidecars(output)):
+    from summprune.csvout import sidecars
+
+    for written in (output, *sidecars(output)):
         try:
             check_not_input(written, {"--data": local, "--model": model_dir}, what="--output")
         except ValueError as e:
@@ -362,7 +294,7 @@ def run(args) -> int:
     decoding = check_generation_size(args, model_dir, decoding, dec_source, inputs, len(texts))
     from summprune.io.files import LockedError, lock_file
 
-    lock = output.with_name(output.name + ".lock")
+    lock = sidecars(output).lock
     with contextlib.ExitStack() as stack:
         try:
             stack.enter_context(lock_file(lock, f"--output {output}"))
@@ -370,40 +302,7 @@ def run(args) -> int:
             raise UsageError(str(e)) from None
         except OSError as e:  # a full disk, a read-only folder: the lock is the first file written
             raise UsageError(f"--output {output}: cannot write its lock {lock} ({e.strerror or e})") from None
-        return _generate(args, output, model_dir, texts, decoding, dec_source, inputs, in_source, device)
-
-
-def _sidecars(output: Path) -> tuple[Path, Path, Path, Path]:
-    """The files written beside ``output``: its lock, the finished rows and their arguments, and
-    the record of a finished CSV's arguments."""
-    return (output.with_name(output.name + ".lock"), output.with_name(output.name + ".partial.jsonl"),
-            output.with_name(output.name + ".partial.meta.json"), output.with_name(output.name + ".meta.json"))
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def finished_state(output: Path, record: Path, meta: dict) -> str | None:
-    """None when ``output`` is the finished CSV of exactly these arguments (``record`` says so and
-    the CSV is unchanged since); else why it must be generated again."""
-    try:
-        old = json.loads(record.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return f"no record of the arguments it was made with ({record.name})"
-    except (OSError, ValueError) as e:
-        return f"its record {record.name} is unreadable ({e})"
-    if not isinstance(old, dict):
-        return f"its record {record.name} is unreadable"
-    changed = sorted(k for k in meta if old.get(k) != meta[k])
-    if changed:
-        return f"made with other arguments: {', '.join(changed)}"
-    try:
-        if old.get("csv_sha256") != _sha256(output):
-            return "changed since it was written"
-    except OSError as e:
-        return f"unreadable ({e.strerror or e})"
-    return None
+        return _generate(args, output, model_dir, local, texts, decoding, dec_source, inputs, in_source, device)
 
 
 def _input_label(key: str, value, source: str, model_dir: Path) -> str:
@@ -414,66 +313,40 @@ def _input_label(key: str, value, source: str, model_dir: Path) -> str:
     return f"{key} {value!r} (from {origin}; override it with --{key.replace('_', '-')})"
 
 
-def _generate(args, output: Path, model_dir: Path, texts: list[str], decoding: dict, dec_source: dict,
-              inputs: dict, in_source: dict, device) -> int:
-    """Resume or start, generate, write the CSV (under the output's lock)."""
+def _generate(args, output: Path, model_dir: Path, local: Path | None, texts: list[str], decoding: dict,
+              dec_source: dict, inputs: dict, in_source: dict, device) -> int:
+    """Resume or start, generate, write the CSV (under the output's lock): summprune.csvout."""
+    from summprune import csvout
     from summprune import generate as gen
 
-    n = len(texts)
-    _, partial, meta_path, record = _sidecars(output)
-    meta = run_meta(args, model_dir, n, decoding, inputs)
-    if output.is_file():
-        why = finished_state(output, record, meta)
-        if why is None and not args.overwrite:
-            print(f"{output} is complete: its {n} summaries were made by this same command (arguments in "
-                  f"{record}); nothing to do. --overwrite generates it again", file=sys.stderr)
-            return 0
-        print(f"{output} exists" + (" (--overwrite)" if why is None else f" ({why})") + ": generating it again; "
-              "it is replaced when every summary is done", file=sys.stderr)
-    done: dict[int, str] = {}
-    if meta_path.is_file():
-        try:
-            old = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            old = None
-        # Refuse rather than silently discard work (hours with beams) or mix two decodings or
-        # two engines in one CSV.
-        if isinstance(old, dict) and args.engine_auto and old.get("engine") == "torch" != meta["engine"]:
-            # --engine auto resumes rows made with torch (its fallback where ctranslate2 could not
-            # convert this model) with torch: one engine per CSV, and no conversion tried again
-            try:
-                gen.ENGINES["torch"].check(device, args.dtype)
-            except ValueError:
-                pass
-            else:
-                args.engine = meta["engine"] = "torch"
-                print(f"engine: {args.engine} (the interrupted run's)", file=sys.stderr)
-        if isinstance(old, dict) and not args.restart:
-            old_dec = old.get("decoding")
-            diff = []
-            if isinstance(old_dec, dict) and old_dec != decoding:
-                diff += [f"{k} {old_dec.get(k)!r} (now {decoding[k]!r})" for k in decoding if old_dec.get(k) != decoding[k]]
-            for k in ("engine", "dtype"):
-                if k in old and old[k] != meta[k]:
-                    diff.append(f"{k} {old[k]!r} (now {meta[k]!r})")
-            if diff:
-                raise UsageError(f"{output} has an interrupted run made with another decoding or engine: "
-                                 f"{', '.join(diff)}; run with those options to resume it, or add --restart "
-                                 "to discard it")
-        if old == meta:
-            done = read_partial(partial, n)
-            print(f"resuming: {len(done)} of {n} done (from {partial})", file=sys.stderr)
-        else:
-            changed = sorted(k for k in meta if not isinstance(old, dict) or old.get(k) != meta[k])
-            print(f"found an interrupted run with different arguments ({', '.join(changed)}); starting over",
-                  file=sys.stderr)
+    def say(msg: str) -> None:
+        print(msg, file=sys.stderr)
 
+    n = len(texts)
+    side = csvout.sidecars(output)
+    meta = csvout.run_meta(model_dir=model_dir, output=output, data=args.data, local=local, split=args.split,
+                           limit=args.limit, n_docs=n, inputs=inputs, decoding=decoding, dtype=args.dtype,
+                           engine=args.engine)
+    if output.is_file():
+        why = csvout.finished_state(output, meta)
+        if why is None and not args.overwrite:
+            say(f"{output} is complete: its {n} summaries were made by this same command (arguments in "
+                f"{side.record}); nothing to do. --overwrite generates it again")
+            return 0
+        say(f"{output} exists" + (" (--overwrite)" if why is None else f" ({why})") + ": generating it again; "
+            "it is replaced when every summary is done")
+    try:
+        done, meta = csvout.resume(output, meta, n, restart=args.restart, engine_auto=args.engine_auto,
+                                   device=device, log=say)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    args.engine = meta["engine"]
     model = tokenizer = None
-    print("inputs: " + ", ".join(f"{k}={v!r}" + ("" if in_source[k] == "default" else f" ({in_source[k]})")
-                                  for k, v in inputs.items()), file=sys.stderr)
-    print("decoding: " + ", ".join(f"{k}={v}" + ("" if dec_source[k] == "default" else
-                                                  " (option)" if dec_source[k] == "option" else " (model)")
-                                    for k, v in decoding.items()), file=sys.stderr)
+    say("inputs: " + ", ".join(f"{k}={v!r}" + ("" if in_source[k] == "default" else f" ({in_source[k]})")
+                               for k, v in inputs.items()))
+    say("decoding: " + ", ".join(f"{k}={v}" + ("" if dec_source[k] == "default" else
+                                               " (option)" if dec_source[k] == "option" else " (model)")
+                                 for k, v in decoding.items()))
     if len(done) < n:
         import torch
 
@@ -504,59 +377,25 @@ def _generate(args, output: Path, model_dir: Path, texts: list[str], decoding: d
             raise UsageError(str(e)) from None
         try:
             model, engine = gen.load_engine(args.engine, model_dir, tokenizer, device=device, dtype=args.dtype,
-                                            threads=args.threads, log=lambda m: print(m, file=sys.stderr),
-                                            fallback=args.engine_auto and not done)
+                                            threads=args.threads, log=say, fallback=args.engine_auto and not done)
         except (OSError, ValueError, RuntimeError) as e:
             raise UsageError(f"cannot load the model in {model_dir}: {e}") from None
-        args.engine = meta["engine"] = engine  # torch where auto's ctranslate2 failed (the saved meta says so)
-
-    # The sidecar holds exactly the rows kept (this drops a torn last line or a stale run).
-    from summprune.io.files import atomic_write
-
+        args.engine = engine  # torch where auto's ctranslate2 failed (the saved meta says so)
+        meta = {**meta, "engine": engine}
     try:
-        atomic_write(partial, "".join(json.dumps({"id": i, "prediction": p}) + "\n" for i, p in sorted(done.items())))
-        atomic_write(meta_path, json.dumps(meta, indent=1))
-    except OSError as e:
-        raise UsageError(f"--output {output}: cannot write beside it ({e.strerror or e}: {e.filename or partial})") from None
-    if model is not None:
-        try:
-            # unbuffered: a write the disk refuses fails here, in save, and nothing is left in a
-            # buffer for close() to fail on again (a raw OSError that hid the message below)
-            with partial.open("ab", buffering=0) as f:
-                def save(ids: list[int], summaries: list[str]) -> None:
-                    try:
-                        data = memoryview("".join(json.dumps({"id": i, "prediction": gen.clean_prediction(s)}) + "\n"
-                                                  for i, s in zip(ids, summaries)).encode("utf-8"))
-                        while data:  # a raw write may take part of it
-                            data = data[f.write(data):]
-                        os.fsync(f.fileno())
-                    except OSError as e:  # a full disk: the rows saved before this batch stay resumable
-                        raise UsageError(f"--output {output}: cannot save progress to {partial} "
-                                         f"({e.strerror or e}); {len(done)} of {n} summaries are saved there: "
-                                         "free space and run the same command again to resume") from None
-                    done.update((i, gen.clean_prediction(s)) for i, s in zip(ids, summaries))
-
-                gen.generate_summaries(model, tokenizer, texts, prefix=meta["prefix"],
-                                       max_source_length=meta["max_source_length"], **decoding,
-                                       batch_size=args.batch_size, device=device, dtype=args.dtype,
-                                       on_batch=save, skip_ids=set(done), progress=not args.no_progress)
-        except KeyboardInterrupt:
-            print(f"\ninterrupted: {len(done)} of {n} documents saved in {partial}; "
-                  "re-run the same command to resume", file=sys.stderr)
-            return 130
-    try:
-        record.unlink(missing_ok=True)  # the old CSV's record: never left beside a new CSV
-        write_csv(output, done)
-        atomic_write(record, json.dumps({**meta, "csv_sha256": _sha256(output)}, indent=1))
-    except OSError as e:
-        raise UsageError(f"--output {output}: cannot write ({e.strerror or e}); the {len(done)} summaries are kept in "
-                         f"{partial}: fix the path and run the same command again") from None
-    partial.unlink(missing_ok=True)
-    meta_path.unlink(missing_ok=True)
-    print(f"wrote {output} ({n} rows)", file=sys.stderr)
+        csvout.start_partial(output, done, meta)
+        if model is not None:
+            csvout.generate_rows(model, tokenizer, texts, done, output, meta=meta, batch_size=args.batch_size,
+                                 device=device, progress=not args.no_progress)
+        csvout.finish(output, done, meta)
+    except csvout.WriteError as e:
+        raise UsageError(str(e)) from None
+    except KeyboardInterrupt:
+        say(f"\ninterrupted: {len(done)} of {n} documents saved in {side.partial}; "
+            "re-run the same command to resume")
+        return 130
+    say(f"wrote {output} ({n} rows)")
     return 0
-
-
 
 
 if __name__ == "__main__":

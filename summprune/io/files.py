@@ -277,32 +277,39 @@ def seal(manifest: Path, root: Path, names: Iterable[str] | None, identity: dict
     atomic_write_json(manifest, {**identity, "sha256": file_digests(root, names, follow_symlinks=False)})
 
 
-def check_seal(manifest: Path, root: Path, identity: dict, required: Iterable[str] = ()) -> str | None:
+def check_seal(manifest: Path, root: Path, identity: dict, required: Iterable[str] = (),
+               what: str | None = None) -> str | None:
     """None when ``manifest`` (written by :func:`seal`) records ``identity`` and the digests of the
     files as they are now (``required`` names among them); otherwise why not, in words: a cache
-    entry must hold what its key names, not whatever well-formed files sit at its path."""
+    entry must hold what its key names, not whatever well-formed files sit at its path, and a
+    finished output is made again unless it is the one these arguments make. ``what``: what
+    ``identity`` is, where the reasons should name it ("arguments": a finished CSV's)."""
     if manifest.is_symlink():
         return f"{manifest.name} is a symlink"
     if not manifest.is_file():
-        return f"it has no {manifest.name} recording its digests (written by an older version, or interrupted)"
+        return (f"no record of the {what} it was made with ({manifest.name})" if what else
+                f"it has no {manifest.name} recording its digests (written by an older version, or interrupted)")
     try:
         rec = json.loads(manifest.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError):
-        return f"its {manifest.name} is unreadable"
+        return f"its record {manifest.name} is unreadable"
     if not isinstance(rec, dict):
-        return f"its {manifest.name} is not a JSON object"
+        return f"its record {manifest.name} is not a JSON object"
     other = sorted(k for k in identity if rec.get(k) != identity[k])
     if other:
-        return f"it was written for another {', '.join(other)} ({', '.join(f'{k}={rec.get(k)!r}' for k in other)})"
+        values = ", ".join(f"{k}={rec.get(k)!r}" for k in other)
+        return (f"made with other {what}: {', '.join(other)}" if what else
+                f"it was written for another {', '.join(other)} ({values})")
     recorded = rec.get("sha256")
     if changed_files(recorded, {}) == ["(none recorded)"] or not set(required) <= set(recorded):
-        return f"its {manifest.name} does not list its files"
+        return f"its record {manifest.name} does not list its files"
     try:
         actual = file_digests(root, list(recorded), follow_symlinks=False)
     except ValueError as e:
         return str(e)
     changed = changed_files(recorded, actual)
-    return f"{', '.join(changed[:4])} differ{'s' if len(changed) == 1 else ''} from its digest" if changed else None
+    return (f"{', '.join(changed[:4])} differ{'s' if len(changed) == 1 else ''} from its digest (changed since it "
+            "was written)" if changed else None)
 
 
 def dir_size(path: str | Path) -> int:
