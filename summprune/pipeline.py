@@ -188,7 +188,8 @@ def _drive(cfg: ExperimentConfig, state, job: Job, overwrite: bool, log_print: C
     folder, train = job.folder, job.folder is not None
     t_start = time.time()
     set_seed(cfg.train.seed)
-    resuming = folder.matches(overwrite) if train else False
+    # every process checks (a refusal stops them all), and goes on with the main process's answer
+    resuming = _broadcaster(state)(folder.matches(overwrite)) if train else False
     raw = load_train_val(cfg.data) if train else None
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
