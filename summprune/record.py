@@ -13,6 +13,8 @@ PRUNING_FORMAT = "summprune.pruning/1"
 
 
 def stage_record(model, patterns) -> dict:
+    """The ratios and counts of ``model`` now, per group (``patterns``: the recipe's groups): what
+    each step's record and ``pruning.json``'s ``final`` hold."""
     rep = S.report(model, patterns)
     return {"mask_ratio": rep["mask_ratio"], "nonzero_ratio": rep["nonzero_ratio"],
             "nonzero": rep["nonzero"], "dense_params": rep["dense_params"], "groups": rep["groups"]}
