@@ -456,15 +456,25 @@ def pruning_info(cfg: ExperimentConfig, records: list[dict], final: dict, sectio
 
 
 def export(model, tokenizer, out_dir: str | Path, info: dict, fmt: str = "hf", dtype: str = "fp32",
-           decoding: dict | None = None) -> Path:
+           decoding: dict | None = None, trim: dict | None = None) -> Path:
     """Export in ``fmt``; ``decoding`` (the run's eval decoding) goes into the model's
-    generation_config.json, where generate_csv.py takes its defaults from."""
+    generation_config.json, where generate_csv.py takes its defaults from; ``trim``: the
+    vocabulary trimmed on the way (:func:`trim_args`)."""
     from .export import export_model
     from .generate import set_decoding
 
     if decoding is not None:
         set_decoding(model.generation_config, decoding)
-    return export_model(model, out_dir, format=fmt, dtype=dtype, tokenizer=tokenizer, pruning_info=info)
+    return export_model(model, out_dir, format=fmt, dtype=dtype, tokenizer=tokenizer, pruning_info=info, trim=trim)
+
+
+def trim_args(cfg: ExperimentConfig, train_raw, prefix: str) -> dict | None:
+    """``export_model``'s ``trim`` for a run's export: the training split's texts (with ``prefix``)
+    and summaries, where ``export_trim_vocab`` is set; None otherwise."""
+    if not cfg.export_trim_vocab:
+        return None
+    return {"texts": list(train_raw["text"]), "summaries": list(train_raw["summary"]), "prefix": prefix,
+            "min_count": cfg.export_trim_min_count, "source": f"the training split of data.dataset={cfg.data.dataset}"}
 
 
 def _fingerprint(*parts) -> str:
@@ -627,7 +637,7 @@ def _run(cfg: ExperimentConfig, state, log_print: Callable[[str], None], overwri
     if main:
         log_print(f"[{cfg.name}] exporting to {cfg.output_dir} ({cfg.export_format})")
         out = export(model.to("cpu"), tok, cfg.output_dir, info, cfg.export_format, cfg.export_dtype,
-                     decoding=cfg.eval.decoding())
+                     decoding=cfg.eval.decoding(), trim=trim_args(cfg, train_raw, dcfg.data.prefix))
         _log_summary(model, out, original, "the fine-tuned model", cfg, log_print)
         summary = {
             "name": cfg.name,
@@ -906,7 +916,7 @@ def _prune_existing(model_dir, cfg, out: Path, train: bool, overwrite: bool, sta
                          "or trained further; start from the unpruned fine-tuned model, or export 'hf'/'compact'")
     if torch.cuda.is_available():
         model.to(state.device)
-    train_ds = val_ds = None
+    train_ds = val_ds = train_raw = None
     metrics_path = checkpoint_dir = None
     if train:
         train_raw, val_raw = load_train_val(cfg.data)
@@ -935,7 +945,10 @@ def _prune_existing(model_dir, cfg, out: Path, train: bool, overwrite: bool, sta
                         command=command)
     if main:
         log_print(f"[{cfg.name}] exporting to {out} ({cfg.export_format})")
-        export(model.to("cpu"), tok, out, info, cfg.export_format, cfg.export_dtype, decoding=cfg.eval.decoding())
+        if cfg.export_trim_vocab and train_raw is None:  # --no-train read no data; the trim needs the training split
+            train_raw, _ = load_train_val(cfg.data)
+        export(model.to("cpu"), tok, out, info, cfg.export_format, cfg.export_dtype, decoding=cfg.eval.decoding(),
+               trim=trim_args(cfg, train_raw, dcfg.data.prefix))
         _log_summary(model, out, original, str(model_dir), cfg, log_print)
         log({"event": "export", "model_dir": str(out)})
     state.wait_for_everyone()
