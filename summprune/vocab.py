@@ -223,10 +223,11 @@ def _byte_fallback_ids(tj: dict) -> set[int]:
 
 
 def choose(tokenizer, tj: dict, counts: Counter, min_count: int, prefix: str, rows: int,
-           model: nn.Module | None = None) -> tuple[list[int], dict]:
+           model: nn.Module | None = None, keep_ids: Iterable[int] = ()) -> tuple[list[int], dict]:
     """The original ids to keep, ascending, and why (``{"counted", "special", "prefix",
-    "merge_closure", "byte_fallback"}``: how many ids each reason added, in that order). ``rows``:
-    the model's embedding rows (ids past them have no row and are never kept)."""
+    "requested", "byte_fallback", "merge_closure"}``: how many ids each reason added, in that
+    order). ``rows``: the model's embedding rows (ids past them have no row and are never kept);
+    ``keep_ids``: ids kept whatever the data says."""
     if isinstance(min_count, bool) or not isinstance(min_count, int) or min_count < 1:
         raise ValueError(f"min_count={min_count!r}: must be a whole number >= 1")
     keep: set[int] = set()
@@ -240,6 +241,7 @@ def choose(tokenizer, tj: dict, counts: Counter, min_count: int, prefix: str, ro
     add("counted", (i for i, c in counts.items() if c >= min_count))
     add("special", special_ids(tokenizer, tj, model))
     add("prefix", tokenizer(prefix, add_special_tokens=False)["input_ids"] if prefix else [])
+    add("requested", keep_ids)
     add("byte_fallback", _byte_fallback_ids(tj))
     add("merge_closure", merge_closure(tj, keep))
     return sorted(keep), why
@@ -455,10 +457,10 @@ def _check_tokenizer(old_tok, new_tok, keep: Sequence[int], texts: Sequence[str]
 
 @contextmanager
 def trim(model: nn.Module, tokenizer, texts: Sequence[str], summaries: Sequence[str] = (), prefix: str = "",
-         min_count: int = 1, source: str | None = None, check_docs: int = 200
+         min_count: int = 1, source: str | None = None, check_docs: int = 200, keep_ids: Iterable[int] = ()
          ) -> Iterator[tuple[nn.Module, Any, dict]]:
     """Trim ``model`` and ``tokenizer`` to the tokens of the training ``texts`` (with ``prefix``)
-    and ``summaries``: yields ``(trimmed model, tokenizer files, record)`` where the tokenizer
+    and ``summaries`` (and ``keep_ids``, kept whatever the data says): yields ``(trimmed model, tokenizer files, record)`` where the tokenizer
     files (an :class:`summprune.io.hf.TokenizerFiles`, the mapping file :data:`MAP_FILE` among
     them) live in a temporary directory until the block ends, and ``record`` is what
     ``pruning.json`` keeps (``vocabulary``): sizes, counts, parameters before and after. Nothing
@@ -475,7 +477,7 @@ def trim(model: nn.Module, tokenizer, texts: Sequence[str], summaries: Sequence[
     tj = _tokenizer_json(tokenizer)
     rows = int(model.get_input_embeddings().weight.shape[0])
     counts = count_tokens(tokenizer, texts, summaries, prefix)
-    keep, why = choose(tokenizer, tj, counts, min_count, prefix, rows, model)
+    keep, why = choose(tokenizer, tj, counts, min_count, prefix, rows, model, keep_ids)
     kept = set(keep)
     dropped_counted = {i: c for i, c in counts.items() if i not in kept}
     trimmed = trim_model(model, keep)
