@@ -229,6 +229,16 @@ def test_text_outside_the_kept_vocabulary_becomes_unk_and_generate_csv_counts_it
                               "--max-length", "8", "--device", "cpu", "--threads", "1", "--no-progress"]) == 0
     err = capsys.readouterr().err
     assert "3 input tokens not in the trimmed vocabulary became <unk> (in 2 of 3 documents)" in err
+    # score_result.py's course verdict names the trim as the reason the grader cannot read it
+    refs = tmp_path / "refs.jsonl"
+    refs.write_text("".join(json.dumps({"text": t, "summary": "a summary"}) + "\n" for t in docs))
+    spec = importlib.util.spec_from_file_location("score_result", ROOT / "score_result.py")
+    score_result = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(score_result)
+    assert score_result.main(["--predictions", str(tmp_path / "o.csv"), "--references", str(refs),
+                              "--model", str(d)]) == 0
+    out = capsys.readouterr().out
+    assert "ratio: NOT READABLE by the grader" in out and "trimmed vocabulary" in out
     # an untrimmed model says nothing of the kind
     plain = export_model(model, tmp_path / "plain", format="hf", tokenizer=tok)
     assert generate_csv.main(["--model", str(plain), "--data", str(data), "--output", str(tmp_path / "p.csv"),
