@@ -53,6 +53,11 @@ def _cmd_export(a) -> int:
         print(f"vocabulary trimmed to {rec['vocab_size']:,} of {rec['original_vocab_size']:,} tokens "
               f"(min count {rec['min_count']} in {rec['documents']:,} documents of {a.trim_vocab}); "
               f"parameters {rec['params']['before']:,} -> {rec['params']['after']:,}; mapping in {MAP_FILE}")
+        below = rec["dropped_occurring"]
+        if below["occurrences"]:
+            print(f"warning: {below['occurrences']:,} token occurrences in the data ({below['distinct']:,} distinct "
+                  f"tokens) are below --trim-min-count {rec['min_count']}: such text is now split into kept pieces "
+                  "or read as <unk>", file=sys.stderr)
     print(f"wrote {a.output} ({a.format}, {a.dtype})")
     return 0
 

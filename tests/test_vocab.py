@@ -316,9 +316,12 @@ def test_the_export_command_trims_and_the_ratios_count_against_the_original(corp
     out = tmp_path / "out"
     assert main(["export", "--model", str(src), "--output", str(out), "--format", "compact",
                  "--trim-vocab", str(data), "--trim-min-count", "2"]) == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     rec = json.loads((out / V.MAP_FILE).read_text())
     assert f"vocabulary trimmed to {rec['vocab_size']:,} of {len(tok):,} tokens" in printed
+    below = rec["dropped_occurring"]
+    assert below["occurrences"] > 0 and f"warning: {below['occurrences']:,} token occurrences" in captured.err
     assert rec["min_count"] == 2 and rec["prefix"] == PREFIX and rec["documents"] == len(corpus["texts"])
     from summprune import sparsity as S
 
