@@ -357,9 +357,15 @@ def test_prune_exports_a_trimmed_model_when_the_config_says_so(corpus, tmp_path)
         (data / f"{split}.jsonl").write_text("".join(json.dumps({"text": t, "summary": s}) + "\n" for t, s in rows))
     cfg = load_config(ROOT / "configs" / "smoke.toml", [f"data.dataset={data}", "data.val_size=4", "export_format=hf",
                                                          "export_trim_vocab=true", "export_trim_min_count=1"])
-    info = prune_existing(src, cfg, tmp_path / "out", train=False, log_print=lambda m: None)
+    logged = []
+    info = prune_existing(src, cfg, tmp_path / "out", train=False, log_print=logged.append)
     out = tmp_path / "out"
     rec = json.loads((out / "pruning.json").read_text())
+    n = rec["vocabulary"]["vocab_size"]
+    assert any(f"vocabulary trimmed to {n:,} of {len(tok):,} tokens" in line for line in logged)
+    params = rec["vocabulary"]["params"]["after"]
+    assert any(line.endswith(f"parameters: {params:,} = {params / info['original']['params']:.4f} of the original's "
+                             f"{info['original']['params']:,} (the original: {src})") for line in logged), logged
     assert rec["vocabulary"]["vocab_size"] < len(tok) == rec["vocabulary"]["original_vocab_size"]
     assert rec["vocabulary"]["documents"] == len(corpus["texts"]) - 4  # the training split, validation carved out
     assert rec["original"]["params"] == info["original"]["params"]
