@@ -392,3 +392,30 @@ def test_t5_smalls_own_tokenizer_trims_to_the_billsum_rows(shared_dir, tmp_path)
     text = rows[0]["text"][:500]
     assert new_tok.decode(new_tok(text)["input_ids"], skip_special_tokens=True) == \
         tok.decode(tok(text)["input_ids"], skip_special_tokens=True)
+
+
+def test_run_exports_a_trimmed_int8_model_when_the_config_says_so(tmp_path):
+    """``run`` (fine-tune, prune, export) with ``export_trim_vocab = true`` and compact int8: the
+    export is trimmed to the run's training split and records the fine-tuned model as original."""
+    from summprune.config import load_config
+    from summprune.pipeline import run
+
+    tiny = ["data.synthetic_docs=64", "data.val_size=6", "eval.docs=6", "eval.max_length=24", "eval.batch_size=6",
+            "train.max_steps=4", "train.logging_steps=2", "model.tiny_d_model=32", "model.tiny_d_ff=64",
+            "model.tiny_vocab=400"]
+    cfg = load_config(ROOT / "configs" / "smoke.toml",
+                      tiny + [f"runs_dir={tmp_path}", f"output_dir={tmp_path / 'model'}", "export_format=compact",
+                              "export_dtype=int8", "export_trim_vocab=true"])
+    for st in cfg.prune.stages:
+        st.recover_steps = 1
+    run(cfg, log_print=lambda s: None)
+    out = tmp_path / "model"
+    info = json.loads((out / "pruning.json").read_text())
+    voc = info["vocabulary"]
+    assert voc["documents"] == 64 - 6 and voc["source"].startswith("the training split")
+    got = load_model(out)
+    assert got.config.vocab_size == voc["vocab_size"] == len(load_tokenizer(out)) <= voc["original_vocab_size"]
+    # even a tokenizer trained on these very texts has tokens they never use (intermediate BPE merges)
+    assert voc["vocab_size"] < voc["original_vocab_size"]
+    assert info["original"]["params"] == voc["params"]["before"] > voc["params"]["after"]
+    assert "vocabulary trimmed to" in (out / "README.md").read_text()
