@@ -24,15 +24,17 @@ what was kept and why.
 The tokenizer is written by editing the Hugging Face ``tokenizers`` JSON (``tokenizer.json``):
 Unigram (t5-small's, Pegasus', mT5's SentencePiece) and BPE (BART's byte-level one, the tokenizers
 this package trains). The slow-tokenizer files (``spiece.model``, ``vocab.json``/``merges.txt``)
-describe the untrimmed vocabulary and are not written. Text the kept tokens cover is split exactly
-as before, ids mapped (:func:`trim` checks this on the training texts before anything is written);
-other text is split into the kept pieces that cover it, and what no kept piece covers becomes
-``<unk>`` (:func:`count_unknown` counts those in generation inputs).
+describe the untrimmed vocabulary and are not written. Text that the original tokenizer splits
+into kept tokens only is split exactly as before, ids mapped (BPE: the merges it applied are all
+kept; Unigram: its best split is still there; :func:`trim` checks this on the training texts before
+anything is written); other text is split into the kept pieces that cover it, and what no kept
+piece covers becomes ``<unk>`` (:func:`count_unknown` counts those in generation inputs).
 
 Not for the course's submission: the course's grader loads its model as t5-small's shape (32,128
 rows); the course format refuses a trimmed model (:func:`trim_refusal`).
 
-This module imports only the low-level parts of the package (io, models, prune).
+This module imports only lower-level parts of the package (io, models, modeling, prune, sparsity,
+data), never export or pipeline, which call it.
 """
 
 from __future__ import annotations
