@@ -375,6 +375,13 @@ def _generate(args, output: Path, model_dir: Path, local: Path | None, texts: li
                                 for k in ("prefix", "max_source_length")))
         except DataError as e:
             raise UsageError(str(e)) from None
+        from summprune.vocab import trim_record, unknown_warning
+
+        if trim_record(model_dir) is not None:  # a trimmed vocabulary: say how much input it does not cover
+            todo = [t for i, t in enumerate(texts) if i not in done]
+            line = unknown_warning(tokenizer, todo, inputs["prefix"], inputs["max_source_length"])
+            if line:
+                print(f"{PROG}: {line}", file=sys.stderr)
         try:
             model, engine = gen.load_engine(args.engine, model_dir, tokenizer, device=device, dtype=args.dtype,
                                             threads=args.threads, log=say, fallback=args.engine_auto and not done)

@@ -202,7 +202,12 @@ def course_verdict(scores: dict, model_dir: Path | None, source: str) -> tuple[d
                 refused = family_refusal("course", model_dir)
             except ValueError:  # no family claims its model_type: the loader has said so already
                 refused = None
-            if refused is not None:  # a BART, say: no export makes it gradable, so none is suggested
+            from summprune.vocab import trim_refusal
+
+            trimmed = trim_refusal("course", model_dir)
+            if trimmed is not None:  # a trimmed vocabulary: no export makes it gradable either
+                lines.append(f"  ratio: NOT READABLE by the grader: {model_dir}: {trimmed}")
+            elif refused is not None:  # a BART, say: no export makes it gradable, so none is suggested
                 lines.append(f"  ratio: NOT READABLE by the grader: {model_dir} is a {family_of(model_dir).name} "
                              f"model and {FORMATS['course'].families_why}")
             else:

@@ -36,8 +36,28 @@ def _cmd_export(a) -> int:
     from .export import export_model
     from .io.files import lock_output
 
+    trim = None
+    if a.trim_vocab is not None:
+        from .vocab import trim_spec
+
+        trim = trim_spec(a.trim_vocab, a.model, a.format, a.trim_min_count, a.prefix)  # checked before any loading
+    elif a.trim_min_count is not None or a.prefix is not None:
+        raise ValueError("--trim-min-count and --prefix apply to --trim-vocab DATA only")
     with lock_output(a.output):
-        export_model(a.model, a.output, format=a.format, dtype=a.dtype)
+        export_model(a.model, a.output, format=a.format, dtype=a.dtype, trim=trim)
+    if trim is not None:
+        from .io.files import read_json
+        from .vocab import MAP_FILE
+
+        rec = read_json(Path(a.output) / MAP_FILE)
+        print(f"vocabulary trimmed to {rec['vocab_size']:,} of {rec['original_vocab_size']:,} tokens "
+              f"(min count {rec['min_count']} in {rec['documents']:,} documents of {a.trim_vocab}); "
+              f"parameters {rec['params']['before']:,} -> {rec['params']['after']:,}; mapping in {MAP_FILE}")
+        below = rec["dropped_occurring"]
+        if below["occurrences"]:
+            print(f"warning: {below['occurrences']:,} token occurrences in the data ({below['distinct']:,} distinct "
+                  f"tokens) are below --trim-min-count {rec['min_count']}: such text is now split into kept pieces "
+                  "or read as <unk>", file=sys.stderr)
     print(f"wrote {a.output} ({a.format}, {a.dtype})")
     return 0
 
@@ -120,6 +140,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--dtype", choices=stored_dtypes(), default="fp32",
                    help="value dtype of the compact format: fp32 is bit-exact; fp16/bf16 round every value; "
                         "int8 stores each matrix row as int8 times a scale (zeros exact, the smallest file)")
+    e.add_argument("--trim-vocab", metavar="DATA", default=None,
+                   help="trim the vocabulary to the tokens of DATA's train split (a folder with train.jsonl, a "
+                        "file, or a hub name; inputs with the prefix, and summaries) plus every special token: a "
+                        "smaller embedding and lm_head for one domain; not for the course's submission")
+    e.add_argument("--trim-min-count", type=int, default=None, metavar="N",
+                   help="with --trim-vocab: keep a token occurring at least N times (default 1)")
+    e.add_argument("--prefix", default=None,
+                   help="with --trim-vocab: the input prefix (default: the model's pruning.json data.prefix, "
+                        "else its family's convention, 'summarize: ' for T5)")
     e.set_defaults(fn=_cmd_export)
 
     s = sub.add_parser("report", help="print a saved model's shape, parameters against the original, stored dtype "

@@ -136,3 +136,12 @@ def check_model(model, tokenizer, cfg: ExperimentConfig, prefix: str, where: str
         raise ValueError(f"{where}: its lm_head is a tensor of its own beside the embedding (a model pruned "
                          "with tie_mode 'course' or 'untie'), which the course format cannot hold once it is pruned "
                          "or trained further; start from the unpruned fine-tuned model, or export 'hf'/'compact'")
+
+
+def trim_args(cfg, train_raw, prefix: str) -> dict | None:
+    """``export_model``'s ``trim`` for a run's export: the training split's texts (with ``prefix``)
+    and summaries, where ``export_trim_vocab`` is set; None otherwise."""
+    if not cfg.export_trim_vocab:
+        return None
+    return {"texts": list(train_raw["text"]), "summaries": list(train_raw["summary"]), "prefix": prefix,
+            "min_count": cfg.export_trim_min_count, "source": f"the training split of data.dataset={cfg.data.dataset}"}

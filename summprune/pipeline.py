@@ -30,7 +30,7 @@ from .checkpoints import check_resume_info, json_plan, load_step, save_step
 from .config import ExperimentConfig, config_to_dict
 from .evaluation import evaluator
 from .inputs import (build_model_and_tokenizer, check_export_family, check_model, known_prefix, load_train_val,
-                     resolved_prefix, with_prefix)
+                     resolved_prefix, trim_args, with_prefix)
 from .io.files import atomic_write_json
 from .record import log_summary, pruning_info, stage_record
 from .train import check_train_config, finetune
@@ -144,21 +144,18 @@ def prune_model(model, tokenizer, cfg: ExperimentConfig, *, train_ds=None, val_d
 
 
 def export(model, tokenizer, out_dir: str | Path, info: dict, fmt: str = "hf", dtype: str = "fp32",
-           decoding: dict | None = None) -> Path:
+           decoding: dict | None = None, trim: dict | None = None) -> Path:
     """Export in ``fmt``; ``decoding`` (the run's eval decoding) goes into the model's
-    generation_config.json, where generate_csv.py takes its defaults from."""
+    generation_config.json, where generate_csv.py takes its defaults from; ``trim``: the
+    vocabulary trimmed on the way (:func:`trim_args`)."""
     from .export import export_model
     from .generate import set_decoding
 
     if decoding is not None:
         set_decoding(model.generation_config, decoding)
-    return export_model(model, out_dir, format=fmt, dtype=dtype, tokenizer=tokenizer, pruning_info=info)
+    return export_model(model, out_dir, format=fmt, dtype=dtype, tokenizer=tokenizer, pruning_info=info, trim=trim)
 
 
-# ----------------------------------------------------------------------------- the one path
-
-
-@dataclasses.dataclass
 class Job:
     """What an entry point asks of :func:`_drive`: ``load(raw)`` gives the model and tokenizer
     (``raw``: the train and validation rows, None without training); ``folder`` keeps the work
@@ -236,8 +233,11 @@ def _drive(cfg: ExperimentConfig, state, job: Job, overwrite: bool, log_print: C
     out = None
     if main:
         log_print(f"[{cfg.name}] exporting to {job.out} ({cfg.export_format})")
+        train_raw = raw[0] if raw else None
+        if cfg.export_trim_vocab and train_raw is None:  # --no-train read no data; the trim needs the training split
+            train_raw = load_train_val(cfg.data)[0]
         out = export(model.to("cpu"), tok, job.out, info, cfg.export_format, cfg.export_dtype,
-                     decoding=cfg.eval.decoding())
+                     decoding=cfg.eval.decoding(), trim=trim_args(cfg, train_raw, dcfg.data.prefix))
         log_summary(model, out, original, job.source, cfg, log_print)
         log({"event": "export", "model_dir": str(out)})
     return info, final, out

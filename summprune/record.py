@@ -26,6 +26,13 @@ def log_summary(model, out_dir, original: dict, source: str, cfg: ExperimentConf
     ratios alone read 1.0 after a structural cut)."""
     from .summary import summarize, summary_lines
 
+    if cfg.export_trim_vocab:  # the export is smaller than the model in memory: say what was written
+        from .export import load_model
+
+        model = load_model(out_dir)
+        rec = model.config.summprune_vocab_trim
+        log_print(f"[{cfg.name}] vocabulary trimmed to {rec['vocab_size']:,} of {rec['original_vocab_size']:,} "
+                  f"tokens (the training split's; mapping in {out_dir}/{rec['file']})")
     for line in summary_lines(summarize(model, out_dir, original, source, cfg.prune.groups)):
         log_print(f"[{cfg.name}] {line}")
 

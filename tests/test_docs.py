@@ -227,6 +227,7 @@ WRITTEN = [".venv/bin/python", "runs/smoke/summary.json", "pruned_model/model.sa
            "pruned_model.trainer/steps/latest/x", "pruned_model_gradual_kd_030/config.json",
            "pruned_model_structured_kd/config.json", "pruned_model_course/model_state_dict.pth",
            "fast_model/config.json", "fast_model.trainer/prune.json", "fast_int8/compact.json",
+           "fast_model_trimmed/vocab_trim.json",
            "submission.csv", "submission.csv.lock", "submission.csv.partial.jsonl", "submission.csv.partial.meta.json",
            "submission.csv.meta.json", "submission.scores.json", "quickstart/model/model.safetensors",
            "quickstart/data/train.jsonl", "quickstart/pruned.trainer/metrics.jsonl", "quickstart/submission.csv"]

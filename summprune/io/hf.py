@@ -33,6 +33,9 @@ TOKENIZER_FILES = (
     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
     "spiece.model", "sentencepiece.bpe.model", "vocab.json", "vocab.txt", "merges.txt",
     "chat_template.jinja", "chat_template.json",
+    # a trimmed vocabulary's new id -> original id (summprune.vocab.MAP_FILE): it says what the
+    # tokenizer's ids mean against the original model's, so it travels with the tokenizer
+    "vocab_trim.json",
 )
 #: Largest model (parameters, counted on the meta device) a loader builds: 80 GB in fp32.
 MAX_PARAMS = 20_000_000_000
