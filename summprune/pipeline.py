@@ -156,6 +156,7 @@ def export(model, tokenizer, out_dir: str | Path, info: dict, fmt: str = "hf", d
     return export_model(model, out_dir, format=fmt, dtype=dtype, tokenizer=tokenizer, pruning_info=info, trim=trim)
 
 
+@dataclasses.dataclass
 class Job:
     """What an entry point asks of :func:`_drive`: ``load(raw)`` gives the model and tokenizer
     (``raw``: the train and validation rows, None without training); ``folder`` keeps the work
