@@ -461,11 +461,11 @@ _MODEL_SUFFIXES = (".safetensors", ".safetensors.index.json", ".model", *PICKLE_
 
 
 def _model_file_names() -> set[str]:
-    from .compact import COMPACT_WEIGHTS, MANIFEST  # imported here: compact and hf import this module
-    from .hf import CHECKSUMS, PRUNING, TOKENIZER_FILES
+    # the formats registry says what each format writes (it sits below this module; the formats,
+    # above it, fill it: summprune.io.formats)
+    from .formats import model_file_names
 
-    return {"config.json", "generation_config.json", PRUNING, CHECKSUMS, MANIFEST, COMPACT_WEIGHTS,
-            *MODEL_WEIGHTS, *TOKENIZER_FILES}
+    return model_file_names()
 
 
 def check_not_input(out: str | Path, inputs: dict[str, str | Path | None], what: str = "output") -> None:
