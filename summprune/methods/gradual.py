@@ -29,7 +29,7 @@ from .. import sparsity as S
 from ..config import PruneConfig, RecoveryConfig, _help
 from ..modeling import group_modules
 from ..schedules import SCHEDULES, keep_counts
-from .base import Method, Step, register
+from .base import Criterion, Method, Step, criterion, criterion_batches, register
 
 
 @dataclass
@@ -194,42 +194,27 @@ def plan_gradual(model: nn.Module, target: float, *, schedule: str = "cubic", st
 prune_to_counts = P.prune_to_counts  # the one cut, shared with the stages (summprune.prune)
 
 
-@dataclass(frozen=True)
-class Criterion:
-    """One importance criterion of gradual pruning: ``cut(model, keep, patterns, tie_mode,
-    batches, progress=, log=)`` prunes each group to ``keep[g]`` unpruned weights and returns how
-    many each group lost; ``needs_data``: it measures activations on training ``batches``."""
-
-    cut: Callable[..., dict[str, int]]
-    needs_data: bool = False
-
-
-#: ``prune.gradual.importance`` -> its criterion; the config check reads the names from here
+#: ``prune.gradual.importance`` -> its criterion (:class:`~summprune.methods.base.Criterion`:
+#: ``fn(model, batches, keep=, patterns=, tie_mode=, progress=, log=)`` prunes each group to
+#: ``keep[g]`` unpruned weights and returns how many each group lost); the config check reads the
+#: names from here. A new criterion is one function with ``@criterion(CRITERIA, "name")``.
 CRITERIA: dict[str, Criterion] = {}
 
 
-def criterion(name: str, needs_data: bool = False):
-    """Register ``fn`` as the gradual importance ``name``."""
-    def deco(fn):
-        CRITERIA[name] = Criterion(fn, needs_data)
-        return fn
-    return deco
-
-
-@criterion("magnitude")
-def _magnitude(model, keep, patterns, tie_mode, batches, *, progress=True, log=None):
+@criterion(CRITERIA, "magnitude")
+def _magnitude(model, batches, *, keep, patterns, tie_mode, progress=True, log=None):
     return P.prune_to_counts(model, keep, patterns, tie_mode)
 
 
-@criterion("wanda", needs_data=True)
-def _wanda(model, keep, patterns, tie_mode, batches, *, progress=True, log=None):
+@criterion(CRITERIA, "wanda", needs_data=True)
+def _wanda(model, batches, *, keep, patterns, tie_mode, progress=True, log=None):
     """|W| times the L2 norm of its input feature over ``batches`` (Sun et al. 2023)."""
     mods = [m for grp in keep for _, m in group_modules(model, patterns)[grp]]
     return P.prune_to_counts(model, keep, patterns, tie_mode, scores=P.wanda_scores(model, mods, batches, progress=progress))
 
 
-@criterion("obs", needs_data=True)
-def _obs(model, keep, patterns, tie_mode, batches, *, progress=True, log=None):
+@criterion(CRITERIA, "obs", needs_data=True)
+def _obs(model, batches, *, keep, patterns, tie_mode, progress=True, log=None):
     """The Optimal Brain Surgeon step as SparseGPT computes it (mask and weight update)."""
     return P.obs_step(model, keep, patterns, tie_mode, batches, progress=progress, log=log)
 
@@ -309,18 +294,11 @@ class Gradual(Method):
         before = {grp: c["unpruned"] for grp, c in group_counts(model, self.patterns).items()}
         imp = self.config.importance
         crit = CRITERIA[imp]
-        batches = None
-        if crit.needs_data:
-            if ctx.train_ds is None:
-                raise ValueError(f"prune.gradual.importance={imp!r} measures activations: it needs training data "
-                                 "(not available with --no-train); use importance='magnitude'")
-            from .structured import importance_batches
-
-            batches = importance_batches(model, ctx.tokenizer, ctx.train_ds, self.config.importance_batches,
-                                         ctx.train_cfg.batch_size)
+        batches = criterion_batches(crit, f"prune.gradual.importance={imp!r}", model, ctx,
+                                    self.config.importance_batches, "importance='magnitude'")
         # the switch that quiets the Trainer's bars quiets these too
-        pruned = crit.cut(model, step.payload, self.patterns, self.tie_mode, batches,
-                          progress=ctx.train_cfg.progress_bar, log=ctx.log_print)
+        pruned = crit.fn(model, batches, keep=step.payload, patterns=self.patterns, tie_mode=self.tie_mode,
+                         progress=ctx.train_cfg.progress_bar, log=ctx.log_print)
         return model, {"gradual_step": step.index, "pruned": pruned, "keep": dict(step.payload),
                        "amounts": {grp: (pruned[grp] / before[grp] if before[grp] else 0.0) for grp in pruned}}
 
