@@ -24,12 +24,15 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 from .registry import Registry
+from .ties import TIE_MODES as _TIE_MODES
+from .ties import TieMode
 
 #: The six layer groups of the course's recipe, in the course's order.
 GROUPS = ("enc_self_attn", "enc_ffn", "dec_self_attn", "cross_attn", "dec_ffn", "lm_head")
 
-#: How the ``lm_head`` group treats t5-small's tied embedding (see docs/course.md, "The metrics").
-TIE_MODES = ("tied", "untie", "course")
+#: How the ``lm_head`` group treats t5-small's tied embedding (see docs/course.md, "The metrics"):
+#: the names of summprune.ties.TieMode, which says what each does.
+TIE_MODES = _TIE_MODES
 
 
 #: The decoding options (transformers' names) and their values when nothing sets them: the
@@ -658,7 +661,7 @@ def validate(cfg: ExperimentConfig, source: str = "<config>") -> None:
             where = (f"model.tiny_family={cfg.model.tiny_family!r}" if cfg.model.name == "tiny"
                      else f"model.name={cfg.model.name!r}")
             bad(f"export_format={cfg.export_format!r} with {where}: {why}")
-    if cfg.export_format == "course" and cfg.prune.tie_mode == "untie":
+    if cfg.export_format == "course" and TieMode.of(cfg.prune.tie_mode).unties_head:
         bad("export_format='course' with prune.tie_mode='untie': the course's loader ties lm_head to the "
             "embedding and cannot hold an lm_head of its own; use tie_mode 'tied' or 'course'")
     stored = stored_dtypes()

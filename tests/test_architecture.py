@@ -241,3 +241,48 @@ def test_the_family_list_in_architecture_md_is_the_registry():
     assert m, f"{ARCHITECTURE}: no line 'Registered families: a, b, c.'"
     named = [s.strip() for s in m.group(1).split(",")]
     assert named == sorted({family_of(t).name for t in supported_model_types()})
+
+
+#: Choices dispatched by a registry or an enum (summprune.ties.TieMode, schedules.SCHEDULES,
+#: allocate.ALLOCATIONS): the code asks the entry what it does and never compares the name.
+DISPATCHED = ("tie_mode", "schedule", "allocation")
+
+#: Comparisons known to remain, each with its reason; an entry that no longer matches fails, so
+#: the list only shrinks. pipeline.py is being split on another branch (issue 34, the driver);
+#: its resume of a step checkpoint should read ``TieMode.of(tie_mode).shares_mask``.
+PENDING = {("summprune/pipeline.py", "tie_mode")}
+
+
+def _string_comparisons(package: Path = PACKAGE) -> set[tuple[str, str, int]]:
+    """``(file, choice, line)`` of every ``x == "..."`` / ``x != "..."`` / ``x in ("...", ...)``
+    whose ``x`` is a name or attribute called one of :data:`DISPATCHED`."""
+    out = set()
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if not isinstance(node, ast.Compare):
+                continue
+            sides = [node.left, *node.comparators]
+            names = {s.id if isinstance(s, ast.Name) else s.attr for s in sides
+                     if isinstance(s, (ast.Name, ast.Attribute))}
+            literal = any(isinstance(s, ast.Constant) and isinstance(s.value, str)
+                          or isinstance(s, (ast.Tuple, ast.List, ast.Set))
+                          and any(isinstance(e, ast.Constant) and isinstance(e.value, str) for e in s.elts)
+                          for s in sides)
+            for choice in names & set(DISPATCHED):
+                if literal:
+                    out.add((str(path.relative_to(package.parent)), choice, node.lineno))
+    return out
+
+
+def test_tie_modes_schedules_and_allocations_are_dispatched_not_compared(tmp_path):
+    found = _string_comparisons()
+    pending = {(f, c) for f, c, _ in found} & PENDING
+    left = sorted(f"  {f}:{line}: {c} compared with a string" for f, c, line in found if (f, c) not in PENDING)
+    assert not left, ("ask the registry entry or the TieMode what it does instead (summprune.ties, "
+                      "schedules.SCHEDULES, allocate.ALLOCATIONS):\n" + "\n".join(left))
+    assert pending == PENDING, f"no longer there, remove from PENDING: {sorted(PENDING - pending)}"
+    # the reader finds one
+    pkg = tmp_path / "summprune"
+    pkg.mkdir()
+    (pkg / "m.py").write_text("def f(cfg, tie_mode):\n    return cfg.allocation in ('auto',) or tie_mode != 'x'\n")
+    assert {c for _, c, _ in _string_comparisons(pkg)} == {"allocation", "tie_mode"}

@@ -29,6 +29,7 @@ from .. import sparsity as S
 from ..config import PruneConfig, RecoveryConfig, _help
 from ..modeling import group_modules
 from ..schedules import SCHEDULES, keep_counts
+from ..ties import TIE_MODES, TieMode
 from .base import Criterion, Method, Step, criterion, criterion_batches, register
 
 
@@ -91,8 +92,9 @@ def validate_gradual(gr: GradualConfig, pr: PruneConfig, bad) -> None:
         bad(f".sensitivity_levels={lv}: need increasing sparsities in (0, 1)")
     if gr.sensitivity_docs < 1:
         bad(f".sensitivity_docs={gr.sensitivity_docs}: must be >= 1")
-    if gr.allocation == "auto" and pr.tie_mode == "course":
-        bad(".allocation='auto' needs prune.tie_mode 'tied' or 'untie'")
+    if (gr.allocation in A.ALLOCATIONS and A.ALLOCATIONS[gr.allocation].needs_sensitivity
+            and pr.tie_mode in TIE_MODES and TieMode.of(pr.tie_mode).masks_head_only):
+        bad(f".allocation={gr.allocation!r} needs prune.tie_mode 'tied' or 'untie'")
     if gr.eval_every < 0:
         bad(f".eval_every={gr.eval_every}: must be >= 0")
     if gr.importance not in CRITERIA:
@@ -153,21 +155,13 @@ def allocate(model: nn.Module, budget: int, counts: dict[str, dict[str, int]], a
     """Final kept weights per group for ``allocation`` (see ``summprune.allocate``)."""
     params = {g: c["params"] for g, c in counts.items()}
     unpruned = {g: c["unpruned"] for g, c in counts.items()}
-    extra: dict = {}
-    if allocation == "uniform":
-        keep = A.uniform(params, unpruned, budget)
-    elif allocation == "reference":
-        keep = A.reference(params, unpruned, budget)
-    elif allocation == "global":
-        tensors = {g: [_weight(m) for _, m in mods] for g, mods in group_modules(model, patterns).items()}
-        keep = A.global_magnitude(tensors, budget)
-    elif allocation == "auto":
-        if sensitivity is None:
-            raise ValueError("allocation='auto' needs sensitivity curves (measure_sensitivity)")
-        keep, extra = A.auto(params, unpruned, budget, sensitivity)
-    else:
+    if allocation not in A.ALLOCATIONS:
         raise ValueError(f"allocation={allocation!r}: choose one of {list(A.ALLOCATIONS)}")
-    return keep, extra
+
+    def tensors() -> dict[str, list[torch.Tensor]]:  # read only by an allocation that ranks weights
+        return {g: [_weight(m) for _, m in mods] for g, mods in group_modules(model, patterns).items()}
+
+    return A.ALLOCATIONS[allocation].fn(params, unpruned, budget, tensors=tensors, sensitivity=sensitivity)
 
 
 def plan_gradual(model: nn.Module, target: float, *, schedule: str = "cubic", steps: int = 10,
@@ -253,14 +247,15 @@ class Gradual(Method):
     def plan(self, model: nn.Module, ctx) -> dict:
         g = self.config
         sensitivity = None
-        if g.allocation == "auto":
-            if self.tie_mode == "course":
-                raise ValueError("allocation='auto' needs tie_mode 'tied' or 'untie' (in 'course' the "
+        measured = A.ALLOCATIONS[g.allocation].needs_sensitivity
+        if measured:
+            if TieMode.of(self.tie_mode).masks_head_only:
+                raise ValueError(f"allocation={g.allocation!r} needs tie_mode 'tied' or 'untie' (in 'course' the "
                                  "lm_head mask and the dense embedding share one tensor)")
             sensitivity = ctx.cache.get("sensitivity")
-        if g.allocation == "auto" and sensitivity is None:
+        if measured and sensitivity is None:
             if ctx.val_ds is None:
-                raise ValueError("prune.gradual.allocation='auto' measures validation loss: it needs data "
+                raise ValueError(f"prune.gradual.allocation={g.allocation!r} measures validation loss: it needs data "
                                  "(not available with --no-train)")
             t0 = time.time()
             ctx.log_print("measuring per-group sensitivity (validation loss, one group pruned at a time)")
