@@ -286,3 +286,43 @@ def test_tie_modes_schedules_and_allocations_are_dispatched_not_compared(tmp_pat
     pkg.mkdir()
     (pkg / "m.py").write_text("def f(cfg, tie_mode):\n    return cfg.allocation in ('auto',) or tie_mode != 'x'\n")
     assert {c for _, c, _ in _string_comparisons(pkg)} == {"allocation", "tie_mode"}
+
+
+def test_low_modules_read_registries_the_modules_above_fill(tmp_path):
+    """In a fresh interpreter: importing the config imports neither torch nor a method; the
+    config's sections, the names that moved to summprune.methods and the formats' file names are
+    all there at their first read (the loaders the package's __init__ adds), and a registry's
+    loader runs once."""
+    import os
+    import subprocess
+    import sys
+
+    code = """
+import sys
+import summprune.config as C
+assert "torch" not in sys.modules and "summprune.methods" not in sys.modules, "imported too much"
+from summprune.config import GradualConfig, LAYER_SELECTIONS, StageConfig, StructuredConfig, expand_stages
+from summprune.methods.gradual import GradualConfig as G
+assert GradualConfig is G and LAYER_SELECTIONS == ("spread", "first")
+assert {"stages", "gradual", "structured"} <= set(C.SECTIONS)
+cfg = C.load_config(None, ["prune.gradual.target_nonzero_ratio=0.5", "export_format=compact"])
+assert cfg.prune.gradual.target_nonzero_ratio == 0.5
+from summprune.io.files import _model_file_names
+assert {"compact.json", "compact.safetensors", "model.safetensors", "model_state_dict.pth", "checksums.json",
+        "pruning.json", "config.json", "tokenizer.json"} <= _model_file_names()
+try:
+    C.no_such_name
+except AttributeError as e:
+    assert "no_such_name" in str(e)
+else:
+    raise AssertionError("an unknown name was found")
+from summprune.registry import Registry
+calls = []
+r = Registry("test")
+r.add_loader(lambda: (calls.append(1), r.__setitem__("a", 1)))
+assert "a" in r and list(r) == ["a"] and r["a"] == 1 and calls == [1]
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
