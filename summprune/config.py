@@ -24,15 +24,10 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 from .registry import Registry
-from .ties import TIE_MODES as _TIE_MODES
-from .ties import TieMode
+from .ties import TIE_MODES, TieMode  # TIE_MODES: how the lm_head group treats a tied embedding, by name
 
 #: The six layer groups of the course's recipe, in the course's order.
 GROUPS = ("enc_self_attn", "enc_ffn", "dec_self_attn", "cross_attn", "dec_ffn", "lm_head")
-
-#: How the ``lm_head`` group treats t5-small's tied embedding (see docs/course.md, "The metrics"):
-#: the names of summprune.ties.TieMode, which says what each does.
-TIE_MODES = _TIE_MODES
 
 
 #: The decoding options (transformers' names) and their values when nothing sets them: the
@@ -710,8 +705,8 @@ def validate_recovery(rc: RecoveryConfig, where: str, bad) -> None:
 
 
 #: Names that lived here before each method's section moved beside its code (issue 23), still
-#: importable from here (``from summprune.config import GradualConfig``): the method modules
-#: register them (:func:`register_moved`) when they are imported, which reading them runs.
+#: importable from here (``from summprune.config import GradualConfig``): summprune.methods
+#: registers them (:func:`register_moved`) when it is imported, which reading them runs.
 MOVED: Registry = Registry("name moved to summprune.methods")
 
 

@@ -30,10 +30,16 @@ class Registry(MutableMapping):
         self._loaders.append(loader)
 
     def _load(self) -> None:
-        # popped before it runs: a loader's registrations read the registry (re-entry finds the
-        # list empty), and a loader that fails is not retried into a half-filled state silently
+        # taken off the list before it runs: its registrations read the registry (a read from
+        # inside the loader must not run it again); put back if it fails, so that every later
+        # read fails the same way instead of returning a half-filled registry
         while self._loaders:
-            self._loaders.pop(0)()
+            loader = self._loaders.pop(0)
+            try:
+                loader()
+            except BaseException:
+                self._loaders.insert(0, loader)
+                raise
 
     def __getitem__(self, name: str) -> Any:
         self._load()

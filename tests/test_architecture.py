@@ -321,6 +321,15 @@ calls = []
 r = Registry("test")
 r.add_loader(lambda: (calls.append(1), r.__setitem__("a", 1)))
 assert "a" in r and list(r) == ["a"] and r["a"] == 1 and calls == [1]
+bad = Registry("failing")
+bad.add_loader(lambda: 1 / 0)
+for _ in range(2):  # a failed loader fails every read, never leaves a half-filled registry behind
+    try:
+        list(bad)
+    except ZeroDivisionError:
+        pass
+    else:
+        raise AssertionError("a failing loader was skipped")
 print("ok")
 """
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
