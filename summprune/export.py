@@ -227,14 +227,15 @@ _HF_FILES = (*_COMMON_FILES, WEIGHTS, f"{WEIGHTS}.index.json", CHECKSUMS)
 
 register_format(Format("compact", save_compact, lambda p: (p / MANIFEST).is_file(), load_compact,
                        dtypes=VALUE_DTYPES, files=(*_COMMON_FILES, MANIFEST, COMPACT_WEIGHTS),
-                       stored_dtype=_compact_dtype))
+                       weights=(MANIFEST,), stored_dtype=_compact_dtype))
 register_format(Format("course", _save(save_course),
                        lambda p: (p / COURSE_STATE).is_file() and (p / "config.json").is_file(), _load_course,
                        families=("t5",),
                        families_why="the course's grader loads its model as a t5-small-shaped T5 "
                                     "(docs/families.md: course is T5-only)",
-                       files=(*_HF_FILES, COURSE_STATE)))
-register_format(Format("hf", _save(save_hf), lambda p: (p / "config.json").is_file(), _load_hf, files=_HF_FILES))
+                       files=(*_HF_FILES, COURSE_STATE), weights=(COURSE_STATE,)))
+register_format(Format("hf", _save(save_hf), lambda p: (p / "config.json").is_file(), _load_hf, files=_HF_FILES,
+                       weights=(WEIGHTS, f"{WEIGHTS}.index.json")))
 
 
 def load_model(path: str | Path, device: str | torch.device | None = None) -> T5ForConditionalGeneration:

@@ -310,6 +310,9 @@ assert cfg.prune.gradual.target_nonzero_ratio == 0.5
 from summprune.io.files import _model_file_names
 assert {"compact.json", "compact.safetensors", "model.safetensors", "model_state_dict.pth", "checksums.json",
         "pruning.json", "config.json", "tokenizer.json"} <= _model_file_names()
+from summprune.io.formats import FORMATS
+assert {w for f in FORMATS.values() for w in f.weights} == {
+    "model.safetensors", "model.safetensors.index.json", "compact.json", "model_state_dict.pth"}
 try:
     C.no_such_name
 except AttributeError as e:

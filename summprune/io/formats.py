@@ -38,6 +38,9 @@ class Format:
     #: the names of the files a directory of this format is made of (config, weights, tokenizer,
     #: pruning record...): an output that would replace one of them is refused
     files: tuple[str, ...] = ()
+    #: the weight files among them: a directory with config.json and one of these holds a model
+    #: (an export may replace it; a run folder, which has a config.json too, is none)
+    weights: tuple[str, ...] = ()
     #: ``dir -> value dtype`` stored there, from the format's own record (None: read from the
     #: safetensors headers of the weight files)
     stored_dtype: Callable[[Path], str | None] | None = None
@@ -76,4 +79,10 @@ def refusal(format: str, family: str) -> str | None:
 
 def model_file_names() -> set[str]:
     """The names of the files some registered format makes a model directory of."""
-    return {n for f in FORMATS.values() for n in f.files}
+    return {n for f in FORMATS.values() for n in (*f.files, *f.weights)}
+
+
+def is_model_dir(d: Path) -> bool:
+    """Whether ``d`` holds a model of some registered format: its config.json and one of the
+    format's weight files (config.json alone is not enough: a run folder has one too)."""
+    return (d / "config.json").is_file() and any((d / w).is_file() for f in FORMATS.values() for w in f.weights)
