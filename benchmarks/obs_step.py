@@ -59,6 +59,7 @@ def _loadavg() -> list[float] | None:
 def _side(name: str, model, keep, patterns, tie_mode, batches, settings: dict) -> dict:
     from summprune import prune as P
     from summprune.modeling import group_modules
+    from summprune.ties import TieMode
 
     mods = [m for g in keep for _, m in group_modules(model, patterns)[g]]
     print(f"[{name}] {', '.join(f'{k}={v}' for k, v in settings.items())}", flush=True)
@@ -70,7 +71,7 @@ def _side(name: str, model, keep, patterns, tie_mode, batches, settings: dict) -
     t2 = time.perf_counter()
     head = model.get_output_embeddings()
     # the grouping obs_step solves by: one solve per (shared Hessian, updated or not)
-    solves = (len({(id(hs[m]), not (m is head and tie_mode == "tied")) for m in mods})
+    solves = (len({(id(hs[m]), not (m is head and TieMode.of(tie_mode).shares_mask)) for m in mods})
               if settings["share_inputs"] else len(mods))
     return {"settings": {k: (v if v is None or isinstance(v, bool) else str(v).replace("torch.", ""))
                          for k, v in settings.items()},

@@ -24,12 +24,12 @@ Allocations (each returns whole numbers of kept weights per group summing to the
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
 from torch import nn
 
-ALLOCATIONS = ("uniform", "global", "reference", "auto")
 
 #: configs/seed.toml, the course's recipe: (per-group amounts, repeat).
 REFERENCE_RECIPE = (
@@ -243,3 +243,30 @@ def auto(params: dict[str, int], unpruned: dict[str, int], budget: int, sensitiv
     real = {g: unpruned[g] - pruned[g] for g in params}
     keep = integerize(real, budget, unpruned)
     return keep, {"predicted_loss_increase": pred, "predicted_loss": base + sum(pred.values())}
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """A way to split the kept weights among the groups: ``fn(params, unpruned, budget, *, tensors,
+    sensitivity) -> (keep per group, details)``; ``tensors()`` gives each group's effective weight
+    tensors (called only by an allocation that reads weights); ``needs_sensitivity``: it reads the
+    per-group loss curves of :func:`measure_sensitivity` (``sensitivity``), measured before
+    planning."""
+
+    fn: Callable[..., tuple[dict[str, int], dict]]
+    needs_sensitivity: bool = False
+
+
+def _auto(params, unpruned, budget, *, tensors, sensitivity):
+    if sensitivity is None:
+        raise ValueError("allocation='auto' needs sensitivity curves (measure_sensitivity)")
+    return auto(params, unpruned, budget, sensitivity)
+
+
+#: ``prune.gradual.allocation`` -> its :class:`Allocation`; the config check reads the names here.
+ALLOCATIONS: dict[str, Allocation] = {
+    "uniform": Allocation(lambda params, unpruned, budget, **_: (uniform(params, unpruned, budget), {})),
+    "global": Allocation(lambda params, unpruned, budget, *, tensors, **_: (global_magnitude(tensors(), budget), {})),
+    "reference": Allocation(lambda params, unpruned, budget, **_: (reference(params, unpruned, budget), {})),
+    "auto": Allocation(_auto, needs_sensitivity=True),
+}

@@ -72,7 +72,7 @@ def _files(d: Path) -> dict[str, int]:
 def _stored_dtype(dtype: str | None, d: Path) -> str | None:
     if dtype is not None:
         return dtype
-    from .export import stored_info
+    from .summary import stored_info
 
     return stored_info(d)["dtype"]
 
@@ -247,8 +247,8 @@ def card_for_report(model: nn.Module, model_dir: str | Path) -> str:
     """The card ``report --model`` prints: the directory's own README.md where summprune wrote it
     (the card made at export), else one made now from the directory (an older export, a plain
     ``save_pretrained`` directory)."""
-    from .export import stored_info
     from .io.files import read_json
+    from .summary import stored_info
 
     d = Path(model_dir)
     card = d / CARD

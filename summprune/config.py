@@ -16,23 +16,18 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, get_args, get_origin, get_type_hints
+from typing import Any, Callable, get_args, get_origin, get_type_hints
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
-if TYPE_CHECKING:  # each method's section lives beside its code (summprune.methods)
-    from .methods.gradual import GradualConfig
-    from .methods.stages import StageConfig
-    from .methods.structured import StructuredConfig
+from .registry import Registry
+from .ties import TIE_MODES, TieMode  # TIE_MODES: how the lm_head group treats a tied embedding, by name
 
 #: The six layer groups of the course's recipe, in the course's order.
 GROUPS = ("enc_self_attn", "enc_ffn", "dec_self_attn", "cross_attn", "dec_ffn", "lm_head")
-
-#: How the ``lm_head`` group treats t5-small's tied embedding (see docs/course.md, "The metrics").
-TIE_MODES = ("tied", "untie", "course")
 
 
 #: The decoding options (transformers' names) and their values when nothing sets them: the
@@ -227,17 +222,10 @@ class Section:
 
 
 #: Every recipe section a config may hold, by name: each method module registers its own
-#: (summprune.methods.base.register); :func:`sections` imports the built-ins first.
-SECTIONS: dict[str, Section] = {}
-
-
-def sections() -> dict[str, Section]:
-    """:data:`SECTIONS` with the built-in methods registered. Their sections live beside their
-    code (``summprune/methods/<name>.py``), which imports torch, so they are imported here, when a
-    ``[prune]`` table is first read or checked, not when this module is."""
-    import summprune.methods  # noqa: F401  (registers stages, gradual, structured)
-
-    return SECTIONS
+#: (summprune.methods.base.register). This module imports no method: the package's __init__ adds
+#: the loader of the built-ins (summprune.methods, which imports torch), run when a ``[prune]``
+#: table is first read or checked (summprune.registry).
+SECTIONS: Registry = Registry("config section")
 
 
 def register_section(name: str, cls: type, *, many: bool = False, validate: Callable | None = None) -> Section:
@@ -270,16 +258,20 @@ class PruneConfig:
         default_factory=dict,
     )
 
+    # the built-in sections by name; their classes live with their methods (summprune.methods.*)
     @property
-    def stages(self) -> list[StageConfig]:
+    def stages(self) -> list:
+        """``[[prune.stages]]`` (summprune.methods.stages.StageConfig entries), [] when absent."""
         return self.methods.get("stages", [])
 
     @property
-    def gradual(self) -> GradualConfig | None:
+    def gradual(self) -> Any:
+        """``[prune.gradual]`` (summprune.methods.gradual.GradualConfig) or None."""
         return self.methods.get("gradual")
 
     @property
-    def structured(self) -> StructuredConfig | None:
+    def structured(self) -> Any:
+        """``[prune.structured]`` (summprune.methods.structured.StructuredConfig) or None."""
         return self.methods.get("structured")
 
 
@@ -390,7 +382,6 @@ def _from_dict(cls: type, data: dict, where: str) -> Any:
 def _prune_from_dict(data: dict, where: str) -> PruneConfig:
     """``[prune]``: tie_mode, groups, and one section per method (see :data:`SECTIONS`)."""
     own = {k: data[k] for k in ("tie_mode", "groups") if k in data}
-    SECTIONS = sections()
     unknown = sorted(k for k in data if k not in own and k not in SECTIONS)
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys: ['groups', 'tie_mode'] and the "
@@ -614,7 +605,7 @@ def validate(cfg: ExperimentConfig, source: str = "<config>") -> None:
     if cfg.model.tiny_family not in TINY_FAMILIES:
         bad(f"model.tiny_family={cfg.model.tiny_family!r}: choose one of {list(TINY_FAMILIES)}")
     for name, section in cfg.prune.methods.items():
-        sec = sections()[name]
+        sec = SECTIONS[name]
         for i, item in enumerate(section if sec.many else [section]):
             where = f"prune.{name}[{i}]" if sec.many else f"prune.{name}"
             if isinstance(item, RecoveryConfig):
@@ -661,20 +652,18 @@ def validate(cfg: ExperimentConfig, source: str = "<config>") -> None:
             bad(f"threads={cfg.threads}:{str(e).split(':', 1)[1]} (0 = torch's default)")
     if cfg.train.precision not in ("auto", "fp32", "bf16", "fp16"):
         bad(f"train.precision={cfg.train.precision!r}: choose auto, fp32, bf16 or fp16")
-    from .export import FORMATS, stored_dtypes  # the registry (imports torch; a config is checked before a run anyway)
+    from .io.formats import FORMATS, refusal, stored_dtypes  # the registry (its first read loads the formats)
 
     if cfg.export_format not in FORMATS:
         bad(f"export_format={cfg.export_format!r}: choose one of {list(FORMATS)}")
     family = _known_family(cfg.model)
     if cfg.export_format in FORMATS and family is not None:
-        from .export import family_refusal
-
-        why = family_refusal(cfg.export_format, family)
+        why = refusal(cfg.export_format, family)
         if why is not None:
             where = (f"model.tiny_family={cfg.model.tiny_family!r}" if cfg.model.name == "tiny"
                      else f"model.name={cfg.model.name!r}")
             bad(f"export_format={cfg.export_format!r} with {where}: {why}")
-    if cfg.export_format == "course" and cfg.prune.tie_mode == "untie":
+    if cfg.export_format == "course" and TieMode.of(cfg.prune.tie_mode).unties_head:
         bad("export_format='course' with prune.tie_mode='untie': the course's loader ties lm_head to the "
             "embedding and cannot hold an lm_head of its own; use tie_mode 'tied' or 'course'")
     if cfg.export_trim_vocab and cfg.export_format == "course":
@@ -727,14 +716,22 @@ def validate_recovery(rc: RecoveryConfig, where: str, bad) -> None:
         bad(f"{where}.distill_sequence_beams={rc.distill_sequence_beams}: must be >= 1 (1 = greedy)")
 
 
-#: Names that moved to their method's module (summprune.methods.*), still importable from here.
-_MOVED = {"StageConfig": "stages", "expand_stages": "stages", "GradualConfig": "gradual",
-          "StructuredConfig": "structured", "LAYER_SELECTIONS": "structured"}
+#: Names that lived here before each method's section moved beside its code (issue 23), still
+#: importable from here (``from summprune.config import GradualConfig``): summprune.methods
+#: registers them (:func:`register_moved`) when it is imported, which reading them runs.
+MOVED: Registry = Registry("name moved to summprune.methods")
+
+
+def register_moved(*objs: Any, names: dict[str, Any] | None = None) -> None:
+    """Keep ``objs`` (classes, functions: by their ``__name__``) and ``names`` importable from
+    this module under their old names."""
+    for obj in objs:
+        MOVED[obj.__name__] = obj
+    for name, obj in (names or {}).items():
+        MOVED[name] = obj
 
 
 def __getattr__(name: str):
-    if name in _MOVED:
-        import importlib
-
-        return getattr(importlib.import_module(f"summprune.methods.{_MOVED[name]}"), name)
+    if not name.startswith("__") and name in MOVED:
+        return MOVED[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -33,7 +33,6 @@ new format is a save and a load function and one :func:`register_format` line.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -49,39 +48,13 @@ from .io import hf
 from .io.hf import (CHECKSUMS, PRUNING, TOKENIZER_FILES, WEIGHTS, TokenizerFiles, check_finite, enable_cache,
                     load_generation_config, save_tokenizer, tokenizer_files, validate_hf_dir, verify_checksums, write_hf)
 from .prune import permanent_copy
+from .summary import stored_info  # noqa: F401  (its old home; the report's, beside the other stored facts)
 
 
 
-@dataclass(frozen=True)
-class Format:
-    """An export format: ``save(model, out_dir, tokenizer=, pruning_info=, dtype=)`` writes it
-    atomically; ``detect(dir)`` says whether a directory holds it; ``load(dir)`` reads it back
-    (every check included); ``dtypes``: the value dtypes it can store (the first is the default)."""
-
-    name: str
-    save: Callable[..., Path]
-    detect: Callable[[Path], bool]
-    load: Callable[[Path], nn.Module]
-    dtypes: tuple[str, ...] = ("fp32",)
-    #: the model families (``summprune.models`` names) it can hold, None = every family, and why
-    #: the others cannot be (said when one is refused)
-    families: tuple[str, ...] | None = None
-    families_why: str = ""
-
-
-#: Export formats by name, in the order :func:`load_model` tries them on a directory (the most
-#: specific first: a course directory is also a save_pretrained one).
-FORMATS: dict[str, Format] = {}
-
-
-def register_format(fmt: Format) -> Format:
-    FORMATS[fmt.name] = fmt
-    return fmt
-
-
-def stored_dtypes() -> list[str]:
-    """Every value dtype some registered format stores (``export --dtype``, ``export_dtype``)."""
-    return sorted({d for f in FORMATS.values() for d in f.dtypes})
+# the registry lives below (summprune.io.formats) so that the config and io.files read it without
+# importing this module; the names stay importable from here
+from .io.formats import FORMATS, Format, detect, refusal, register_format, stored_dtypes  # noqa: E402,F401
 
 
 def check_dtype(fmt: Format, dtype: str | None) -> str:
@@ -104,15 +77,9 @@ def family_refusal(format: str, model: Any) -> str | None:
     why = trim_refusal(format, model)  # a trimmed vocabulary: the course's grader loads t5-small's shape
     if why is not None:
         return why
-    fmt = FORMATS.get(format)
-    if fmt is None or fmt.families is None:
+    if FORMATS.get(format) is None or FORMATS[format].families is None:
         return None
-    fam = family_of(model)
-    if fam.name in fmt.families:
-        return None
-    others = sorted((n for n, f in FORMATS.items() if f.families is None), key=lambda n: n != "hf")  # hf: the default
-    return (f"the {format} format cannot hold a {fam.name} model: {fmt.families_why}; export "
-            f"{' or '.join(map(repr, others))} instead (export_format={others[0]}, or export --format {others[0]})")
+    return refusal(format, family_of(model).name)
 
 
 def check_family(format: str, model: Any) -> None:
@@ -253,14 +220,26 @@ def _save(fn: Callable[..., Path]) -> Callable[..., Path]:
         model, out_dir, tokenizer=tokenizer, pruning_info=pruning_info)
 
 
+def _compact_dtype(p: Path) -> str | None:
+    value = read_json(p / MANIFEST).get("dtype")
+    return value if isinstance(value, str) else None
+
+
+#: what every format keeps beside its weights: the config, the decoding, the run's record, the tokenizer
+_COMMON_FILES = ("config.json", "generation_config.json", PRUNING, *TOKENIZER_FILES)
+_HF_FILES = (*_COMMON_FILES, WEIGHTS, f"{WEIGHTS}.index.json", CHECKSUMS)
+
 register_format(Format("compact", save_compact, lambda p: (p / MANIFEST).is_file(), load_compact,
-                       dtypes=VALUE_DTYPES))
+                       dtypes=VALUE_DTYPES, files=(*_COMMON_FILES, MANIFEST, COMPACT_WEIGHTS),
+                       weights=(MANIFEST,), stored_dtype=_compact_dtype))
 register_format(Format("course", _save(save_course),
                        lambda p: (p / COURSE_STATE).is_file() and (p / "config.json").is_file(), _load_course,
                        families=("t5",),
                        families_why="the course's grader loads its model as a t5-small-shaped T5 "
-                                    "(docs/families.md: course is T5-only)"))
-register_format(Format("hf", _save(save_hf), lambda p: (p / "config.json").is_file(), _load_hf))
+                                    "(docs/families.md: course is T5-only)",
+                       files=(*_HF_FILES, COURSE_STATE), weights=(COURSE_STATE,)))
+register_format(Format("hf", _save(save_hf), lambda p: (p / "config.json").is_file(), _load_hf, files=_HF_FILES,
+                       weights=(WEIGHTS, f"{WEIGHTS}.index.json")))
 
 
 def load_model(path: str | Path, device: str | torch.device | None = None) -> T5ForConditionalGeneration:
@@ -287,7 +266,7 @@ def load_model(path: str | Path, device: str | torch.device | None = None) -> T5
     name = str(path)
     p = Path(name).expanduser()
     if p.is_dir():
-        fmt = next((f for f in FORMATS.values() if f.detect(p)), None)
+        fmt = detect(p)
         if fmt is not None:
             model = fmt.load(p)
         else:
@@ -306,36 +285,6 @@ def load_model(path: str | Path, device: str | torch.device | None = None) -> T5
     if device is not None:
         model = model.to(device)
     return model
-
-
-#: safetensors' dtype names -> this package's
-_SAFETENSORS_DTYPES = {"F32": "fp32", "F16": "fp16", "BF16": "bf16", "F64": "fp64", "I8": "int8"}
-
-
-def stored_info(path: str | Path) -> dict:
-    """``{"format", "dtype", "bytes"}`` of a model directory as it is on disk: the format that
-    :func:`load_model` reads it as, the dtype its floating-point weights are stored in (compact:
-    its manifest's; hf and course: the safetensors headers', several joined by '+'), and the
-    size of all its files. :func:`load_model` returns fp32 whatever is stored, so a report that
-    wants the stored dtype asks here. ``dtype`` is None where no weight file says it."""
-    p = Path(path).expanduser()
-    fmt = next((f.name for f in FORMATS.values() if f.detect(p)), None)
-    dtype = None
-    if fmt == "compact":
-        value = read_json(p / MANIFEST).get("dtype")
-        dtype = value if isinstance(value, str) else None
-    else:
-        from safetensors import safe_open
-
-        found: set[str] = set()
-        for f in sorted(p.glob("*.safetensors")):
-            with safe_open(str(f), framework="pt") as h:
-                for k in h.keys():
-                    name = h.get_slice(k).get_dtype()
-                    if name.startswith(("F", "BF")):  # floating point: what a weight is stored as
-                        found.add(_SAFETENSORS_DTYPES.get(name, name))
-        dtype = "+".join(sorted(found)) or None
-    return {"format": fmt, "dtype": dtype, "bytes": dir_size(p)}
 
 
 def export_model(model_dir_or_model: str | Path | nn.Module, out_dir: str | Path, format: str = "compact",

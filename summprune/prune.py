@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from .allocate import integerize
 from .modeling import group_modules, tied_parameter_modules
+from .ties import TieMode
 
 
 def untie_lm_head(model: nn.Module) -> bool:
@@ -81,7 +82,7 @@ def prune_to_counts(model: nn.Module, keep: dict[str, int], patterns: dict[str, 
                                                                          else current_weight(m)) for m in mods},
                                       amount=int(n))
         pruned[g] = n
-    if tie_mode == "tied":
+    if TieMode.of(tie_mode).shares_mask:
         sync_tied_masks(model)
     return pruned
 
@@ -337,14 +338,14 @@ def obs_step(model: nn.Module, keep: dict[str, int], patterns: dict[str, str] | 
     # One solve per (shared Hessian, update or not): the tied head, mask only, never joins others.
     solves: dict[tuple, list[nn.Module]] = {}
     for m in mods:
-        update = not (m is head and tie_mode == "tied")
+        update = not (m is head and TieMode.of(tie_mode).shares_mask)
         key = (id(hessians[m]), update) if share_inputs else (id(m),)
         solves.setdefault(key, []).append(m)
     scores = {}
     bar = tqdm(list(solves.values()), desc=f"OBS solve ({len(mods)} modules)", unit="solve",
                disable=not progress, dynamic_ncols=True)
     for ms in bar:
-        update = not (ms[0] is head and tie_mode == "tied")
+        update = not (ms[0] is head and TieMode.of(tie_mode).shares_mask)
         ws = [current_weight(m) for m in ms]
         pruned = [(m.weight_mask == 0) if is_pruned(m) else torch.zeros_like(w, dtype=torch.bool) for m, w in zip(ms, ws)]
         if not any(cuts[m] for m in ms):
@@ -412,10 +413,8 @@ def apply_stage(model: nn.Module, amounts: dict[str, float], patterns: dict[str,
 
 def prepare_model(model: nn.Module, tie_mode: str) -> None:
     """Set up the tied embedding before the first stage according to ``tie_mode``."""
-    if tie_mode == "untie":
+    if TieMode.of(tie_mode).unties_head:  # ValueError naming the choices for an unknown mode
         untie_lm_head(model)
-    elif tie_mode not in ("tied", "course"):
-        raise ValueError(f"tie_mode={tie_mode!r}: choose 'tied', 'untie' or 'course'")
 
 
 @torch.no_grad()

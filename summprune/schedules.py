@@ -20,8 +20,27 @@ gradual pruner uses: torch accepts an integer ``amount`` as a number of weights.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Callable
 
-SCHEDULES = ("constant", "linear", "cubic", "geometric")
+
+@dataclass(frozen=True)
+class Schedule:
+    """``progress(x)``: the fraction of the way done at ``x = step / steps`` in (0, 1];
+    ``log_density``: the way is measured in log-density (the same fraction of the remaining weights
+    each step), else in sparsity."""
+
+    progress: Callable[[float], float]
+    log_density: bool = False
+
+
+#: Schedule name -> :class:`Schedule` (the config's ``prune.gradual.schedule`` names one).
+SCHEDULES: dict[str, Schedule] = {
+    "constant": Schedule(lambda x: 1.0),
+    "linear": Schedule(lambda x: x),
+    "cubic": Schedule(lambda x: 1.0 - (1.0 - x) ** 3),
+    "geometric": Schedule(lambda x: x, log_density=True),  # log(1 - s) interpolated linearly
+}
 
 
 def _check(schedule: str, steps: int) -> None:
@@ -41,12 +60,7 @@ def progress(schedule: str, step: int, steps: int) -> float:
         raise ValueError(f"step={step}: must be in [0, {steps}]")
     if step == 0:
         return 0.0
-    x = step / steps
-    if schedule == "constant":
-        return 1.0
-    if schedule == "cubic":
-        return 1.0 - (1.0 - x) ** 3
-    return x  # linear; geometric interpolates log(1 - s) linearly
+    return SCHEDULES[schedule].progress(step / steps)
 
 
 def cumulative_sparsity(schedule: str, steps: int, final: float, initial: float = 0.0) -> list[float]:
@@ -57,7 +71,7 @@ def cumulative_sparsity(schedule: str, steps: int, final: float, initial: float 
     out = []
     for t in range(1, steps + 1):
         p = progress(schedule, t, steps)
-        if schedule == "geometric":
+        if SCHEDULES[schedule].log_density:
             if final >= 1.0:
                 s = initial + (final - initial) * p  # log(0) has no geometric path; fall back to linear
             else:
@@ -99,7 +113,7 @@ def keep_counts(current: int, final: int, schedule: str, steps: int) -> list[int
     prev = current
     for t in range(1, steps + 1):
         p = progress(schedule, t, steps)
-        if schedule == "geometric" and final > 0:
+        if SCHEDULES[schedule].log_density and final > 0:
             k = round(current * math.exp(p * math.log(final / current)))
         else:
             k = current - round((current - final) * p)

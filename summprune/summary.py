@@ -63,6 +63,38 @@ def original_from(model_dir: str | Path | None = None, original_dir: str | Path 
     return None, ""
 
 
+#: safetensors' dtype names -> this package's
+_SAFETENSORS_DTYPES = {"F32": "fp32", "F16": "fp16", "BF16": "bf16", "F64": "fp64", "I8": "int8"}
+
+
+def stored_info(path: str | Path) -> dict:
+    """``{"format", "dtype", "bytes"}`` of a model directory as it is on disk: the format that
+    :func:`summprune.export.load_model` reads it as, the dtype its floating-point weights are
+    stored in (the format's own record where it keeps one, as compact's manifest; else the
+    safetensors headers', several joined by '+'), and the size of all its files.
+    ``load_model`` returns fp32 whatever is stored, so a report that wants the stored dtype asks
+    here. ``dtype`` is None where no weight file says it."""
+    from .io.files import dir_size
+    from .io.formats import detect
+
+    p = Path(path).expanduser()
+    fmt = detect(p)
+    if fmt is not None and fmt.stored_dtype is not None:
+        dtype = fmt.stored_dtype(p)
+    else:
+        from safetensors import safe_open
+
+        found: set[str] = set()
+        for f in sorted(p.glob("*.safetensors")):
+            with safe_open(str(f), framework="pt") as h:
+                for k in h.keys():
+                    name = h.get_slice(k).get_dtype()
+                    if name.startswith(("F", "BF")):  # floating point: what a weight is stored as
+                        found.add(_SAFETENSORS_DTYPES.get(name, name))
+        dtype = "+".join(sorted(found)) or None
+    return {"format": fmt.name if fmt is not None else None, "dtype": dtype, "bytes": dir_size(p)}
+
+
 def summarize(model: nn.Module, model_dir: str | Path | None = None, original: dict | None = None,
               original_source: str = "", patterns: dict[str, str] | None = None) -> dict:
     """:func:`summprune.sparsity.report` of ``model`` plus ``shape`` (:func:`model_shape`),
@@ -72,8 +104,6 @@ def summarize(model: nn.Module, model_dir: str | Path | None = None, original: d
     original's parameters."""
     out = {**S.report(model, patterns), "shape": model_shape(model)}
     if model_dir is not None:
-        from .export import stored_info
-
         out["stored"] = stored_info(model_dir)
     if original and _count(original.get("params")):
         out["original"] = {**original, "source": original_source}

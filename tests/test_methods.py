@@ -159,3 +159,43 @@ def test_two_process_prune_writes_one_model_equal_to_one_process(tmp_path, tiny_
     ia = json.loads((tmp_path / "one" / "pruning.json").read_text())
     ib = json.loads((tmp_path / "two" / "pruning.json").read_text())
     assert ia["stages"] == ib["stages"] and round(ia["final"]["mask_ratio"], 4) == round(ib["final"]["mask_ratio"], 4)
+
+
+def test_gradual_and_structured_importances_are_one_criterion_contract(tiny_model):
+    """Both methods' importances are one type, registered one way and given training batches one
+    way: every entry of CRITERIA and SCORERS is a base.Criterion; a criterion that needs data is
+    refused in a run without training data with one message naming its option and the data-free
+    choice; one registered with @criterion into SCORERS is what structured pruning then scores by."""
+    from summprune.methods import base
+    from summprune.methods.gradual import CRITERIA
+    from summprune.methods.structured import SCORERS, shrink
+
+    assert CRITERIA and SCORERS
+    assert all(type(c) is base.Criterion for c in [*CRITERIA.values(), *SCORERS.values()])
+    assert {n for n, c in CRITERIA.items() if c.needs_data} == {"wanda", "obs"}
+    assert {n for n, c in SCORERS.items() if c.needs_data} == {"taylor"}
+    ctx = base.Context()  # no training data, as with --no-train
+    for registry, option, instead in ((CRITERIA, "prune.gradual.importance='wanda'", "importance='magnitude'"),
+                                      (SCORERS, "prune.structured.importance='taylor'", "importance='weight'")):
+        needy = registry[option.split("'")[1]]
+        with pytest.raises(ValueError, match=f"^{option} measures on training data.*--no-train.*use {instead}$"):
+            base.criterion_batches(needy, option, tiny_model, ctx, 2, instead)
+        free = next(c for c in registry.values() if not c.needs_data)
+        assert base.criterion_batches(free, option, tiny_model, ctx, 2, instead) is None
+
+    seen = []
+
+    @base.criterion(SCORERS, "first_kept_test")
+    def _first(model, batches):
+        # the weight scores, with one neuron of every FFN scored highest: it must be kept
+        scores = SCORERS["weight"].fn(model, batches)
+        seen.append(batches)
+        for name in scores:
+            scores[name][0] = 1e9
+        return scores
+
+    try:
+        small, plan = shrink(tiny_model, importance="first_kept_test", ffn_keep=0.5)
+        assert seen == [None] and plan.ffn and all(0 in kept for kept in plan.ffn.values())
+    finally:
+        del SCORERS["first_kept_test"]

@@ -119,7 +119,7 @@ def test_gradual_magnitude_wanda_and_obs_prune_every_family(fam, importance):
     batches = [{"input_ids": ids[i:i + 2], "attention_mask": torch.ones(2, 12, dtype=torch.long),
                 "labels": ids[i:i + 2, :6].clone()} for i in (0, 2)]
     for keep in plan["step_keep"]:
-        CRITERIA[importance].cut(m, keep, None, "tied", batches, progress=False)
+        CRITERIA[importance].fn(m, batches, keep=keep, patterns=None, tie_mode="tied", progress=False)
     assert sparsity.nonzero_ratio(m) <= 0.5
     assert sparsity.nonzero_ratio(m) > 0.49  # the exact count, not more
     assert torch.isfinite(logits(m)).all()
@@ -408,7 +408,7 @@ def test_each_choice_has_one_registry_and_the_config_check_agrees(monkeypatch):
     with pytest.raises(ConfigError, match="importance='random'"):
         load_config(None, ["prune.structured.ffn_keep=0.5", "prune.structured.importance=random"])
     monkeypatch.setitem(CRITERIA, "random", Criterion(lambda *a, **k: {}))
-    monkeypatch.setitem(SCORERS, "random", (lambda model, batches: {}, False))
+    monkeypatch.setitem(SCORERS, "random", Criterion(lambda model, batches: {}))
     assert load_config(None, base + ["prune.gradual.importance=random"]).prune.gradual.importance == "random"
     assert load_config(None, ["prune.structured.ffn_keep=0.5",
                               "prune.structured.importance=random"]).prune.structured.importance == "random"

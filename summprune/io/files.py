@@ -24,8 +24,6 @@ from .. import faults
 
 #: Pickle-based checkpoint suffixes: never written, except the names ``atomic_dir`` is told to allow.
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
-#: Weight files that, beside config.json, make a directory a model directory an export may replace.
-MODEL_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "compact.json", "model_state_dict.pth")
 
 
 def cache_dir(kind: str) -> Path:
@@ -35,8 +33,11 @@ def cache_dir(kind: str) -> Path:
 
 
 def _is_model_dir(d: Path) -> bool:
-    # config.json alone is not enough: a run folder has one too (and finetuned/, steps/, metrics)
-    return (d / "config.json").is_file() and any((d / w).is_file() for w in MODEL_WEIGHTS)
+    # the formats registry knows each format's weight files (it sits below this module; the
+    # formats, above it, fill it: summprune.io.formats)
+    from .formats import is_model_dir
+
+    return is_model_dir(d)
 
 
 def _umask() -> int:
@@ -468,11 +469,11 @@ _MODEL_SUFFIXES = (".safetensors", ".safetensors.index.json", ".model", *PICKLE_
 
 
 def _model_file_names() -> set[str]:
-    from .compact import COMPACT_WEIGHTS, MANIFEST  # imported here: compact and hf import this module
-    from .hf import CHECKSUMS, PRUNING, TOKENIZER_FILES
+    # the formats registry says what each format writes (it sits below this module; the formats,
+    # above it, fill it: summprune.io.formats)
+    from .formats import model_file_names
 
-    return {"config.json", "generation_config.json", PRUNING, CHECKSUMS, MANIFEST, COMPACT_WEIGHTS,
-            *MODEL_WEIGHTS, *TOKENIZER_FILES}
+    return model_file_names()
 
 
 def check_not_input(out: str | Path, inputs: dict[str, str | Path | None], what: str = "output") -> None:

@@ -16,6 +16,11 @@ table and the driver (``summprune.pipeline.prune_model``) runs it, with no edit 
 
 Structural methods (``structural = True``: they change shapes) run before masking ones; otherwise
 methods run in the order of their sections in the config file.
+
+A method that ranks weights by importance keeps its criteria in a registry of :class:`Criterion`
+(``prune.<method>.importance`` names one; the config check reads the names from the registry): one
+contract for every method's importances, registered with :func:`criterion`, their training batches
+taken by :func:`criterion_batches`.
 """
 
 from __future__ import annotations
@@ -94,6 +99,55 @@ class Method:
 
     def record(self, plan: Any) -> dict | None:
         return None
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """An importance criterion, the one contract of every method's importances:
+    ``fn(model, batches, **what_the_method_passes)``, ``batches`` the training batches it measures
+    on (:func:`criterion_batches`; None where ``needs_data`` is False). What it returns is its
+    method's: gradual's criteria cut each group to its count and return what each group lost
+    (``keep=, patterns=, tie_mode=, progress=, log=``); structured's return a score per neuron
+    and head (``module name -> tensor``)."""
+
+    fn: Callable[..., Any]
+    needs_data: bool = False
+
+
+def criterion(registry: dict[str, Criterion], name: str, needs_data: bool = False):
+    """Decorator: register ``fn`` as the criterion ``name`` of ``registry`` (a method's own)."""
+    def deco(fn):
+        registry[name] = Criterion(fn, needs_data)
+        return fn
+    return deco
+
+
+def importance_batches(model, tokenizer, dataset, n_batches: int, batch_size: int) -> list[dict]:
+    """The first ``n_batches`` batches of a tokenized dataset (input_ids, attention_mask, labels),
+    in order, so that every process of a multi-process run measures the same importance."""
+    from transformers import DataCollatorForSeq2Seq
+
+    collator = DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100)
+    keys = ("input_ids", "attention_mask", "labels")
+    out = []
+    for i in range(0, min(len(dataset), n_batches * batch_size), batch_size):
+        rows = [dataset[j] for j in range(i, min(i + batch_size, len(dataset)))]
+        out.append(collator([{k: r[k] for k in keys} for r in rows]))
+    return out
+
+
+def criterion_batches(crit: Criterion, option: str, model: nn.Module, ctx: "Context", n_batches: int,
+                      instead: str) -> list[dict] | None:
+    """The training batches ``crit`` measures on (None where it needs none): the first
+    ``n_batches`` of the run's training split. ValueError naming ``option`` (``prune.gradual.
+    importance='wanda'``) and the data-free choice ``instead`` where the run has no training data
+    (``--no-train``)."""
+    if not crit.needs_data:
+        return None
+    if ctx.train_ds is None:
+        raise ValueError(f"{option} measures on training data: it needs training data (not available with "
+                         f"--no-train); use {instead}")
+    return importance_batches(model, ctx.tokenizer, ctx.train_ds, n_batches, ctx.train_cfg.batch_size)
 
 
 #: name -> Method subclass; the name is also its config section's.

@@ -29,7 +29,8 @@ from .. import sparsity as S
 from ..config import PruneConfig, RecoveryConfig, _help
 from ..modeling import group_modules
 from ..schedules import SCHEDULES, keep_counts
-from .base import Method, Step, register
+from ..ties import TIE_MODES, TieMode
+from .base import Criterion, Method, Step, criterion, criterion_batches, register
 
 
 @dataclass
@@ -91,8 +92,9 @@ def validate_gradual(gr: GradualConfig, pr: PruneConfig, bad) -> None:
         bad(f".sensitivity_levels={lv}: need increasing sparsities in (0, 1)")
     if gr.sensitivity_docs < 1:
         bad(f".sensitivity_docs={gr.sensitivity_docs}: must be >= 1")
-    if gr.allocation == "auto" and pr.tie_mode == "course":
-        bad(".allocation='auto' needs prune.tie_mode 'tied' or 'untie'")
+    if (gr.allocation in A.ALLOCATIONS and A.ALLOCATIONS[gr.allocation].needs_sensitivity
+            and pr.tie_mode in TIE_MODES and TieMode.of(pr.tie_mode).masks_head_only):
+        bad(f".allocation={gr.allocation!r} needs prune.tie_mode 'tied' or 'untie'")
     if gr.eval_every < 0:
         bad(f".eval_every={gr.eval_every}: must be >= 0")
     if gr.importance not in CRITERIA:
@@ -153,21 +155,13 @@ def allocate(model: nn.Module, budget: int, counts: dict[str, dict[str, int]], a
     """Final kept weights per group for ``allocation`` (see ``summprune.allocate``)."""
     params = {g: c["params"] for g, c in counts.items()}
     unpruned = {g: c["unpruned"] for g, c in counts.items()}
-    extra: dict = {}
-    if allocation == "uniform":
-        keep = A.uniform(params, unpruned, budget)
-    elif allocation == "reference":
-        keep = A.reference(params, unpruned, budget)
-    elif allocation == "global":
-        tensors = {g: [_weight(m) for _, m in mods] for g, mods in group_modules(model, patterns).items()}
-        keep = A.global_magnitude(tensors, budget)
-    elif allocation == "auto":
-        if sensitivity is None:
-            raise ValueError("allocation='auto' needs sensitivity curves (measure_sensitivity)")
-        keep, extra = A.auto(params, unpruned, budget, sensitivity)
-    else:
+    if allocation not in A.ALLOCATIONS:
         raise ValueError(f"allocation={allocation!r}: choose one of {list(A.ALLOCATIONS)}")
-    return keep, extra
+
+    def tensors() -> dict[str, list[torch.Tensor]]:  # read only by an allocation that ranks weights
+        return {g: [_weight(m) for _, m in mods] for g, mods in group_modules(model, patterns).items()}
+
+    return A.ALLOCATIONS[allocation].fn(params, unpruned, budget, tensors=tensors, sensitivity=sensitivity)
 
 
 def plan_gradual(model: nn.Module, target: float, *, schedule: str = "cubic", steps: int = 10,
@@ -194,42 +188,27 @@ def plan_gradual(model: nn.Module, target: float, *, schedule: str = "cubic", st
 prune_to_counts = P.prune_to_counts  # the one cut, shared with the stages (summprune.prune)
 
 
-@dataclass(frozen=True)
-class Criterion:
-    """One importance criterion of gradual pruning: ``cut(model, keep, patterns, tie_mode,
-    batches, progress=, log=)`` prunes each group to ``keep[g]`` unpruned weights and returns how
-    many each group lost; ``needs_data``: it measures activations on training ``batches``."""
-
-    cut: Callable[..., dict[str, int]]
-    needs_data: bool = False
-
-
-#: ``prune.gradual.importance`` -> its criterion; the config check reads the names from here
+#: ``prune.gradual.importance`` -> its criterion (:class:`~summprune.methods.base.Criterion`:
+#: ``fn(model, batches, keep=, patterns=, tie_mode=, progress=, log=)`` prunes each group to
+#: ``keep[g]`` unpruned weights and returns how many each group lost); the config check reads the
+#: names from here. A new criterion is one function with ``@criterion(CRITERIA, "name")``.
 CRITERIA: dict[str, Criterion] = {}
 
 
-def criterion(name: str, needs_data: bool = False):
-    """Register ``fn`` as the gradual importance ``name``."""
-    def deco(fn):
-        CRITERIA[name] = Criterion(fn, needs_data)
-        return fn
-    return deco
-
-
-@criterion("magnitude")
-def _magnitude(model, keep, patterns, tie_mode, batches, *, progress=True, log=None):
+@criterion(CRITERIA, "magnitude")
+def _magnitude(model, batches, *, keep, patterns, tie_mode, progress=True, log=None):
     return P.prune_to_counts(model, keep, patterns, tie_mode)
 
 
-@criterion("wanda", needs_data=True)
-def _wanda(model, keep, patterns, tie_mode, batches, *, progress=True, log=None):
+@criterion(CRITERIA, "wanda", needs_data=True)
+def _wanda(model, batches, *, keep, patterns, tie_mode, progress=True, log=None):
     """|W| times the L2 norm of its input feature over ``batches`` (Sun et al. 2023)."""
     mods = [m for grp in keep for _, m in group_modules(model, patterns)[grp]]
     return P.prune_to_counts(model, keep, patterns, tie_mode, scores=P.wanda_scores(model, mods, batches, progress=progress))
 
 
-@criterion("obs", needs_data=True)
-def _obs(model, keep, patterns, tie_mode, batches, *, progress=True, log=None):
+@criterion(CRITERIA, "obs", needs_data=True)
+def _obs(model, batches, *, keep, patterns, tie_mode, progress=True, log=None):
     """The Optimal Brain Surgeon step as SparseGPT computes it (mask and weight update)."""
     return P.obs_step(model, keep, patterns, tie_mode, batches, progress=progress, log=log)
 
@@ -268,14 +247,15 @@ class Gradual(Method):
     def plan(self, model: nn.Module, ctx) -> dict:
         g = self.config
         sensitivity = None
-        if g.allocation == "auto":
-            if self.tie_mode == "course":
-                raise ValueError("allocation='auto' needs tie_mode 'tied' or 'untie' (in 'course' the "
+        measured = A.ALLOCATIONS[g.allocation].needs_sensitivity
+        if measured:
+            if TieMode.of(self.tie_mode).masks_head_only:
+                raise ValueError(f"allocation={g.allocation!r} needs tie_mode 'tied' or 'untie' (in 'course' the "
                                  "lm_head mask and the dense embedding share one tensor)")
             sensitivity = ctx.cache.get("sensitivity")
-        if g.allocation == "auto" and sensitivity is None:
+        if measured and sensitivity is None:
             if ctx.val_ds is None:
-                raise ValueError("prune.gradual.allocation='auto' measures validation loss: it needs data "
+                raise ValueError(f"prune.gradual.allocation={g.allocation!r} measures validation loss: it needs data "
                                  "(not available with --no-train)")
             t0 = time.time()
             ctx.log_print("measuring per-group sensitivity (validation loss, one group pruned at a time)")
@@ -309,18 +289,11 @@ class Gradual(Method):
         before = {grp: c["unpruned"] for grp, c in group_counts(model, self.patterns).items()}
         imp = self.config.importance
         crit = CRITERIA[imp]
-        batches = None
-        if crit.needs_data:
-            if ctx.train_ds is None:
-                raise ValueError(f"prune.gradual.importance={imp!r} measures activations: it needs training data "
-                                 "(not available with --no-train); use importance='magnitude'")
-            from .structured import importance_batches
-
-            batches = importance_batches(model, ctx.tokenizer, ctx.train_ds, self.config.importance_batches,
-                                         ctx.train_cfg.batch_size)
+        batches = criterion_batches(crit, f"prune.gradual.importance={imp!r}", model, ctx,
+                                    self.config.importance_batches, "importance='magnitude'")
         # the switch that quiets the Trainer's bars quiets these too
-        pruned = crit.cut(model, step.payload, self.patterns, self.tie_mode, batches,
-                          progress=ctx.train_cfg.progress_bar, log=ctx.log_print)
+        pruned = crit.fn(model, batches, keep=step.payload, patterns=self.patterns, tie_mode=self.tie_mode,
+                         progress=ctx.train_cfg.progress_bar, log=ctx.log_print)
         return model, {"gradual_step": step.index, "pruned": pruned, "keep": dict(step.payload),
                        "amounts": {grp: (pruned[grp] / before[grp] if before[grp] else 0.0) for grp in pruned}}
 

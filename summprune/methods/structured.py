@@ -45,7 +45,7 @@ from torch import nn
 
 from .. import sparsity as S
 from ..config import PruneConfig, RecoveryConfig, _help
-from .base import Method, Step, register
+from .base import Criterion, Method, Step, criterion_batches, importance_batches, register  # noqa: F401  (importance_batches: its old home)
 
 #: Which blocks stay when depth is cut (:func:`select_layers`).
 LAYER_SELECTIONS = ("spread", "first")
@@ -233,20 +233,6 @@ def taylor_importance(model: nn.Module, batches: Iterable[dict]) -> dict[str, to
     if n == 0:
         raise ValueError("taylor importance got no batches")
     return {k: v.float() for k, v in scores.items()}
-
-
-def importance_batches(model, tokenizer, dataset, n_batches: int, batch_size: int) -> list[dict]:
-    """The first ``n_batches`` batches of a tokenized dataset (input_ids, attention_mask, labels),
-    in order, so that every process of a multi-process run measures the same importance."""
-    from transformers import DataCollatorForSeq2Seq
-
-    collator = DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100)
-    keys = ("input_ids", "attention_mask", "labels")
-    out = []
-    for i in range(0, min(len(dataset), n_batches * batch_size), batch_size):
-        rows = [dataset[j] for j in range(i, min(i + batch_size, len(dataset)))]
-        out.append(collator([{k: r[k] for k in keys} for r in rows]))
-    return out
 
 
 # ----------------------------------------------------------------------------- the plan
@@ -534,11 +520,12 @@ def describe(model: nn.Module) -> str:
             f"{shape['heads']['encoder']} heads, {params / 1e6:.1f}M params")
 
 
-#: ``prune.structured.importance`` -> ``(scores(model, batches), needs training batches)``; the
-#: config check reads the names from here. A new criterion is one function and one line here.
-SCORERS: dict[str, tuple[Callable[[nn.Module, Iterable[dict] | None], dict[str, torch.Tensor]], bool]] = {
-    "weight": (lambda model, batches: weight_importance(model), False),
-    "taylor": (taylor_importance, True),
+#: ``prune.structured.importance`` -> its criterion (:class:`~summprune.methods.base.Criterion`:
+#: ``fn(model, batches)`` -> score per neuron / head); the config check reads the names from here.
+#: A new criterion is one function and one line here (or ``@criterion(SCORERS, "name")``).
+SCORERS: dict[str, Criterion] = {
+    "weight": Criterion(lambda model, batches: weight_importance(model)),
+    "taylor": Criterion(taylor_importance, needs_data=True),
 }
 
 
@@ -550,10 +537,10 @@ def shrink(model: nn.Module, *, importance: str = "weight", batches: Iterable[di
     processes) replaces the plan by the main process's, so that every process builds one shape."""
     if importance not in SCORERS:
         raise ValueError(f"unknown importance {importance!r}; choose one of {', '.join(SCORERS)}")
-    fn, needs_data = SCORERS[importance]
-    if needs_data and batches is None:
+    crit = SCORERS[importance]
+    if crit.needs_data and batches is None:
         raise ValueError(f"importance={importance!r} needs batches (inputs with labels)")
-    scores = fn(model, batches)
+    scores = crit.fn(model, batches)
     plan = plan_structure(model, scores, ffn_keep=ffn_keep, heads_keep=heads_keep, encoder_layers=encoder_layers,
                           decoder_layers=decoder_layers, layer_selection=layer_selection)
     if sync is not None:
@@ -573,15 +560,10 @@ class Structured(Method):
 
     def plan(self, model: nn.Module, ctx) -> StructurePlan:
         sc = self.config
-        fn, needs_data = SCORERS[sc.importance]
-        batches = None
-        if needs_data:
-            if ctx.train_ds is None:
-                raise ValueError(f"prune.structured.importance={sc.importance!r} needs training data (not available "
-                                 "with --no-train); use importance='weight'")
-            batches = importance_batches(model, ctx.tokenizer, ctx.train_ds, sc.importance_batches,
-                                         ctx.train_cfg.batch_size)
-        scores = fn(model, batches)
+        crit = SCORERS[sc.importance]
+        batches = criterion_batches(crit, f"prune.structured.importance={sc.importance!r}", model, ctx,
+                                    sc.importance_batches, "importance='weight'")
+        scores = crit.fn(model, batches)
         return plan_structure(model, scores, ffn_keep=sc.ffn_keep, heads_keep=sc.heads_keep,
                               encoder_layers=sc.encoder_layers, decoder_layers=sc.decoder_layers,
                               layer_selection=sc.layer_selection)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from . import Family, Structure, register
+from .base import Family, Structure, register
 
 GROUP_PATTERNS = {
     "enc_self_attn": r"^model\.encoder\.layers\.\d+\.self_attn\.(q|k|v|out)_proj$",

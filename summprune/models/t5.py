@@ -3,7 +3,7 @@ flan-T5 (gated FFN ``wi_0``/``wi_1``, an output projection of its own) and mT5 (
 
 from __future__ import annotations
 
-from . import Family, Structure, register
+from .base import Family, Structure, register
 
 #: encoder layer.0 = self-attention, layer.1 = FFN; decoder layer.0 = self-attention, layer.1 =
 #: cross-attention, layer.2 = FFN.
