@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     from summprune.export import export_model, load_model
     from summprune.io.files import dir_size
     from summprune.modeling import load_tokenizer, random_model_from_config
-    from summprune.vocab import training_texts
+    from summprune.inputs import training_texts
 
     torch.set_num_threads(1)
     tok = load_tokenizer(a.config_dir)

@@ -38,7 +38,7 @@ def _cmd_export(a) -> int:
 
     trim = None
     if a.trim_vocab is not None:
-        from .vocab import trim_spec
+        from .inputs import trim_spec
 
         trim = trim_spec(a.trim_vocab, a.model, a.format, a.trim_min_count, a.prefix)  # checked before any loading
     elif a.trim_min_count is not None or a.prefix is not None:

@@ -16,6 +16,7 @@ from typing import Callable
 
 import torch
 
+from .ties import TieMode
 from .workdir import diff_keys, differs_in, with_new_defaults
 
 STEP_STATE = "state.safetensors"
@@ -143,7 +144,7 @@ def load_step(checkpoint_dir: str | Path, tie_mode: str, owner: dict | None = No
     except (ValueError, TypeError, KeyError, RuntimeError) as e:
         msg = " ".join(str(e).split())[:240] or type(e).__name__
         raise StepError(f"{d}: the state does not fit the model {STEP_INFO} describes ({msg}){hint}") from None
-    if tie_mode == "tied":
+    if TieMode.of(tie_mode).shares_mask:
         sync_tied_masks(model)
     return model.eval(), info
 

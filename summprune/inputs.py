@@ -10,7 +10,9 @@ step trained.
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
+from typing import Any
 
 from . import data as D
 from .config import ExperimentConfig
@@ -145,3 +147,40 @@ def trim_args(cfg, train_raw, prefix: str) -> dict | None:
         return None
     return {"texts": list(train_raw["text"]), "summaries": list(train_raw["summary"]), "prefix": prefix,
             "min_count": cfg.export_trim_min_count, "source": f"the training split of data.dataset={cfg.data.dataset}"}
+
+
+def trim_spec(dataset: str, model: Any, fmt: str, min_count: int | None = None, prefix: str | None = None) -> dict:
+    """The ``trim`` argument of ``export_model`` for ``export --trim-vocab DATASET``: the texts read
+    and everything checked before the model is loaded (the format, the count, the data). The
+    prefix: ``prefix``, else the model directory's ``pruning.json`` ``data.prefix``, else its
+    family's convention."""
+    from .vocab import trim_refusal
+
+    why = trim_refusal(fmt, model, trimming=True)
+    if why is not None:
+        raise ValueError(f"--format {fmt} with --trim-vocab: {why}")
+    min_count = 1 if min_count is None else min_count
+    if min_count < 1:
+        raise ValueError(f"--trim-min-count {min_count}: must be >= 1")
+    if prefix is None:
+        d = Path(str(model)).expanduser()
+        try:
+            info = json.loads((d / "pruning.json").read_text(encoding="utf-8"))
+            prefix = info["data"]["prefix"]
+        except (OSError, ValueError, KeyError, TypeError):
+            prefix = None
+        if not isinstance(prefix, str) or prefix == "auto":
+            from .models import family_of
+
+            prefix = family_of(d if (d / "config.json").is_file() else "t5").default_prefix
+    texts, summaries = training_texts(dataset)
+    return {"texts": texts, "summaries": summaries, "prefix": prefix, "min_count": min_count, "source": str(dataset)}
+
+
+def training_texts(dataset: str) -> tuple[list[str], list[str]]:
+    """The ``text`` and (where present) ``summary`` columns of ``dataset``'s train split (a local
+    file or folder as every command reads data, or a hub name): what a trim keeps the tokens of."""
+    from .data import load_split
+
+    ds = load_split(dataset, "train", columns=("text",))
+    return list(ds["text"]), list(ds["summary"]) if "summary" in ds.column_names else []

@@ -248,9 +248,8 @@ def test_the_family_list_in_architecture_md_is_the_registry():
 DISPATCHED = ("tie_mode", "schedule", "allocation")
 
 #: Comparisons known to remain, each with its reason; an entry that no longer matches fails, so
-#: the list only shrinks. pipeline.py is being split on another branch (issue 34, the driver);
-#: its resume of a step checkpoint should read ``TieMode.of(tie_mode).shares_mask``.
-PENDING = {("summprune/pipeline.py", "tie_mode")}
+#: the list only shrinks. None remain.
+PENDING: set[tuple[str, str]] = set()
 
 
 def _string_comparisons(package: Path = PACKAGE) -> set[tuple[str, str, int]]:
