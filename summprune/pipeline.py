@@ -159,7 +159,7 @@ def export(model, tokenizer, out_dir: str | Path, info: dict, fmt: str = "hf", d
 @dataclasses.dataclass
 class Job:
     """What an entry point asks of :func:`_drive`: ``load(raw)`` gives the model and tokenizer
-    (``raw``: the train and validation rows, None without training); ``folder`` keeps the work
+    (``raw``: the train and validation rows, None without training or a trim); ``folder`` keeps the work
     (None: nothing trained, nothing kept); ``owner`` is recorded with each step checkpoint;
     ``before_prune(model, tokenizer, dcfg, train_ds, evaluate_fn, log, resuming)`` returns the model to
     prune and the scores before pruning (or None); ``source``: that model, as the log names it."""
@@ -188,7 +188,8 @@ def _drive(cfg: ExperimentConfig, state, job: Job, overwrite: bool, log_print: C
     set_seed(cfg.train.seed)
     # every process checks (a refusal stops them all), and goes on with the main process's answer
     resuming = _broadcaster(state)(folder.matches(overwrite)) if train else False
-    raw = load_train_val(cfg.data) if train else None
+    # a trim keeps the training split's tokens: read before any work, also by a prune without training
+    raw = load_train_val(cfg.data) if train or cfg.export_trim_vocab else None
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     model, tok = job.load(raw)
@@ -234,11 +235,8 @@ def _drive(cfg: ExperimentConfig, state, job: Job, overwrite: bool, log_print: C
     out = None
     if main:
         log_print(f"[{cfg.name}] exporting to {job.out} ({cfg.export_format})")
-        train_raw = raw[0] if raw else None
-        if cfg.export_trim_vocab and train_raw is None:  # --no-train read no data; the trim needs the training split
-            train_raw = load_train_val(cfg.data)[0]
         out = export(model.to("cpu"), tok, job.out, info, cfg.export_format, cfg.export_dtype,
-                     decoding=cfg.eval.decoding(), trim=trim_args(cfg, train_raw, dcfg.data.prefix))
+                     decoding=cfg.eval.decoding(), trim=trim_args(cfg, raw and raw[0], dcfg.data.prefix))
         log_summary(model, out, original, job.source, cfg, log_print)
         log({"event": "export", "model_dir": str(out)})
     return info, final, out
