@@ -123,8 +123,9 @@ def load_pretrained(name_or_dir: str | Path) -> nn.Module:
             raise FileNotFoundError(f"model directory not found: {name}")
         if not (p / "config.json").is_file():
             raise FileNotFoundError(f"{name}: no config.json; is this a model directory?")
-        family_of(p)  # an unsupported model_type: one error listing the supported ones
-        return AutoModelForSeq2SeqLM.from_pretrained(name)
+        # an unsupported model_type: one error listing the supported ones; the family loads it
+        # (transformers' loader, or the family's own where transformers cannot build the config)
+        return family_of(p).from_pretrained(name)
     try:
         family_of(AutoConfig.from_pretrained(name))
         return AutoModelForSeq2SeqLM.from_pretrained(name)

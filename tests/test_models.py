@@ -13,13 +13,17 @@ from torch import nn
 from summprune import sparsity
 from summprune.export import export_model, load_model
 from summprune.modeling import build_tiny_model, group_modules
-from summprune.models import family_of, supported_model_types
+from summprune.models import family_names, family_of, supported_model_types
 from summprune.prune import apply_stage, permanent_copy, prepare_model
 
 AMOUNTS = {"enc_self_attn": 0.3, "enc_ffn": 0.5, "dec_self_attn": 0.3, "cross_attn": 0.3, "dec_ffn": 0.5, "lm_head": 0.4}
-#: (id, family, tiny_config keyword arguments): t5-small's layout, the v1.1 / flan-T5 one, BART, Pegasus
+#: (id, family, tiny_config keyword arguments): t5-small's layout, the v1.1 / flan-T5 one, mT5, then
+#: every other registered family (BART, Pegasus, mBART, Marian, ...) as its tiny_config builds it
 FAMILIES = [("t5", "t5", {}), ("t5-v1.1", "t5", {"gated": True, "tied": False}),
-            ("mt5", "t5", {"gated": True, "tied": False, "mt5": True}), ("bart", "bart", {}), ("pegasus", "pegasus", {})]
+            ("mt5", "t5", {"gated": True, "tied": False, "mt5": True})] + [
+            (name, name, {}) for name in family_names() if name != "t5"]
+#: the families other than T5 (a parameter list for tests of what T5 does differently)
+OTHERS = [name for name in family_names() if name != "t5"]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -181,16 +185,17 @@ def test_an_unsupported_model_type_is_one_error_listing_the_supported(tmp_path):
     d.mkdir()
     (d / "config.json").write_text(json.dumps({"model_type": "gpt2", "vocab_size": 10}))
     (d / "model.safetensors").write_bytes(b"")
-    with pytest.raises(ValueError, match=r"model_type 'gpt2' is not supported; supported: bart, mt5, pegasus, t5"):
+    types = supported_model_types()  # the registry's, sorted
+    with pytest.raises(ValueError, match=r"model_type 'gpt2' is not supported; supported: " + ", ".join(types) + "$"):
         load_model(d)
-    assert supported_model_types() == ["bart", "mt5", "pegasus", "t5"]
+    assert types == sorted(types) and {"bart", "mbart", "marian", "mt5", "pegasus", "t5"} <= set(types)
 
 
 def test_structured_pruning_cuts_blocks_and_neurons_of_every_family(fam, tmp_path):
-    """[prune.structured] through the driver on every family: a standard smaller model of the same
-    class (fewer blocks, narrower FFNs; heads where the family can cut them), whose kept blocks are
-    the original's, equal to masking where no block is removed, back through compact exactly;
-    Taylor importance reaches the FFN biases (BART, Pegasus)."""
+    """[prune.structured] through the driver on every family: a smaller model of the same class
+    (fewer blocks, narrower FFNs, half the heads of every attention), whose kept blocks are the
+    original's, equal to masking where no block is removed, back through hf and compact exactly;
+    Taylor importance reaches the FFN and attention biases (BART's layout)."""
     import copy
 
     from summprune.config import ExperimentConfig, PruneConfig, TrainConfig
@@ -200,7 +205,8 @@ def test_structured_pruning_cuts_blocks_and_neurons_of_every_family(fam, tmp_pat
     name, family, kw = fam
     m = build_tiny_model(vocab_size=120, d_model=64, layers=4, heads=4, d_ff=128, family=family, **kw).eval()
     st = family_of(m).structure
-    heads = 0.5 if st.heads else 1.0
+    assert st.heads  # every family here declares its attention layout
+    heads = 0.5
     sc = S.StructuredConfig(ffn_keep=0.5, heads_keep=heads, decoder_layers=2, importance="weight")
     cfg = ExperimentConfig(train=TrainConfig(batch_size=2), prune=PruneConfig(methods={"structured": sc}))
     small, _, sections = prune_model(copy.deepcopy(m), None, cfg, work_dir=tmp_path / "w", log_print=lambda s: None)
@@ -221,13 +227,15 @@ def test_structured_pruning_cuts_blocks_and_neurons_of_every_family(fam, tmp_pat
     masked = copy.deepcopy(m)
     S.mask_plan(masked, plan)
     assert torch.allclose(logits(S.apply_plan(m, plan)), logits(masked), atol=1e-5)
-    got = load_model(export_model(small, tmp_path / "c", format="compact"))
-    assert torch.equal(logits(got), logits(small))
+    assert all(getattr(c, st.heads_key[k]) == 2 for k in ("encoder", "decoder"))
+    assert all(len(v) == 2 for v in (sections["structured"]["plan"]["enc_self_heads"],
+                                     sections["structured"]["plan"]["dec_self_heads"]))
+    assert st.attention.head_size(c) == st.attention.head_size(m.config)  # heads removed, not resized
+    for fmt in ("hf", "compact"):
+        got = load_model(export_model(small, tmp_path / fmt, format=fmt))
+        assert type(got) is type(small) and torch.equal(logits(got), logits(small)), fmt
     scores = S.taylor_importance(m, [{"input_ids": X, "attention_mask": (X != 0).long(), "labels": Y[:, 1:].contiguous()}])
     assert all(torch.isfinite(v).all() and (v > 0).any() for v in scores.values())
-    if not st.heads:
-        with pytest.raises(ValueError, match="heads cannot be cut"):
-            S.plan_structure(m, scores, heads_keep=0.5)
 
 
 def test_structured_pruning_is_refused_by_name_for_a_family_without_a_structure(monkeypatch):

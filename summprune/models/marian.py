@@ -1,0 +1,43 @@
+"""Marian (``MarianMTModel``, the OPUS-MT translation models): BART's module layout
+(``model.encoder.layers.N.self_attn.{q,k,v,out}_proj``, ``fc1``/``fc2``, decoder ``encoder_attn``),
+normalised after each sub-layer (post-norm) with no embedding layer norm, embeddings scaled by
+``sqrt(d_model)``, ``final_logits_bias``, and sinusoidal position tables that the model computes
+and ``save_pretrained`` leaves out (``_keys_to_ignore_on_save``). The pad token is the last
+vocabulary row and the decoder starts from it (its embedding row is zero); CTranslate2's converter
+drops that row and starts from a zero embedding instead."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from . import Family, register
+from .bart import _freeze_sinusoids, _tiny, bart_common
+
+
+def _config(**kw):
+    from transformers import MarianConfig
+
+    # Marian's convention: the pad is the last row, the decoder starts from it
+    kw["pad_token_id"] = kw["decoder_start_token_id"] = kw["vocab_size"] - 1
+    kw.pop("bos_token_id", None)
+    return MarianConfig(scale_embedding=True, **kw)
+
+
+def _ct2_vocabulary(tokens: list, model: nn.Module) -> list:
+    """CTranslate2's Marian converter removes the last embedding row as the pad row, and the last
+    vocabulary entry with it if it is named ``<pad>`` (MarianTokenizer's layout): name it so
+    (renaming any other ``<pad>``; ids map through this list, names only need to be unique)."""
+    pad = int(model.config.pad_token_id)
+    if pad != len(tokens) - 1:
+        raise ValueError(f"a Marian model converts for CTranslate2 only with its pad token as the last vocabulary "
+                         f"row (the converter drops that row); this one's pad_token_id is {pad} of {len(tokens)} rows")
+    out = [f"<{t}>" if t == "<pad>" else t for t in tokens[:-1]]
+    while len(set(out)) != len(out) or "<pad>" in out:  # a renamed token met another
+        out = [f"<{t}>" if out.count(t) > 1 or t == "<pad>" else t for t in out]
+    return out + ["<pad>"]
+
+
+MARIAN = register(Family(
+    name="marian", model_types=("marian",), tiny_config=_tiny(_config),
+    int8_exempt=(r"embed_positions\.weight$",), after_load=_freeze_sinusoids,
+    unsaved=(r"embed_positions\.weight$",), ct2_vocabulary=_ct2_vocabulary, **bart_common()))
