@@ -28,8 +28,9 @@ if TYPE_CHECKING:  # each method's section lives beside its code (summprune.meth
     from .methods.stages import StageConfig
     from .methods.structured import StructuredConfig
 
-#: The six layer groups of the course's recipe, in the course's order.
-GROUPS = ("enc_self_attn", "enc_ffn", "dec_self_attn", "cross_attn", "dec_ffn", "lm_head")
+#: GROUPS: the six layer groups of the course's recipe, in the course's order. They and the
+#: family names are the model-family layer's (one definition each; it imports nothing of this package).
+from .models import GROUPS, family_names  # noqa: E402
 
 #: How the ``lm_head`` group treats t5-small's tied embedding (see docs/course.md, "The metrics").
 TIE_MODES = ("tied", "untie", "course")
@@ -137,8 +138,8 @@ class ModelConfig:
     tiny_heads: int = _help("Attention heads of the 'tiny' architecture.", default=4)
     tiny_d_ff: int = _help("FFN width of the 'tiny' architecture.", default=128)
     tiny_vocab: int = _help("Vocabulary of the on-the-fly tokenizer for 'tiny'.", default=2000)
-    tiny_family: str = _help("Architecture family of 'tiny': t5 (t5-small's layout), bart or pegasus "
-                             "(summprune.models).", default="t5")
+    tiny_family: str = _help("Architecture family of 'tiny': t5 (t5-small's layout) or any other registered "
+                             "family (bart, pegasus, mbart, marian: summprune.models).", default="t5")
 
 
 @dataclass
@@ -211,8 +212,8 @@ class RecoveryConfig:
         return self.recovers() and self.distils()
 
 
-#: Families a 'tiny' model can be built in (summprune.models; a test holds the two equal).
-TINY_FAMILIES = ("t5", "bart", "pegasus")
+#: Families a 'tiny' model can be built in: every registered one (summprune.models).
+TINY_FAMILIES = family_names()
 
 
 @dataclass(frozen=True)

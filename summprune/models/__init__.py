@@ -233,7 +233,6 @@ def _load_reshaped(fam: Family, config, d: Path) -> nn.Module:
     return model.eval()
 
 
-#: Family names in registration order (t5 first: a config without model_type is T5's).
 def family_names() -> tuple[str, ...]:
     """The registered families' names, each once, in registration order."""
     return tuple(dict.fromkeys(f.name for f in _FAMILIES.values()))

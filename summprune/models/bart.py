@@ -124,6 +124,32 @@ STRUCTURE = Structure(blocks={"encoder": "model.encoder.layers", "decoder": "mod
                                           set_heads=set_heads))
 
 
+def ct2_head_dim(spec, model: nn.Module, tokenizer) -> None:
+    """CTranslate2 splits each attention's projections into ``encoder_attention_heads`` heads
+    (so the head size follows the width) but scales the queries by ``(d_model / heads) ** -0.5``
+    unless the spec says otherwise: where heads were cut, give every attention the scale of its
+    real head size, as the torch model's ``scaling``."""
+    if standard(model.config):
+        return
+    import numpy as np
+
+    scale = np.dtype("float32").type(head_size(model.config) ** -0.5)
+    for stack in (spec.encoder, spec.decoder):
+        for layer in stack.layer:
+            for name in ("self_attention", "attention"):
+                att = getattr(layer, name, None)
+                if att is not None:
+                    att.queries_scale = scale
+
+
+def with_head_dim(hook):
+    """``hook`` (a family's own spec fix-ups), then :func:`ct2_head_dim`."""
+    def both(spec, model, tokenizer) -> None:
+        hook(spec, model, tokenizer)
+        ct2_head_dim(spec, model, tokenizer)
+    return both
+
+
 def bart_common(group_patterns=GROUP_PATTERNS, config_limits=CONFIG_LIMITS, structure=STRUCTURE) -> dict:
     """What every family of BART's layout shares (BART, Pegasus, mBART, Marian)."""
     return dict(
@@ -135,7 +161,7 @@ def bart_common(group_patterns=GROUP_PATTERNS, config_limits=CONFIG_LIMITS, stru
         max_target_positions=lambda config: int(config.max_position_embeddings),
         decoder_dims=lambda config: (int(config.decoder_layers), head_size(config) * int(config.decoder_attention_heads),
                                      int(config.d_model)),
-        reshape=narrow_attention, standard=standard,
+        reshape=narrow_attention, standard=standard, ct2_spec=ct2_head_dim,
     )
 
 

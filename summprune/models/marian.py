@@ -17,8 +17,10 @@ from .bart import _freeze_sinusoids, _tiny, bart_common
 def _config(**kw):
     from transformers import MarianConfig
 
-    # Marian's convention: the pad is the last row, the decoder starts from it
-    kw["pad_token_id"] = kw["decoder_start_token_id"] = kw["vocab_size"] - 1
+    # Marian's convention (MarianTokenizer's "<pad>" is its last token): the pad is a row of its
+    # own after the tokenizer's tokens, and the decoder starts from it
+    kw["pad_token_id"] = kw["decoder_start_token_id"] = kw["vocab_size"]
+    kw["vocab_size"] += 1
     kw.pop("bos_token_id", None)
     return MarianConfig(scale_embedding=True, **kw)
 
@@ -37,7 +39,19 @@ def _ct2_vocabulary(tokens: list, model: nn.Module) -> list:
     return out + ["<pad>"]
 
 
+def _ct2_prepare(model: nn.Module) -> None:
+    """The converter starts the decoder from a zero embedding where torch starts it from the pad
+    row: equal only while that row is zero (as in OPUS-MT checkpoints); refuse otherwise."""
+    pad = int(model.config.pad_token_id)
+    row = model.get_decoder().embed_tokens.weight[pad]
+    if bool(row.abs().max() != 0):
+        raise ValueError(f"this Marian model's pad row (id {pad}, where its decoder starts) is not zero: CTranslate2 "
+                         "starts the decoder from a zero embedding, so it would not compute what torch does; use "
+                         "--engine torch")
+
+
 MARIAN = register(Family(
     name="marian", model_types=("marian",), tiny_config=_tiny(_config),
     int8_exempt=(r"embed_positions\.weight$",), after_load=_freeze_sinusoids,
-    unsaved=(r"embed_positions\.weight$",), ct2_vocabulary=_ct2_vocabulary, **bart_common()))
+    unsaved=(r"embed_positions\.weight$",), ct2_prepare=_ct2_prepare, ct2_vocabulary=_ct2_vocabulary,
+    **bart_common()))

@@ -7,7 +7,7 @@ checkpoints start the decoder from ``</s>`` and force a language code as the fir
 from __future__ import annotations
 
 from . import Family, register
-from .bart import _ct2_keys, _tiny, bart_common
+from .bart import _ct2_keys, _tiny, bart_common, with_head_dim
 
 
 def _config(**kw):
@@ -28,4 +28,4 @@ def _ct2_start(spec, model, tokenizer) -> None:
 
 MBART = register(Family(
     name="mbart", model_types=("mbart",), tiny_config=_tiny(_config),
-    ct2_prepare=_ct2_keys(normalize_before=True), ct2_spec=_ct2_start, **bart_common()))
+    ct2_prepare=_ct2_keys(normalize_before=True), **{**bart_common(), "ct2_spec": with_head_dim(_ct2_start)}))
