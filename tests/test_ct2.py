@@ -450,3 +450,61 @@ def test_a_translator_that_does_not_load_falls_back_too(setup, tmp_path, monkeyp
             "Unsupported model spec)") in capsys.readouterr().err
     assert run(setup, tmp_path / "b.csv", "--engine", "ctranslate2") == 2
     assert "--engine torch" in capsys.readouterr().err
+
+
+_OTHER_FAMILIES = [f for f in __import__("summprune.models", fromlist=["family_names"]).family_names() if f != "t5"]
+
+
+@pytest.mark.parametrize("shrunk", ["full", "structured", "heads"])
+@pytest.mark.parametrize("family", _OTHER_FAMILIES)
+def test_greedy_ctranslate2_is_torchs_for_every_bart_layout_family(family, shrunk, tmp_path):
+    """Every registered family but T5 (BART, Pegasus, mBART, Marian, ...), pruned in stages and
+    saved compact: CTranslate2 greedy gives torch's summaries, as is, as a structured student (1
+    decoder block, half the FFN) and with half its heads cut as well (the converted attention
+    scaled by the real head size, not d_model / heads)."""
+    from summprune.export import export_model, load_model
+    from summprune.methods.structured import shrink
+    from summprune.modeling import build_tiny_model
+    from summprune.prune import apply_stage, prepare_model
+    from summprune.synthetic import make_corpus
+    from summprune.tokenizer import train_tokenizer
+
+    rows = make_corpus(20, seed=2)
+    tok = train_tokenizer([r["text"] for r in rows] + [r["summary"] for r in rows], vocab_size=120)
+    tok.bos_token = tok.eos_token  # a BART tokenizer has one; CTranslate2's BART converter reads it
+    m = build_tiny_model(vocab_size=len(tok), d_model=64, layers=2, heads=4, d_ff=128, family=family).eval()
+    with torch.no_grad():  # outputs that vary with the input (at init scale every summary is the same)
+        for n, p in m.named_parameters():
+            if p.dim() == 2 and not (n.endswith("embed_positions.weight") and family in ("pegasus", "marian")):
+                p.normal_(0, 0.5)  # sinusoidal tables stay
+        if family == "marian":  # an OPUS-MT checkpoint's pad row, where its decoder starts, is zero
+            m.get_input_embeddings().weight[m.config.pad_token_id] = 0
+    if shrunk != "full":
+        m, _ = shrink(m, ffn_keep=0.5, decoder_layers=1, heads_keep=0.5 if shrunk == "heads" else 1.0)
+    prepare_model(m, "tied")
+    apply_stage(m, {"enc_self_attn": 0.3, "enc_ffn": 0.5, "dec_self_attn": 0.3, "cross_attn": 0.3,
+                    "dec_ffn": 0.5, "lm_head": 0.4})
+    d = export_model(m, tmp_path / family, format="compact", tokenizer=tok)
+    texts = [r["text"][:300] for r in rows[:6]]
+    kw = dict(prefix="", max_source_length=48, max_length=12, progress=False)
+    ref = gen.generate_summaries(load_model(d), tok, texts, **kw)
+    got = gen.generate_summaries(ct2.Ct2Model.from_dir(d, tok, threads=1), tok, texts, **kw)
+    assert got == ref
+    assert len(set(ref.values())) > 1 or (family, shrunk) == ("marian", "heads"), ref  # the test can fail
+
+
+def test_a_marian_whose_pad_row_is_not_zero_is_refused_for_ctranslate2(tmp_path):
+    """CTranslate2 starts Marian's decoder from a zero embedding, torch from the pad row: a model
+    whose pad row is not zero is refused by name rather than converted to something else."""
+    from summprune.modeling import build_tiny_model
+    from summprune.synthetic import make_corpus
+    from summprune.tokenizer import train_tokenizer
+
+    tok = train_tokenizer([r["text"] for r in make_corpus(10)], vocab_size=120)
+    m = build_tiny_model(vocab_size=len(tok), d_model=32, layers=1, heads=2, d_ff=32, family="marian")
+    with torch.no_grad():
+        m.get_input_embeddings().weight[m.config.pad_token_id] = 1.0
+    m.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    with pytest.raises(ValueError, match=r"pad row \(id 120, where its decoder starts\) is not zero"):
+        ct2.Ct2Model.from_dir(tmp_path / "m", tok, threads=1)

@@ -319,8 +319,8 @@ def test_the_scripts_run_a_pruned_bart(tmp_path, capsys):
     assert "NOT READABLE by the grader" in text and "is a bart model" in text and "--format course" not in text
 
 
-@pytest.mark.parametrize("family,kw", [("bart", {}), ("pegasus", {}), ("t5", {"gated": True, "tied": False})],
-                         ids=["bart", "pegasus", "t5-v1.1"])
+@pytest.mark.parametrize("family,kw", [(f, {}) for f in OTHERS] + [("t5", {"gated": True, "tied": False})],
+                         ids=OTHERS + ["t5-v1.1"])
 def test_run_fine_tunes_prunes_and_exports_every_family(tmp_path, family, kw):
     """`run` on a saved model of each family: fine-tuning, stages with recovery, compact export."""
     from pathlib import Path
@@ -521,3 +521,39 @@ def test_a_course_recipe_on_a_bart_is_refused_before_any_work(tmp_path, monkeypa
     err = capsys.readouterr().err
     assert "export_format='course'" in err and "cannot hold a bart model" in err and "export_format=hf" in err
     assert not out.exists() and not list(tmp_path.glob("pruned*"))
+
+
+# ---- issue 34: the family owns what differs; nothing outside summprune/models/ names its modules ----
+
+#: What only a family module may name, and why each: T5's attention and FFN modules, its position
+#: table and its block lists (``.block``); BART's layout's attention modules, projections, FFN
+#: linears and position tables; the model classes (the family names its class). A group name such
+#: as ``enc_self_attn`` is the package's own word, not a module: ``self_attn`` counts only unprefixed.
+FAMILY_WORDS = {
+    "SelfAttention": r"SelfAttention", "EncDecAttention": r"EncDecAttention", "DenseReluDense": r"DenseReluDense",
+    "relative_attention_bias": r"relative_attention_bias", ".block": r"\.block\b", "wi_0/wi_1": r"\bwi_[01]\b",
+    "self_attn": r"(?<![A-Za-z0-9_])self_attn\b", "encoder_attn": r"\bencoder_attn\b", "fc1/fc2": r"\bfc[12]\b",
+    "q/k/v/out_proj": r"\b[qkv]_proj\b|\bout_proj\b", "embed_positions": r"\bembed_positions\b",
+    "a model class": r"\w+ForConditionalGeneration\b|\bMarianMTModel\b",
+}
+
+
+def test_no_file_outside_the_family_layer_names_a_familys_modules():
+    """Every .py file of the package but summprune/models/ (code, comments and docstrings alike):
+    a family's module names there would mean the family no longer owns what differs."""
+    import re
+    from pathlib import Path
+
+    pkg = Path(__file__).resolve().parents[1] / "summprune"
+    files = [f for f in sorted(pkg.rglob("*.py")) if "models" not in f.relative_to(pkg).parts[:1]]
+    assert len(files) > 20 and pkg / "methods" / "structured.py" in files  # the scan sees the package
+    hits = [f"{f.relative_to(pkg.parent)}:{i}: {word}" for f in files
+            for i, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1)
+            for word, rx in FAMILY_WORDS.items() if re.search(rx, line)]
+    assert not hits, "\n".join(hits)
+    # the patterns catch what they are for
+    assert all(re.search(rx, s) for rx, s in zip(FAMILY_WORDS.values(), [
+        "x.SelfAttention", "EncDecAttention", "DenseReluDense", "relative_attention_bias", "model.encoder.block",
+        "ffn.wi_0", "layer.self_attn", "encoder_attn", "fc1", "att.out_proj", "m.embed_positions",
+        "T5ForConditionalGeneration"]))
+    assert not re.search(FAMILY_WORDS["self_attn"], '"enc_self_attn"')

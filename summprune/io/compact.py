@@ -307,7 +307,7 @@ def load_compact(d: Path) -> nn.Module:
         raise FileNotFoundError(f"{d / 'config.json'}: missing (needed by the compact model in {d})")
 
     model = meta_model(d)  # config.json's family and sizes checked; shapes only, no memory
-    # the family names its class (MarianMTModel, T5ForConditionalGeneration, ...) and builds it
+    # the family names its class (Family.class_name: Marian's is no ...ForConditional... one) and builds it
     want_class = family_of(model).class_name(model.config)
     if man.get("model_class") and man["model_class"] != want_class:
         raise ValueError(f"{man_path}: model_class {man['model_class']!r} but config.json describes a {want_class}")

@@ -1,29 +1,31 @@
-"""Structured pruning: remove whole FFN neurons, attention heads and layers (T5; BART and Pegasus:
-blocks and FFN neurons, whose head size is tied to ``d_model / heads``).
+"""Structured pruning: remove whole FFN neurons, attention heads and layers, for every family
+whose :class:`~summprune.models.Structure` says where they are (every registered one).
 
 Unstructured zeros shrink the file but no dense matmul gets faster. Removing structure does: the
-result is a *standard, smaller* ``T5ForConditionalGeneration`` (smaller ``d_ff``, ``num_heads``,
-``num_layers``/``num_decoder_layers``) that plain ``from_pretrained`` loads and every tool here
-(generate_csv.py, score_result.py, the compact format, further unstructured pruning) uses as is.
+result is a smaller model of the same class (smaller FFN width, head count and block counts in
+its config). This module names no family's modules: the family gives its block lists, FFN
+linears, attention projections, head-count keys, head size, per-head tables and how a config
+records fewer heads (``summprune.models``). T5's result is a standard config that plain
+``from_pretrained`` loads; a BART-layout model with heads cut records its head size in its config
+(transformers ties it to ``d_model / heads``) and is loaded by this package (see models/bart.py).
 
-Because ``T5Config`` has one ``d_ff`` and one ``num_heads`` for every block, every FFN keeps the
-same number of neurons and every attention module the same number of heads (which ones is chosen
-per module, except as below). The kept structure is described by a :class:`StructurePlan`:
+Every FFN of a stack keeps the same number of neurons (one FFN width key per stack) and every
+attention of the model the same number of heads (T5 has one head count; CTranslate2 reads one for
+both stacks); which ones is chosen per module, except as below. A :class:`StructurePlan` holds the
+choice:
 
-- FFN neurons: rows of ``wi`` (``wi_0``/``wi_1`` in gated T5s) and columns of ``wo``.
-- Heads: ``d_kv``-row slices of ``q``/``k``/``v`` and column slices of ``o``. T5 computes its
-  relative-position bias once per stack (in block 0, one column per head) and adds it to every
-  block's self-attention, so new head slot ``s`` gets one bias column in every block. To keep
-  that exact, self-attention heads are chosen *once per stack* (the same indices in every
-  encoder block, the same in every decoder block); cross-attention has no position bias and
-  chooses per block.
-- Layers: blocks of the encoder/decoder kept by index; block 0's relative-position bias moves to
-  the new block 0 (it is the stack's, not the block's).
+- FFN neurons: rows of the FFN's input linears (and their biases) and columns of its output linear.
+- Heads: head-size row slices of the query, key and value projections (and their biases) and
+  column slices of the output projection. Self-attention heads are chosen *once per stack* (the
+  same indices in every encoder block, the same in every decoder block): a family's per-head
+  tables may belong to the stack (T5 computes its position bias once, in block 0, and adds it to
+  every block), and one choice keeps that exact. Cross-attention chooses per block.
+- Layers: blocks of the encoder/decoder kept by index; a stack's tables move to the new block 0.
 
 Importance (what is removed first) is one of:
 
-- ``"weight"``: a neuron's ``||wi_j|| * ||wo_:,j||`` (for ReLU, rescaling ``wi_j`` by ``c`` and
-  ``wo_:,j`` by ``1/c`` is the same function, and the product does not change); a head's
+- ``"weight"``: a neuron's ``||in_j|| * ||out_:,j||`` (for ReLU, rescaling ``in_j`` by ``c`` and
+  ``out_:,j`` by ``1/c`` is the same function, and the product does not change); a head's
   ``||v_h||_F * ||o_h||_F`` (the value-output path that carries its contribution).
 - ``"taylor"``: first-order Taylor estimate of the loss change when the structure is zeroed,
   ``(sum over its weights of w * dL/dw)**2`` summed over batches (Molchanov et al. 2019), on
@@ -54,8 +56,8 @@ LAYER_SELECTIONS = ("spread", "first")
 @dataclass
 class StructuredConfig(RecoveryConfig):
     """Physical removal of FFN neurons, attention heads and layers (summprune.methods.structured),
-    applied after fine-tuning and before any unstructured pruning; the result is a standard
-    smaller model of the same family (heads: T5 only)."""
+    applied after fine-tuning and before any unstructured pruning; the result is a smaller model
+    of the same family."""
 
     ffn_keep: float = _help("Fraction of FFN neurons kept in every block (one d_ff for all).", default=1.0)
     heads_keep: float = _help("Fraction of attention heads kept in every attention (one num_heads).", default=1.0)

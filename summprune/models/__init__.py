@@ -12,7 +12,8 @@ float -- and never names an architecture itself. One module per family registers
     marian   Marian (MarianMTModel)
 
 Nothing outside this package names a family's modules (``SelfAttention``, ``self_attn``, ``fc1``,
-...): ``tests/test_architecture.py`` fails if a file does.
+...): ``tests/test_models.py::test_no_file_outside_the_family_layer_names_a_familys_modules``
+fails if a file does.
 
 A ``model_type`` no family claims is one error that lists the supported ones.
 """
