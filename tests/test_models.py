@@ -443,7 +443,7 @@ def test_inputs_longer_than_learned_positions_are_refused_or_capped(tmp_path, ca
     assert "max_source_length=40 (config.json)" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("family", ["bart", "pegasus"])
+@pytest.mark.parametrize("family", OTHERS)
 def test_the_smoke_recipe_runs_on_a_tiny_model_of_another_family(tmp_path, family):
     """`model.tiny_family`: the offline smoke run (tokenizer trained on the fly) on a tiny BART or
     Pegasus, fine-tuned, pruned in stages and exported."""
@@ -467,7 +467,7 @@ def test_the_smoke_recipe_runs_on_a_tiny_model_of_another_family(tmp_path, famil
 
 # ---- issue 31: the course format is refused for families its grader cannot read -----------------
 
-@pytest.mark.parametrize("family", ["bart", "pegasus"])
+@pytest.mark.parametrize("family", OTHERS)
 def test_the_course_format_refuses_bart_and_pegasus_before_any_work(family, tmp_path, monkeypatch):
     """export_model, from a model or a directory: refused with the reason and the way out, nothing
     written, and (from a directory) before the model is loaded."""

@@ -23,7 +23,6 @@ from torch import nn
 from transformers import GenerationConfig
 
 from ..models import family_of
-from ..models.t5 import CONFIG_LIMITS  # noqa: F401  (T5's; each family has its own)
 
 from .files import read_json, sha256_file, write_json
 

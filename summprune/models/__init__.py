@@ -140,9 +140,9 @@ class Family:
     #: the transformers class of the family's models (``config -> class name``); the compact
     #: format records it and refuses a manifest naming another
     model_class: Callable[[Any], str] = field(default=lambda config: "")
-    #: ``(model, config) -> None``: reshape a freshly built model to what ``config`` describes
+    #: ``(model, config) -> None``: fix-ups of a freshly built model: what ``config`` describes
     #: beyond what transformers builds (BART's attention narrowed to ``head_dim`` once heads were
-    #: cut); ``standard(config)`` is False where it must
+    #: cut; ``standard(config)`` is False there), generation defaults of the family's checkpoints
     reshape: Callable[[nn.Module, Any], None] = field(default=lambda model, config: None)
     #: ``config -> bool``: plain ``from_pretrained`` builds the model ``config`` describes
     standard: Callable[[Any], bool] = field(default=lambda config: True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from torch import nn
 
 from . import Family, register
-from .bart import _freeze_sinusoids, _tiny, bart_common
+from .bart import _freeze_sinusoids, _tiny, bart_common, narrow_attention
 
 
 def _config(**kw):
@@ -50,8 +50,18 @@ def _ct2_prepare(model: nn.Module) -> None:
                          "--engine torch")
 
 
+def _reshape(model: nn.Module, config) -> None:
+    """BART's layout's reshaping (heads cut), and a Marian never generating its pad row, as an
+    OPUS-MT checkpoint's generation config says (``bad_words_ids``; CTranslate2's converter drops
+    the row): a model built from a config says so too (a loaded one reads its own file)."""
+    narrow_attention(model, config)
+    gen = getattr(model, "generation_config", None)
+    if gen is not None and not gen.bad_words_ids:
+        gen.bad_words_ids = [[int(config.pad_token_id)]]
+
+
 MARIAN = register(Family(
     name="marian", model_types=("marian",), tiny_config=_tiny(_config),
     int8_exempt=(r"embed_positions\.weight$",), after_load=_freeze_sinusoids,
     unsaved=(r"embed_positions\.weight$",), ct2_prepare=_ct2_prepare, ct2_vocabulary=_ct2_vocabulary,
-    **bart_common()))
+    **{**bart_common(), "reshape": _reshape}))
