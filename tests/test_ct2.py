@@ -15,6 +15,10 @@ from conftest import ROOT  # noqa: E402
 from summprune import ct2  # noqa: E402
 from summprune import generate as gen  # noqa: E402
 from summprune.config import DECODING_DEFAULTS  # noqa: E402
+from summprune.models import family_names  # noqa: E402
+
+#: every registered family but T5 (the registry's: a new family is tested here without an edit)
+_OTHER_FAMILIES = [f for f in family_names() if f != "t5"]
 
 _spec = importlib.util.spec_from_file_location("generate_csv", ROOT / "generate_csv.py")
 generate_csv = importlib.util.module_from_spec(_spec)
@@ -341,7 +345,7 @@ class _Ids:
         return [" ".join(str(int(i)) for i in ids if int(i) not in special) for ids in out]
 
 
-@pytest.mark.parametrize("family", ["bart", "pegasus", "t5", "mbart", "marian"])
+@pytest.mark.parametrize("family", family_names())
 def test_a_model_vocabulary_larger_than_the_tokenizers_converts_for_every_family(family, tmp_path):
     """BART and Pegasus with 28 embedding rows more than their tokenizer's tokens (t5-small's own
     shape: 32128 against 32100) failed to convert ("Source vocabulary 0 has size ... but the
@@ -462,8 +466,6 @@ def test_a_translator_that_does_not_load_falls_back_too(setup, tmp_path, monkeyp
     assert "--engine torch" in capsys.readouterr().err
 
 
-_OTHER_FAMILIES = [f for f in __import__("summprune.models", fromlist=["family_names"]).family_names() if f != "t5"]
-
 
 @pytest.mark.parametrize("shrunk", ["full", "structured", "heads"])
 @pytest.mark.parametrize("family", _OTHER_FAMILIES)
@@ -482,25 +484,29 @@ def test_greedy_ctranslate2_is_torchs_for_every_bart_layout_family(family, shrun
     rows = make_corpus(20, seed=2)
     tok = train_tokenizer([r["text"] for r in rows] + [r["summary"] for r in rows], vocab_size=120)
     tok.bos_token = tok.eos_token  # a BART tokenizer has one; CTranslate2's BART converter reads it
-    m = build_tiny_model(vocab_size=len(tok), d_model=64, layers=2, heads=4, d_ff=128, family=family).eval()
-    with torch.no_grad():  # outputs that vary with the input (at init scale every summary is the same)
-        for n, p in m.named_parameters():
-            if p.dim() == 2 and not (n.endswith("embed_positions.weight") and family in ("pegasus", "marian")):
-                p.normal_(0, 0.5)  # sinusoidal tables stay
-        if family == "marian":  # an OPUS-MT checkpoint's pad row, where its decoder starts, is zero
-            m.get_input_embeddings().weight[m.config.pad_token_id] = 0
-    if shrunk != "full":
-        m, _ = shrink(m, ffn_keep=0.5, decoder_layers=1, heads_keep=0.5 if shrunk == "heads" else 1.0)
-    prepare_model(m, "tied")
-    apply_stage(m, {"enc_self_attn": 0.3, "enc_ffn": 0.5, "dec_self_attn": 0.3, "cross_attn": 0.3,
-                    "dec_ffn": 0.5, "lm_head": 0.4})
-    d = export_model(m, tmp_path / family, format="compact", tokenizer=tok)
     texts = [r["text"][:300] for r in rows[:6]]
     kw = dict(prefix="", max_source_length=48, max_length=12, progress=False)
+    for seed in range(5):  # the first tiny model whose summaries differ between inputs (the test can fail)
+        m = build_tiny_model(vocab_size=len(tok), d_model=64, layers=2, heads=4, d_ff=128, seed=seed,
+                             family=family).eval()
+        with torch.no_grad():  # weights well above init scale (there every summary is the same)
+            for n, p in m.named_parameters():
+                if p.dim() == 2 and not (n.endswith("embed_positions.weight") and family in ("pegasus", "marian")):
+                    p.normal_(0, 0.5)  # sinusoidal tables stay
+            if family == "marian":  # an OPUS-MT checkpoint's pad row, where its decoder starts, is zero
+                m.get_input_embeddings().weight[m.config.pad_token_id] = 0
+        if shrunk != "full":
+            m, _ = shrink(m, ffn_keep=0.5, decoder_layers=1, heads_keep=0.5 if shrunk == "heads" else 1.0)
+        prepare_model(m, "tied")
+        apply_stage(m, {"enc_self_attn": 0.3, "enc_ffn": 0.5, "dec_self_attn": 0.3, "cross_attn": 0.3,
+                        "dec_ffn": 0.5, "lm_head": 0.4})
+        if len(set(gen.generate_summaries(m, tok, texts, **kw).values())) > 1:
+            break
+    d = export_model(m, tmp_path / family, format="compact", tokenizer=tok)
     ref = gen.generate_summaries(load_model(d), tok, texts, **kw)
     got = gen.generate_summaries(ct2.Ct2Model.from_dir(d, tok, threads=1), tok, texts, **kw)
     assert got == ref
-    assert len(set(ref.values())) > 1 or (family, shrunk) == ("marian", "heads"), ref  # the test can fail
+    assert len(set(ref.values())) > 1, ref  # the summaries differ between inputs: the test can fail
 
 
 def test_a_marian_whose_pad_row_is_not_zero_is_refused_for_ctranslate2(tmp_path):
