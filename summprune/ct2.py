@@ -11,8 +11,9 @@ since, a symlink) is converted again with a warning. The temp folder of a conver
 is removed by the next one.
 Every format converts: the model is loaded with ``summprune.load_model`` (compact and course
 directories included, checks and all; a compact int8 model dequantized) and handed to the
-converter in memory, with no dense copy written to disk first; structurally pruned (smaller) T5s
-convert like any T5. The vocabulary it writes is the tokenizer's padded to the model's embedding
+converter in memory, with no dense copy written to disk first; structurally pruned (smaller) models
+convert like any of their family (the family's hooks fix what its converter gets wrong: the
+query scale of a BART-layout model with heads cut, mBART's start token, Marian's pad row). The vocabulary it writes is the tokenizer's padded to the model's embedding
 rows with names of their own (:func:`converter_vocabulary`), the same way for every family: a
 checkpoint with more rows than tokens (t5-small; BART, Pegasus, mT5 ones too) converts, and the
 engine maps ids through that vocabulary, so a padding id the model picks is torch's id too.
