@@ -234,6 +234,19 @@ def test_structured_pruning_cuts_blocks_and_neurons_of_every_family(fam, tmp_pat
     for fmt in ("hf", "compact"):
         got = load_model(export_model(small, tmp_path / fmt, format=fmt))
         assert type(got) is type(small) and torch.equal(logits(got), logits(small)), fmt
+    # T5 records fewer heads in a standard config; BART's layout cannot (its head size is d_model /
+    # heads in transformers): plain from_pretrained refuses it, and its card says to use summprune
+    from transformers import AutoModelForSeq2SeqLM
+
+    card = (tmp_path / "hf" / "README.md").read_text()
+    if family == "t5":
+        assert torch.equal(logits(AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "hf").eval()), logits(small))
+        assert "AutoModelForSeq2SeqLM.from_pretrained" in card
+    else:
+        assert c.head_dim == 16 and family_of(small).standard(c) is False
+        with pytest.raises(RuntimeError, match="mismatched"):
+            AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "hf")
+        assert "Plain `from_pretrained` cannot build this model" in card
     scores = S.taylor_importance(m, [{"input_ids": X, "attention_mask": (X != 0).long(), "labels": Y[:, 1:].contiguous()}])
     assert all(torch.isfinite(v).all() and (v > 0).any() for v in scores.values())
 

@@ -163,10 +163,10 @@ class Family:
             getattr(config, "model_type", "") or "", AutoModelForSeq2SeqLM.__name__)
 
     def from_pretrained(self, name: str) -> nn.Module:
-        """The model of a ``save_pretrained`` directory (or hub name): transformers' own loader
-        where it builds the model the config describes; else the family's model (:meth:`build`)
-        given the folder's tensors, every one the model needs present (:attr:`unsaved` and tied
-        copies aside)."""
+        """The model of a ``save_pretrained`` directory: transformers' own loader where it builds
+        the model the config describes; else the family's model (:meth:`build`) given the folder's
+        safetensors, every tensor the model needs present (:attr:`unsaved` and tied copies aside)
+        and none it does not know."""
         from transformers import AutoConfig, AutoModelForSeq2SeqLM
 
         config = AutoConfig.from_pretrained(name)
