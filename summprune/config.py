@@ -113,7 +113,7 @@ class DataConfig:
     )
     max_train_samples: int | None = _help("Cap on training documents (None = all).", default=None)
     prefix: str = _help("Task prefix put before every input, the same for training and generation; 'auto' = the "
-                        "model family's convention ('summarize: ' for T5, none for BART and Pegasus).",
+                        "model family's convention ('summarize: ' for T5, none for the others).",
                         default="auto")
     max_source_length: int = _help("Input tokens kept (t5-small was trained on 512, BillSum bills are long; the course uses 1024).", default=1024)
     max_target_length: int = _help("Summary tokens kept as labels (matches generation max_length=128).", default=128)

@@ -167,6 +167,7 @@ def bart_common(group_patterns=GROUP_PATTERNS, config_limits=CONFIG_LIMITS, stru
 
 _COMMON = bart_common()
 
+
 def _ct2_keys(**keys):
     """CTranslate2 4.x reads these config keys, which transformers 5 dropped: set where missing."""
     def prepare(model: nn.Module) -> None:

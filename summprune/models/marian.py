@@ -33,9 +33,14 @@ def _ct2_vocabulary(tokens: list, model: nn.Module) -> list:
     if pad != len(tokens) - 1:
         raise ValueError(f"a Marian model converts for CTranslate2 only with its pad token as the last vocabulary "
                          f"row (the converter drops that row); this one's pad_token_id is {pad} of {len(tokens)} rows")
-    out = [f"<{t}>" if t == "<pad>" else t for t in tokens[:-1]]
-    while len(set(out)) != len(out) or "<pad>" in out:  # a renamed token met another
-        out = [f"<{t}>" if out.count(t) > 1 or t == "<pad>" else t for t in out]
+    taken = set(tokens)  # unique names (converter_vocabulary)
+    out = list(tokens[:-1])
+    for i, t in enumerate(out):
+        if t == "<pad>":  # the tokenizer's own pad elsewhere: a name no token has
+            while t in taken:
+                t = f"<{t}>"
+            out[i] = t
+            taken.add(t)
     return out + ["<pad>"]
 
 

@@ -13,17 +13,19 @@ from .bart import _ct2_keys, _tiny, bart_common, with_head_dim
 def _config(**kw):
     from transformers import MBartConfig
 
-    # mBART-50 starts the decoder from </s> (its eos); CTranslate2's converter does the same unless
-    # the config names the mBART-25 tokenizer, whose language code is passed as the start token
+    # mBART-50 starts the decoder from </s> (its eos)
     kw["decoder_start_token_id"] = kw["eos_token_id"]
     return MBartConfig(**kw)
 
 
 def _ct2_start(spec, model, tokenizer) -> None:
-    # CTranslate2's mBART converter leaves the start token unset unless the config names a
-    # tokenizer other than mBART-25's (whose language code is passed as the start token); the
-    # torch model starts from its config's decoder_start_token_id: the converted one does too
-    spec.config.decoder_start_token = tokenizer.convert_ids_to_tokens(int(model.config.decoder_start_token_id))
+    # CTranslate2's mBART converter leaves the start token unset where the config names mBART-25's
+    # tokenizer or none (mBART-25 passes its language code as the start token) and takes </s>
+    # otherwise; the torch model starts from its config's decoder_start_token_id: the converted one
+    # does too, where the config has one
+    start = getattr(model.config, "decoder_start_token_id", None)
+    if start is not None:
+        spec.config.decoder_start_token = tokenizer.convert_ids_to_tokens(int(start))
 
 
 MBART = register(Family(
