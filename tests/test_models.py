@@ -234,6 +234,10 @@ def test_structured_pruning_cuts_blocks_and_neurons_of_every_family(fam, tmp_pat
     for fmt in ("hf", "compact"):
         got = load_model(export_model(small, tmp_path / fmt, format=fmt))
         assert type(got) is type(small) and torch.equal(logits(got), logits(small)), fmt
+    from summprune.pipeline import load_step, save_step
+
+    save_step(tmp_path / "step", small, {"step": 1})  # a resumed prune rebuilds the smaller shape
+    assert torch.equal(logits(load_step(tmp_path / "step", "tied")[0]), logits(small))
     # T5 records fewer heads in a standard config; BART's layout cannot (its head size is d_model /
     # heads in transformers): plain from_pretrained refuses it, and its card says to use summprune
     from transformers import AutoModelForSeq2SeqLM
