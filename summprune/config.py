@@ -138,8 +138,8 @@ class ModelConfig:
     tiny_heads: int = _help("Attention heads of the 'tiny' architecture.", default=4)
     tiny_d_ff: int = _help("FFN width of the 'tiny' architecture.", default=128)
     tiny_vocab: int = _help("Vocabulary of the on-the-fly tokenizer for 'tiny'.", default=2000)
-    tiny_family: str = _help("Architecture family of 'tiny': t5 (t5-small's layout) or any other registered "
-                             "family (bart, pegasus, mbart, marian: summprune.models).", default="t5")
+    tiny_family: str = _help("Architecture family of 'tiny': t5 (t5-small's layout) or any other family "
+                             "summprune.models registers (TINY_FAMILIES).", default="t5")
 
 
 @dataclass
