@@ -174,10 +174,18 @@ def model_card(model: nn.Module, model_dir: str | Path, fmt: str | None, dtype: 
         body += ["", "## Quality", "", *quality]
 
     body += ["", "## How to load it", ""]
+    from .models import family_of
+
     if fmt == "compact":
         body += ["transformers cannot read the compact format itself; load it with summprune (it returns a "
                  "transformers model), or export it as `hf` first "
                  "(`python -m summprune export --model DIR --output DIR_HF --format hf`).", ""]
+    elif not family_of(model).standard(model.config):
+        # its config describes what transformers' own classes cannot build (heads cut where the
+        # family ties the head size to d_model / heads): only the family's loader reads it
+        body += ["Plain `from_pretrained` cannot build this model (its heads were cut, and transformers ties this "
+                 "family's head size to d_model / heads; `head_dim` in config.json holds the real one): load it "
+                 "with summprune.", ""]
     else:
         from .io.hf import TOKENIZER_FILES
 

@@ -120,7 +120,7 @@ def load_step(checkpoint_dir: str | Path, tie_mode: str, owner: dict | None = No
         # allocated (vocab_size=1000000, d_model=4096 built 16.4 GB before any check)
         check_config(config, d / STEP_INFO)
         try:
-            hf_config = AutoConfig.for_model(config.get("model_type") or "t5", **{
+            hf_config = AutoConfig.for_model(config.get("model_type") or fam.model_types[0], **{
                 k: v for k, v in config.items() if k != "model_type"})
         except Exception as e:  # huggingface_hub's strict fields raise their own error class
             raise ValueError(f"{d / STEP_INFO}: its config cannot be read as a {fam.name} config "

@@ -26,8 +26,9 @@ else:  # pragma: no cover - exercised on 3.10 only
 from .registry import Registry
 from .ties import TIE_MODES, TieMode  # TIE_MODES: how the lm_head group treats a tied embedding, by name
 
-#: The six layer groups of the course's recipe, in the course's order.
-GROUPS = ("enc_self_attn", "enc_ffn", "dec_self_attn", "cross_attn", "dec_ffn", "lm_head")
+#: GROUPS: the six layer groups of the course's recipe, in the course's order. They and the
+#: family names are the model-family layer's (one definition each; it imports nothing of this package).
+from .models import GROUPS, family_names  # noqa: E402
 
 
 #: The decoding options (transformers' names) and their values when nothing sets them: the
@@ -107,7 +108,7 @@ class DataConfig:
     )
     max_train_samples: int | None = _help("Cap on training documents (None = all).", default=None)
     prefix: str = _help("Task prefix put before every input, the same for training and generation; 'auto' = the "
-                        "model family's convention ('summarize: ' for T5, none for BART and Pegasus).",
+                        "model family's convention ('summarize: ' for T5, none for the others).",
                         default="auto")
     max_source_length: int = _help("Input tokens kept (t5-small was trained on 512, BillSum bills are long; the course uses 1024).", default=1024)
     max_target_length: int = _help("Summary tokens kept as labels (matches generation max_length=128).", default=128)
@@ -132,8 +133,8 @@ class ModelConfig:
     tiny_heads: int = _help("Attention heads of the 'tiny' architecture.", default=4)
     tiny_d_ff: int = _help("FFN width of the 'tiny' architecture.", default=128)
     tiny_vocab: int = _help("Vocabulary of the on-the-fly tokenizer for 'tiny'.", default=2000)
-    tiny_family: str = _help("Architecture family of 'tiny': t5 (t5-small's layout), bart or pegasus "
-                             "(summprune.models).", default="t5")
+    tiny_family: str = _help("Architecture family of 'tiny': t5 (t5-small's layout) or any other family "
+                             "summprune.models registers (TINY_FAMILIES).", default="t5")
 
 
 @dataclass
@@ -206,8 +207,8 @@ class RecoveryConfig:
         return self.recovers() and self.distils()
 
 
-#: Families a 'tiny' model can be built in (summprune.models; a test holds the two equal).
-TINY_FAMILIES = ("t5", "bart", "pegasus")
+#: Families a 'tiny' model can be built in: every registered one (summprune.models).
+TINY_FAMILIES = family_names()
 
 
 @dataclass(frozen=True)

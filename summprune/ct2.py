@@ -11,8 +11,9 @@ since, a symlink) is converted again with a warning. The temp folder of a conver
 is removed by the next one.
 Every format converts: the model is loaded with ``summprune.load_model`` (compact and course
 directories included, checks and all; a compact int8 model dequantized) and handed to the
-converter in memory, with no dense copy written to disk first; structurally pruned (smaller) T5s
-convert like any T5. The vocabulary it writes is the tokenizer's padded to the model's embedding
+converter in memory, with no dense copy written to disk first; structurally pruned (smaller) models
+convert like any of their family (the family's hooks fix what its converter gets wrong: the
+query scale of a BART-layout model with heads cut, mBART's start token, Marian's pad row). The vocabulary it writes is the tokenizer's padded to the model's embedding
 rows with names of their own (:func:`converter_vocabulary`), the same way for every family: a
 checkpoint with more rows than tokens (t5-small; BART, Pegasus, mT5 ones too) converts, and the
 engine maps ids through that vocabulary, so a padding id the model picks is torch's id too.
@@ -157,7 +158,8 @@ def convert(model_dir: str | Path, log=None) -> Path:
     tmp = root / f"{key}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
     try:
         model = load_model(model_dir)  # every format, checked; pruning permanent; compact int8 dequantized
-        family_of(model).ct2_prepare(model)  # what the converter needs of this family
+        fam = family_of(model)
+        fam.ct2_prepare(model)  # what the converter needs of this family
         tok = load_tokenizer(model_dir)
         if getattr(tok, "bos_token", None) is None and getattr(model.config, "bos_token_id", None) is not None:
             # the BART/Pegasus converters copy the tokenizer's bos_token into the converted config,
@@ -165,7 +167,8 @@ def convert(model_dir: str | Path, log=None) -> Path:
             # name the model's own bos_token_id (this tokenizer object lives for this conversion only)
             tok.bos_token = tok.convert_ids_to_tokens(int(model.config.bos_token_id))
         # one vocabulary for every family, as long as the model's embedding (see converter_vocabulary)
-        vocab = _ConverterTokenizer(tok, converter_vocabulary(tok, _embedding_rows(model)))
+        # (as the family's converter expects it: Marian's names its last, pad, row "<pad>")
+        vocab = _ConverterTokenizer(tok, fam.ct2_vocabulary(converter_vocabulary(tok, _embedding_rows(model)), model))
         if log:
             log(f"converting {model_dir} for ctranslate2 (once; cached in {out})")
 
@@ -178,6 +181,11 @@ def convert(model_dir: str | Path, log=None) -> Path:
 
             def load_tokenizer(self, tokenizer_class, model_name_or_path, **kwargs):
                 return vocab
+
+            def _load(self):
+                spec = super()._load()
+                fam.ct2_spec(spec, model, vocab)  # the family's fix-ups of what its converter built
+                return spec
 
         _Loaded(str(model_dir)).convert(str(tmp / "ct2"), force=True)
         del model

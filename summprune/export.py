@@ -38,7 +38,6 @@ from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
-from transformers import T5ForConditionalGeneration
 
 from .io.compact import (_DTYPE_ALIASES, COMPACT_WEIGHTS, DTYPES, FORMAT, MANIFEST, VALUE_DTYPES, VERSION, dtype_name,
                           encode_model, load_compact)
@@ -242,7 +241,7 @@ register_format(Format("hf", _save(save_hf), lambda p: (p / "config.json").is_fi
                        weights=(WEIGHTS, f"{WEIGHTS}.index.json")))
 
 
-def load_model(path: str | Path, device: str | torch.device | None = None) -> T5ForConditionalGeneration:
+def load_model(path: str | Path, device: str | torch.device | None = None) -> nn.Module:
     """Load a model saved by :func:`save_compact` or :func:`save_hf` (or any ``save_pretrained``
     T5 directory, or a hub name). Returns it in eval mode, fp32, on ``device`` (default CPU).
 

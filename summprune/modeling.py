@@ -2,7 +2,7 @@
 
 Pruning targets are described as module-name patterns (llm-compressor style), so the same recipe
 applies to t5-small, the tiny test model and any model of another depth; each architecture family
-(``summprune.models``: T5, BART, Pegasus) gives its own patterns for the six group names.
+(``summprune.models``) gives its own patterns for the six group names.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
 
 from .models import family_of
-from .models.t5 import GROUP_PATTERNS  # noqa: F401  (the T5 patterns, the default of a model-less caller)
 
 
 def group_patterns(overrides: dict[str, str] | None = None, model: nn.Module | None = None) -> dict[str, str]:
-    """The layer groups: ``model``'s family's patterns (T5's without a model), ``overrides`` on top."""
-    pats = dict(family_of(model).group_patterns if model is not None else GROUP_PATTERNS)
+    """The layer groups: ``model``'s family's patterns (without a model, those of the family a config
+    naming no model_type is: T5's), ``overrides`` on top."""
+    pats = dict(family_of(model if model is not None else {}).group_patterns)
     pats.update(overrides or {})
     return pats
 
@@ -123,8 +123,9 @@ def load_pretrained(name_or_dir: str | Path) -> nn.Module:
             raise FileNotFoundError(f"model directory not found: {name}")
         if not (p / "config.json").is_file():
             raise FileNotFoundError(f"{name}: no config.json; is this a model directory?")
-        family_of(p)  # an unsupported model_type: one error listing the supported ones
-        return AutoModelForSeq2SeqLM.from_pretrained(name)
+        # an unsupported model_type: one error listing the supported ones; the family loads it
+        # (transformers' loader, or the family's own where transformers cannot build the config)
+        return family_of(p).from_pretrained(name)
     try:
         family_of(AutoConfig.from_pretrained(name))
         return AutoModelForSeq2SeqLM.from_pretrained(name)

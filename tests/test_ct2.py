@@ -15,6 +15,10 @@ from conftest import ROOT  # noqa: E402
 from summprune import ct2  # noqa: E402
 from summprune import generate as gen  # noqa: E402
 from summprune.config import DECODING_DEFAULTS  # noqa: E402
+from summprune.models import family_names  # noqa: E402
+
+#: every registered family but T5 (the registry's: a new family is tested here without an edit)
+_OTHER_FAMILIES = [f for f in family_names() if f != "t5"]
 
 _spec = importlib.util.spec_from_file_location("generate_csv", ROOT / "generate_csv.py")
 generate_csv = importlib.util.module_from_spec(_spec)
@@ -326,19 +330,22 @@ class _Ids:
     ``skip_special_tokens`` drops them), so engines are compared id for id: a padding id past the
     tokenizer's end decodes to nothing and would go unseen in the text."""
 
-    def __init__(self, tok):
+    def __init__(self, tok, start: int | None = None):
         self.tok = tok
         self.pad_token_id = tok.pad_token_id
+        # the model's decoder start token, where it is not the tokenizer's pad (Marian's is a row
+        # of its own): torch's output begins with it, CTranslate2's does not
+        self.start = start
 
     def __call__(self, *a, **kw):
         return self.tok(*a, **kw)
 
     def batch_decode(self, out, skip_special_tokens=True):
-        special = {self.tok.pad_token_id, self.tok.eos_token_id}
+        special = {self.tok.pad_token_id, self.tok.eos_token_id, self.start}
         return [" ".join(str(int(i)) for i in ids if int(i) not in special) for ids in out]
 
 
-@pytest.mark.parametrize("family", ["bart", "pegasus", "t5"])
+@pytest.mark.parametrize("family", family_names())
 def test_a_model_vocabulary_larger_than_the_tokenizers_converts_for_every_family(family, tmp_path):
     """BART and Pegasus with 28 embedding rows more than their tokenizer's tokens (t5-small's own
     shape: 32128 against 32100) failed to convert ("Source vocabulary 0 has size ... but the
@@ -361,15 +368,22 @@ def test_a_model_vocabulary_larger_than_the_tokenizers_converts_for_every_family
     tok.save_pretrained(d)
     texts = [r["text"][: 200 + 60 * i] for i, r in enumerate(rows[:6])]
     kw = dict(prefix="", max_source_length=64, max_length=20, batch_size=4, progress=False)
-    ids = _Ids(tok)
+    ids = _Ids(tok, model.config.decoder_start_token_id)
     t = gen.generate_summaries(model, ids, texts, **kw)
     c = gen.generate_summaries(ct2.Ct2Model.from_dir(d, tok, threads=1), ids, texts, **kw)
     assert t == c
     assert len(set(t.values())) > 3  # the documents get different summaries: the test can fail
     vocab = json.loads((ct2.cache_root() / ct2.model_key(d) / "shared_vocabulary.json").read_text())
-    assert len(vocab) == len(tok) + 28 == len(set(vocab))  # padded to the model's rows, one name per id
-    assert vocab[: len(tok)] == tok.convert_ids_to_tokens(list(range(len(tok))))
-    if family != "bart":  # these two models pick padding rows (ids past the tokenizer's end): round trip
+    names = tok.convert_ids_to_tokens(list(range(len(tok))))
+    if family == "marian":  # its pad is a row of its own past the 28 (tiny_config), which the converter
+        # drops (named "<pad>" for it); the tokenizer's own "<pad>" (id 0 here) is renamed: names need
+        # only be unique
+        assert len(vocab) == len(tok) + 28 == len(set(vocab)) and "<pad>" not in vocab
+        assert vocab[1: len(tok)] == names[1:] and names[0] == "<pad>"
+    else:
+        assert len(vocab) == len(tok) + 28 == len(set(vocab))  # padded to the model's rows, one name per id
+        assert vocab[: len(tok)] == names
+    if family in ("pegasus", "t5"):  # these two models pick padding rows (ids past the tokenizer's end): round trip
         assert any(int(i) >= len(tok) for s in c.values() for i in s.split())
 
 
@@ -450,3 +464,63 @@ def test_a_translator_that_does_not_load_falls_back_too(setup, tmp_path, monkeyp
             "Unsupported model spec)") in capsys.readouterr().err
     assert run(setup, tmp_path / "b.csv", "--engine", "ctranslate2") == 2
     assert "--engine torch" in capsys.readouterr().err
+
+
+
+@pytest.mark.parametrize("shrunk", ["full", "structured", "heads"])
+@pytest.mark.parametrize("family", _OTHER_FAMILIES)
+def test_greedy_ctranslate2_is_torchs_for_every_bart_layout_family(family, shrunk, tmp_path):
+    """Every registered family but T5 (BART, Pegasus, mBART, Marian, ...), pruned in stages and
+    saved compact: CTranslate2 greedy gives torch's summaries, as is, as a structured student (1
+    decoder block, half the FFN) and with half its heads cut as well (the converted attention
+    scaled by the real head size, not d_model / heads)."""
+    from summprune.export import export_model, load_model
+    from summprune.methods.structured import shrink
+    from summprune.modeling import build_tiny_model
+    from summprune.prune import apply_stage, prepare_model
+    from summprune.synthetic import make_corpus
+    from summprune.tokenizer import train_tokenizer
+
+    rows = make_corpus(20, seed=2)
+    tok = train_tokenizer([r["text"] for r in rows] + [r["summary"] for r in rows], vocab_size=120)
+    tok.bos_token = tok.eos_token  # a BART tokenizer has one; CTranslate2's BART converter reads it
+    texts = [r["text"][:300] for r in rows[:6]]
+    kw = dict(prefix="", max_source_length=48, max_length=12, progress=False)
+    for seed in range(5):  # the first tiny model whose summaries differ between inputs (the test can fail)
+        m = build_tiny_model(vocab_size=len(tok), d_model=64, layers=2, heads=4, d_ff=128, seed=seed,
+                             family=family).eval()
+        with torch.no_grad():  # weights well above init scale (there every summary is the same)
+            for n, p in m.named_parameters():
+                if p.dim() == 2 and not (n.endswith("embed_positions.weight") and family in ("pegasus", "marian")):
+                    p.normal_(0, 0.5)  # sinusoidal tables stay
+            if family == "marian":  # an OPUS-MT checkpoint's pad row, where its decoder starts, is zero
+                m.get_input_embeddings().weight[m.config.pad_token_id] = 0
+        if shrunk != "full":
+            m, _ = shrink(m, ffn_keep=0.5, decoder_layers=1, heads_keep=0.5 if shrunk == "heads" else 1.0)
+        prepare_model(m, "tied")
+        apply_stage(m, {"enc_self_attn": 0.3, "enc_ffn": 0.5, "dec_self_attn": 0.3, "cross_attn": 0.3,
+                        "dec_ffn": 0.5, "lm_head": 0.4})
+        if len(set(gen.generate_summaries(m, tok, texts, **kw).values())) > 1:
+            break
+    d = export_model(m, tmp_path / family, format="compact", tokenizer=tok)
+    ref = gen.generate_summaries(load_model(d), tok, texts, **kw)
+    got = gen.generate_summaries(ct2.Ct2Model.from_dir(d, tok, threads=1), tok, texts, **kw)
+    assert got == ref
+    assert len(set(ref.values())) > 1, ref  # the summaries differ between inputs: the test can fail
+
+
+def test_a_marian_whose_pad_row_is_not_zero_is_refused_for_ctranslate2(tmp_path):
+    """CTranslate2 starts Marian's decoder from a zero embedding, torch from the pad row: a model
+    whose pad row is not zero is refused by name rather than converted to something else."""
+    from summprune.modeling import build_tiny_model
+    from summprune.synthetic import make_corpus
+    from summprune.tokenizer import train_tokenizer
+
+    tok = train_tokenizer([r["text"] for r in make_corpus(10)], vocab_size=120)
+    m = build_tiny_model(vocab_size=len(tok), d_model=32, layers=1, heads=2, d_ff=32, family="marian")
+    with torch.no_grad():
+        m.get_input_embeddings().weight[m.config.pad_token_id] = 1.0
+    m.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    with pytest.raises(ValueError, match=r"pad row \(id 120, where its decoder starts\) is not zero"):
+        ct2.Ct2Model.from_dir(tmp_path / "m", tok, threads=1)

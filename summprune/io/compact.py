@@ -293,10 +293,9 @@ def load_compact(d: Path) -> nn.Module:
     if man.get("version") not in READ_VERSIONS:
         raise ValueError(f"{man_path}: format version {man.get('version')!r}; this code reads versions "
                          f"{', '.join(map(str, READ_VERSIONS))}")
-    if not isinstance(man.get("model_class", ""), str) or not str(man.get("model_class", "")).endswith(
-            "ForConditionalGeneration"):
-        raise ValueError(f"{man_path}: model_class {man.get('model_class')!r}; load_model builds the "
-                         "...ForConditionalGeneration model its config.json describes")
+    if not isinstance(man.get("model_class", ""), str):
+        raise ValueError(f"{man_path}: model_class {man.get('model_class')!r} is not a class name; load_model "
+                         "builds the model class config.json's family names")
     entries, tied = _check_manifest(man, man_path)
     name = man.get("weights_file", COMPACT_WEIGHTS)
     # a plain file name in the model directory: never a path out of it
@@ -308,9 +307,10 @@ def load_compact(d: Path) -> nn.Module:
         raise FileNotFoundError(f"{d / 'config.json'}: missing (needed by the compact model in {d})")
 
     model = meta_model(d)  # config.json's family and sizes checked; shapes only, no memory
-    if man.get("model_class") and man["model_class"] != type(model).__name__:
-        raise ValueError(f"{man_path}: model_class {man['model_class']!r} but config.json describes a "
-                         f"{type(model).__name__}")
+    # the family names its class (Family.class_name: Marian's is no ...ForConditional... one) and builds it
+    want_class = family_of(model).class_name(model.config)
+    if man.get("model_class") and man["model_class"] != want_class:
+        raise ValueError(f"{man_path}: model_class {man['model_class']!r} but config.json describes a {want_class}")
     meta_sd = model.state_dict()
     want = {k: list(v.shape) for k, v in meta_sd.items()}
 

@@ -11,6 +11,8 @@ directory) and :func:`load_generation_config`."""
 
 from __future__ import annotations
 
+import re
+
 import os
 import shutil
 from pathlib import Path
@@ -21,7 +23,6 @@ from torch import nn
 from transformers import GenerationConfig
 
 from ..models import family_of
-from ..models.t5 import CONFIG_LIMITS  # noqa: F401  (T5's; each family has its own)
 
 from .files import read_json, sha256_file, write_json
 
@@ -112,7 +113,11 @@ def validate_hf_dir(d: Path) -> dict[str, Path]:
     groups: dict[int, list[str]] = {}
     for k, t in meta.state_dict(keep_vars=True).items():
         groups.setdefault(id(t), []).append(k)
-    missing = [g[0] if len(g) == 1 else "/".join(g) for g in groups.values() if not any(k in have for k in g)]
+    # tensors the model computes itself and save_pretrained leaves out (the family says which:
+    # Marian's sinusoidal positions) are not missing
+    unsaved = [re.compile(rx) for rx in family_of(d).unsaved]
+    missing = [g[0] if len(g) == 1 else "/".join(g) for g in groups.values() if not any(k in have for k in g)
+               and not any(rx.search(k) for rx in unsaved for k in g)]
     if missing:
         hint = ""
         if any(k.endswith(("_orig", "_mask")) for k in have):

@@ -1,29 +1,31 @@
-"""Structured pruning: remove whole FFN neurons, attention heads and layers (T5; BART and Pegasus:
-blocks and FFN neurons, whose head size is tied to ``d_model / heads``).
+"""Structured pruning: remove whole FFN neurons, attention heads and layers, for every family
+whose :class:`~summprune.models.Structure` says where they are (every registered one).
 
 Unstructured zeros shrink the file but no dense matmul gets faster. Removing structure does: the
-result is a *standard, smaller* ``T5ForConditionalGeneration`` (smaller ``d_ff``, ``num_heads``,
-``num_layers``/``num_decoder_layers``) that plain ``from_pretrained`` loads and every tool here
-(generate_csv.py, score_result.py, the compact format, further unstructured pruning) uses as is.
+result is a smaller model of the same class (smaller FFN width, head count and block counts in
+its config). This module names no family's modules: the family gives its block lists, FFN
+linears, attention projections, head-count keys, head size, per-head tables and how a config
+records fewer heads (``summprune.models``). T5's result is a standard config that plain
+``from_pretrained`` loads; a BART-layout model with heads cut records its head size in its config
+(transformers ties it to ``d_model / heads``) and is loaded by this package (see models/bart.py).
 
-Because ``T5Config`` has one ``d_ff`` and one ``num_heads`` for every block, every FFN keeps the
-same number of neurons and every attention module the same number of heads (which ones is chosen
-per module, except as below). The kept structure is described by a :class:`StructurePlan`:
+Every FFN of a stack keeps the same number of neurons (one FFN width key per stack) and every
+attention of the model the same number of heads (T5 has one head count; CTranslate2 reads one for
+both stacks); which ones is chosen per module, except as below. A :class:`StructurePlan` holds the
+choice:
 
-- FFN neurons: rows of ``wi`` (``wi_0``/``wi_1`` in gated T5s) and columns of ``wo``.
-- Heads: ``d_kv``-row slices of ``q``/``k``/``v`` and column slices of ``o``. T5 computes its
-  relative-position bias once per stack (in block 0, one column per head) and adds it to every
-  block's self-attention, so new head slot ``s`` gets one bias column in every block. To keep
-  that exact, self-attention heads are chosen *once per stack* (the same indices in every
-  encoder block, the same in every decoder block); cross-attention has no position bias and
-  chooses per block.
-- Layers: blocks of the encoder/decoder kept by index; block 0's relative-position bias moves to
-  the new block 0 (it is the stack's, not the block's).
+- FFN neurons: rows of the FFN's input linears (and their biases) and columns of its output linear.
+- Heads: head-size row slices of the query, key and value projections (and their biases) and
+  column slices of the output projection. Self-attention heads are chosen *once per stack* (the
+  same indices in every encoder block, the same in every decoder block): a family's per-head
+  tables may belong to the stack (T5 computes its position bias once, in block 0, and adds it to
+  every block), and one choice keeps that exact. Cross-attention chooses per block.
+- Layers: blocks of the encoder/decoder kept by index; a stack's tables move to the new block 0.
 
 Importance (what is removed first) is one of:
 
-- ``"weight"``: a neuron's ``||wi_j|| * ||wo_:,j||`` (for ReLU, rescaling ``wi_j`` by ``c`` and
-  ``wo_:,j`` by ``1/c`` is the same function, and the product does not change); a head's
+- ``"weight"``: a neuron's ``||in_j|| * ||out_:,j||`` (for ReLU, rescaling ``in_j`` by ``c`` and
+  ``out_:,j`` by ``1/c`` is the same function, and the product does not change); a head's
   ``||v_h||_F * ||o_h||_F`` (the value-output path that carries its contribution).
 - ``"taylor"``: first-order Taylor estimate of the loss change when the structure is zeroed,
   ``(sum over its weights of w * dL/dw)**2`` summed over batches (Molchanov et al. 2019), on
@@ -54,8 +56,8 @@ LAYER_SELECTIONS = ("spread", "first")
 @dataclass
 class StructuredConfig(RecoveryConfig):
     """Physical removal of FFN neurons, attention heads and layers (summprune.methods.structured),
-    applied after fine-tuning and before any unstructured pruning; the result is a standard
-    smaller model of the same family (heads: T5 only)."""
+    applied after fine-tuning and before any unstructured pruning; the result is a smaller model
+    of the same family."""
 
     ffn_keep: float = _help("Fraction of FFN neurons kept in every block (one d_ff for all).", default=1.0)
     heads_keep: float = _help("Fraction of attention heads kept in every attention (one num_heads).", default=1.0)
@@ -92,11 +94,6 @@ def validate_structured(sc: StructuredConfig, pr: PruneConfig, bad) -> None:
 
 
 _STACKS = ("encoder", "decoder")
-#: (stack, index of the block sub-layer, attribute) of the attention modules; "kind" names
-#: which head choice they follow.
-_ATTN = {"enc_self": ("encoder", 0, "SelfAttention"), "dec_self": ("decoder", 0, "SelfAttention"),
-         "cross": ("decoder", 1, "EncDecAttention")}
-_FFN = {"encoder": 1, "decoder": 2}
 
 
 # ----------------------------------------------------------------------------- the model's structure
@@ -125,7 +122,7 @@ def blocks(model: nn.Module, stack: str) -> nn.ModuleList:
 
 
 def ffn_modules(model: nn.Module) -> dict[str, nn.Module]:
-    """``name -> FFN module`` of every block (T5's ``DenseReluDense``, BART's layer), encoder first."""
+    """``name -> FFN module`` of every block (the family's ``Structure.ffn``), encoder first."""
     st = structure_of(model)
     out = {}
     for stack in _STACKS:
@@ -136,14 +133,15 @@ def ffn_modules(model: nn.Module) -> dict[str, nn.Module]:
 
 
 def attention_modules(model: nn.Module) -> dict[str, dict[str, nn.Module]]:
-    """``kind -> {name: T5Attention}`` for kinds ``enc_self``, ``dec_self``, ``cross``; empty where
-    the family's heads cannot be cut."""
-    if not structure_of(model).heads:
+    """``kind -> {name: attention module}`` for the kinds ``enc_self``, ``dec_self``, ``cross``
+    (the family's ``Structure.attention``); empty where the family's heads cannot be cut."""
+    st = structure_of(model)
+    if st.attention is None:
         return {}
     out: dict[str, dict[str, nn.Module]] = {}
-    for kind, (stack, sub, attr) in _ATTN.items():
-        out[kind] = {f"{stack}.block.{i}.layer.{sub}.{attr}": getattr(block.layer[sub], attr)
-                     for i, block in enumerate(getattr(model, stack).block)}
+    for kind, (stack, path) in st.attention.modules.items():
+        out[kind] = {f"{st.blocks[stack]}.{i}.{path}": block.get_submodule(path)
+                     for i, block in enumerate(model.get_submodule(st.blocks[stack]))}
     return out
 
 
@@ -155,9 +153,21 @@ def _wo(ffn: nn.Module, st) -> nn.Linear:
     return getattr(ffn, st.ffn_out)
 
 
-def _head_slices(att: nn.Module) -> list[slice]:
-    d = att.key_value_proj_dim
-    return [slice(h * d, (h + 1) * d) for h in range(att.n_heads)]
+def _qkv(att: nn.Module, st) -> list[nn.Linear]:
+    return [getattr(att, n) for n in st.attention.qkv]
+
+
+def _out(att: nn.Module, st) -> nn.Linear:
+    return getattr(att, st.attention.out)
+
+
+def _n_heads(att: nn.Module, st, d: int) -> int:
+    # read off the module (heads x head size rows), so a model whose heads were cut counts right
+    return _qkv(att, st)[0].weight.shape[0] // d
+
+
+def _head_slices(att: nn.Module, st, d: int) -> list[slice]:
+    return [slice(h * d, (h + 1) * d) for h in range(_n_heads(att, st, d))]
 
 
 # ----------------------------------------------------------------------------- importance
@@ -171,10 +181,12 @@ def weight_importance(model: nn.Module) -> dict[str, torch.Tensor]:
         for name, ffn in ffn_modules(model).items():
             w_in = torch.stack([w.weight.float().norm(dim=1) for w in _wi(ffn, st)]).norm(dim=0)
             scores[name] = (w_in * _wo(ffn, st).weight.float().norm(dim=0)).cpu()
+        d = st.attention.head_size(model.config) if st.attention else 0
         for mods in attention_modules(model).values():
             for name, att in mods.items():
-                scores[name] = torch.stack([att.v.weight[s].float().norm() * att.o.weight[:, s].float().norm()
-                                            for s in _head_slices(att)]).cpu()
+                v, o = _qkv(att, st)[2], _out(att, st)
+                scores[name] = torch.stack([v.weight[s].float().norm() * o.weight[:, s].float().norm()
+                                            for s in _head_slices(att, st, d)]).cpu()
     return scores
 
 
@@ -188,7 +200,10 @@ def _structure_params(model: nn.Module) -> dict[str, list[tuple[torch.Tensor, in
                      + [(_wo(ffn, st).weight, 1)])
     for mods in attention_modules(model).values():
         for name, att in mods.items():
-            out[name] = [(att.q.weight, 0), (att.k.weight, 0), (att.v.weight, 0), (att.o.weight, 1)]
+            # a head is its rows of q, k, v (and their biases, BART's) and its columns of the output
+            out[name] = ([(w.weight, 0) for w in _qkv(att, st)] + [(w.bias, 0) for w in _qkv(att, st)
+                                                                    if w.bias is not None]
+                         + [(_out(att, st).weight, 1)])
     return out
 
 
@@ -205,8 +220,9 @@ def taylor_importance(model: nn.Module, batches: Iterable[dict]) -> dict[str, to
     st = structure_of(model)
     params = _structure_params(model)
     n_struct = {name: (_wo(ffn, st).weight.shape[1]) for name, ffn in ffn_modules(model).items()}
+    d = st.attention.head_size(model.config) if st.attention else 0
     for mods in attention_modules(model).values():
-        n_struct.update({name: att.n_heads for name, att in mods.items()})
+        n_struct.update({name: _n_heads(att, st, d) for name, att in mods.items()})
     scores = {name: torch.zeros(n, dtype=torch.float64) for name, n in n_struct.items()}
     was_training = model.training
     saved = {id(p): p.grad for p in model.parameters()}
@@ -304,9 +320,9 @@ def plan_structure(model: nn.Module, importance: dict[str, torch.Tensor], *, ffn
     if missing:
         raise ValueError(f"importance has no scores for {missing[:3]}{' ...' if len(missing) > 3 else ''}")
     if not st.heads and heads_keep != 1:
-        raise ValueError(f"heads_keep={heads_keep}: a {cfg.model_type} model's head size is d_model / heads, so its "
-                         "heads cannot be cut (blocks and FFN neurons can); use heads_keep=1")
-    k_h = keep_count(getattr(cfg, "num_heads", 1), heads_keep, "heads_keep")
+        raise ValueError(f"heads_keep={heads_keep}: a {cfg.model_type} model's heads cannot be cut (its family "
+                         "declares no attention layout; blocks and FFN neurons can); use heads_keep=1")
+    k_h = keep_count(int(getattr(cfg, st.heads_key["encoder"], 1)) if st.heads else 1, heads_keep, "heads_keep")
     plan = StructurePlan(encoder_layers=enc, decoder_layers=dec)
     for stack in _STACKS:
         k_ff = keep_count(getattr(cfg, st.ffn_dim[stack]), ffn_keep, "ffn_keep")
@@ -326,8 +342,8 @@ def plan_structure(model: nn.Module, importance: dict[str, torch.Tensor], *, ffn
 # ----------------------------------------------------------------------------- applying a plan
 
 
-def _head_index(heads: list[int], d_kv: int) -> torch.Tensor:
-    return torch.cat([torch.arange(h * d_kv, (h + 1) * d_kv) for h in heads])
+def _head_index(heads: list[int], d: int) -> torch.Tensor:
+    return torch.cat([torch.arange(h * d, (h + 1) * d) for h in heads])
 
 
 def _old_name(new_name: str, plan: StructurePlan, st) -> str:
@@ -341,7 +357,22 @@ def _old_name(new_name: str, plan: StructurePlan, st) -> str:
     return new_name
 
 
-def _slice_for(old_name: str, plan: StructurePlan, d_kv: int | None, st) -> tuple[int, torch.Tensor] | None:
+def _attention_heads(plan: StructurePlan, st) -> dict[str, list[int]]:
+    """Original attention module name -> the heads it keeps (kept blocks only)."""
+    at = st.attention
+    if at is None:
+        return {}
+    out = dict(plan.cross_heads)
+    for kind, heads in (("enc_self", plan.enc_self_heads), ("dec_self", plan.dec_self_heads)):
+        stack, path = at.modules[kind]
+        # block 0 too: a stack's tables (T5's position bias) live there, cut to the stack's heads
+        for i in {0, *(plan.encoder_layers if stack == "encoder" else plan.decoder_layers)}:
+            out[f"{st.blocks[stack]}.{i}.{path}"] = heads
+    return out
+
+
+def _slice_for(old_name: str, plan: StructurePlan, d: int | None, st,
+               att_heads: dict[str, list[int]]) -> tuple[int, torch.Tensor] | None:
     """(axis, kept indices) for one original parameter, or None if it is copied whole."""
     module, _, kind = old_name.rpartition(".")  # kind: weight / bias
     parent, _, linear = module.rpartition(".")
@@ -350,17 +381,18 @@ def _slice_for(old_name: str, plan: StructurePlan, d_kv: int | None, st) -> tupl
         if linear == st.ffn_out:
             return (1, idx) if kind == "weight" else None  # the output bias stays whole
         return (0, idx) if linear in st.ffn_in else None
-    parts = old_name.split(".")
-    if st.heads and len(parts) > 3 and parts[-3] in ("SelfAttention", "EncDecAttention"):
-        module = ".".join(parts[:-2])  # drop "<linear>.weight"
-        if parts[-3] == "EncDecAttention":
-            heads = plan.cross_heads[module]
-        else:
-            heads = plan.enc_self_heads if parts[0] == "encoder" else plan.dec_self_heads
-        if linear == "relative_attention_bias":  # (buckets, heads)
-            return 1, torch.tensor(heads)
-        idx = _head_index(heads, d_kv)
-        return (1, idx) if linear == "o" else (0, idx) if linear in ("q", "k", "v") else None
+    at = st.attention
+    if at is None:
+        return None
+    for table, axis in at.per_head:
+        owner = old_name[:-len(table) - 1]
+        if old_name.endswith("." + table) and owner in att_heads:
+            return axis, torch.tensor(att_heads[owner])
+    if parent in att_heads:
+        idx = _head_index(att_heads[parent], d)
+        if linear == at.out:
+            return (1, idx) if kind == "weight" else None  # the output bias stays whole
+        return (0, idx) if linear in at.qkv else None
     return None
 
 
@@ -372,7 +404,7 @@ def smaller_config(model: nn.Module, plan: StructurePlan):
         first = next(v for n, v in plan.ffn.items() if n.startswith(st.blocks[stack] + "."))
         setattr(cfg, st.ffn_dim[stack], len(first))
     if st.heads:
-        cfg.num_heads = len(plan.enc_self_heads)
+        st.attention.set_heads(cfg, len(plan.enc_self_heads))
     return cfg
 
 
@@ -413,13 +445,15 @@ def check_plan(model: nn.Module, plan: StructurePlan) -> None:
         if plan.enc_self_heads or plan.dec_self_heads or plan.cross_heads:
             raise ValueError(f"a {model.config.model_type} model's heads cannot be cut: the plan must name none")
         return
-    cross = {f"decoder.block.{i}.layer.1.EncDecAttention" for i in plan.decoder_layers}
+    stack, path = st.attention.modules["cross"]
+    cross = {f"{st.blocks[stack]}.{i}.{path}" for i in plan.decoder_layers}
     if set(plan.cross_heads) != cross:
         raise ValueError("plan.cross_heads must name exactly the cross-attentions of the kept decoder layers")
     head_sets = [plan.enc_self_heads, plan.dec_self_heads, *plan.cross_heads.values()]
     if len({len(h) for h in head_sets}) != 1:
-        raise ValueError("every attention must keep the same number of heads (T5Config has one num_heads)")
-    n_heads = model.config.num_heads
+        raise ValueError("every attention must keep the same number of heads (T5Config has one num_heads; "
+                         "CTranslate2 reads one head count for every attention)")
+    n_heads = int(getattr(model.config, st.heads_key["encoder"]))
     for idx in head_sets:
         if not idx or sorted(set(idx)) != list(idx) or idx[0] < 0 or idx[-1] >= n_heads:
             raise ValueError(f"plan heads indices {idx[:5]}...: must be sorted, distinct, within 0..{n_heads - 1}")
@@ -455,23 +489,29 @@ def apply_plan(model: nn.Module, plan: StructurePlan) -> nn.Module:
     Every parameter is a slice of the original's: the smaller model computes exactly what the
     original computes with the removed neurons' and heads' output weights set to zero (and the
     removed layers skipped)."""
+    from ..models import family_of
+
     st = structure_of(model)
     check_plan(model, plan)
     cfg = smaller_config(model, plan)
     old = model.state_dict()
-    d_kv = getattr(model.config, "d_kv", None)
-    new_model = type(model)(cfg).to(device=next(model.parameters()).device, dtype=next(model.parameters()).dtype)
+    d = st.attention.head_size(model.config) if st.attention else None
+    att_heads = _attention_heads(plan, st)
+    new_model = family_of(model).build(cfg).to(device=next(model.parameters()).device,
+                                               dtype=next(model.parameters()).dtype)
     _mirror_ties(model, new_model)
+    tables = st.attention.stack_tables if st.attention else ()
     sd = {}
     for name in new_model.state_dict():
         src = _old_name(name, plan, st)
-        if "relative_attention_bias" in name:
-            # the stack's position bias lives in block 0 whatever block becomes the new first one
-            parts = src.split(".")
-            parts[2] = "0"
-            src = ".".join(parts)
+        if any(name.endswith("." + t) for t in tables):
+            # the stack's table lives in its first block whatever block becomes the new first one
+            for stack in _STACKS:
+                pre = st.blocks[stack] + "."
+                if src.startswith(pre):
+                    src = pre + "0." + src[len(pre):].partition(".")[2]
         t = old[src]
-        sl = _slice_for(src, plan, d_kv, st)
+        sl = _slice_for(src, plan, d, st, att_heads)
         if sl is not None:
             axis, idx = sl
             t = t.index_select(axis, idx.to(t.device))
@@ -489,7 +529,7 @@ def mask_plan(model: nn.Module, plan: StructurePlan) -> None:
     the plan keeps every layer. Used to test the physical removal."""
     st = structure_of(model)
     check_plan(model, plan)
-    d_kv = getattr(model.config, "d_kv", None)
+    d = st.attention.head_size(model.config) if st.attention else 0
     with torch.no_grad():
         for name, ffn in ffn_modules(model).items():
             if name in plan.ffn:
@@ -504,8 +544,8 @@ def mask_plan(model: nn.Module, plan: StructurePlan) -> None:
                     heads = plan.cross_heads[name]
                 else:
                     heads = plan.enc_self_heads if kind == "enc_self" else plan.dec_self_heads
-                for h in sorted(set(range(att.n_heads)) - set(heads)):
-                    att.o.weight[:, h * d_kv:(h + 1) * d_kv] = 0
+                for h in sorted(set(range(_n_heads(att, st, d))) - set(heads)):
+                    _out(att, st).weight[:, h * d:(h + 1) * d] = 0
 
 
 def describe(model: nn.Module) -> str:

@@ -7,8 +7,13 @@ tied to the input embedding by nature, the default input prefix, which tensors i
 float -- and never names an architecture itself. One module per family registers it:
 
     t5       T5 (t5-small's layout), T5 v1.1 / flan-T5 (gated FFN), mT5
-    bart     BART
-    pegasus  Pegasus
+    bart     BART, Pegasus (bart.py: one layout, two families)
+    mbart    mBART
+    marian   Marian (MarianMTModel)
+
+Nothing outside this package names a family's modules (``SelfAttention``, ``self_attn``, ``fc1``,
+...): ``tests/test_models.py::test_no_file_outside_the_family_layer_names_a_familys_modules``
+fails if a file does.
 
 A ``model_type`` no family claims is one error that lists the supported ones.
 """
@@ -23,12 +28,12 @@ from torch import nn
 
 # the registry and the types a family module fills in: below this module, so that a family module
 # imports them from there and this one imports the families (no circle)
-from .base import _FAMILIES, Family, Structure, register  # noqa: F401  (re-exported: their public home)
+from .base import (ATTENTION_KINDS, _FAMILIES, Attention, Family, Structure, family_names,  # noqa: F401
+                   register)  # (re-exported: their public home)
 
-#: The six group names every family maps to module-name patterns (recipes use these names).
+#: The six group names every family maps to module-name patterns (recipes use these names; the
+#: one definition, config.GROUPS is this tuple).
 GROUPS = ("enc_self_attn", "enc_ffn", "dec_self_attn", "cross_attn", "dec_ffn", "lm_head")
-
-
 
 STACKS = ("encoder", "decoder")
 
@@ -91,5 +96,6 @@ def family_of(x: Any) -> Family:
     return fam
 
 
-# the families register themselves (summprune.models.base.register)
-from . import bart, t5  # noqa: E402,F401
+# the families register themselves (imported last: they use Family and register); a new family is
+# one module and its name here
+from . import t5, bart, mbart, marian  # noqa: E402,F401,I001

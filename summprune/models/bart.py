@@ -1,13 +1,23 @@
 """BART and Pegasus: one layout (``model.encoder.layers.N.self_attn.{q,k,v,out}_proj``, ``fc1``/
 ``fc2``, decoder ``encoder_attn``; biases everywhere but ``lm_head``), learned (BART) or
 sinusoidal (Pegasus) positions, ``final_logits_bias``, and an output projection tied to the shared
-embedding."""
+embedding.
+
+Heads: the head size is ``d_model / heads`` in transformers' BART attention, so a model with
+fewer heads of the same size is not a config transformers can build. Once heads are cut, the
+config records ``head_dim`` (the original head size) and :func:`narrow_attention` gives every
+attention ``heads x head_dim``-wide projections (transformers' forward reads the head count off
+the width); such a folder is loaded by this package (``Family.from_pretrained``), not by plain
+``from_pretrained``. Every attention keeps the same number of heads: the two ``*_attention_heads``
+keys are set alike, because CTranslate2's converter reads ``encoder_attention_heads`` for both
+stacks.
+"""
 
 from __future__ import annotations
 
 from torch import nn
 
-from .base import Family, Structure, register
+from .base import Attention, Family, Structure, register
 
 GROUP_PATTERNS = {
     "enc_self_attn": r"^model\.encoder\.layers\.\d+\.self_attn\.(q|k|v|out)_proj$",
@@ -58,22 +68,105 @@ def _freeze_sinusoids(model: nn.Module) -> None:
             p.requires_grad_(False)
 
 
-#: blocks and FFN neurons can be cut; heads cannot (the head size is d_model / heads)
+HEADS_KEYS = {"encoder": "encoder_attention_heads", "decoder": "decoder_attention_heads"}
+_ATTENTION_MODULES = {"enc_self": ("encoder", "self_attn"), "dec_self": ("decoder", "self_attn"),
+                      "cross": ("decoder", "encoder_attn")}
+_QKV, _OUT = ("q_proj", "k_proj", "v_proj"), "out_proj"
+
+
+def head_size(config) -> int:
+    """``head_dim`` once heads were cut, else transformers' ``d_model / encoder_attention_heads``."""
+    hd = getattr(config, "head_dim", None)
+    return int(hd) if hd else int(config.d_model) // int(config.encoder_attention_heads)
+
+
+def set_heads(config, n: int) -> None:
+    config.head_dim = head_size(config)  # read before the head count changes
+    for key in HEADS_KEYS.values():
+        setattr(config, key, n)
+
+
+def standard(config) -> bool:
+    """transformers builds this config's attention itself (no heads cut)."""
+    return all(head_size(config) * int(getattr(config, k)) == int(config.d_model) for k in HEADS_KEYS.values())
+
+
+def narrow_attention(model: nn.Module, config) -> None:
+    """Projections of ``heads x head_dim`` for every attention where heads were cut (see the
+    module docstring); nothing where transformers built them already."""
+    if standard(config):
+        return
+    d, inner = int(config.d_model), head_size(config) * int(config.encoder_attention_heads)
+    for stack in ("encoder", "decoder"):
+        for block in model.get_submodule(f"model.{stack}.layers"):
+            for _, (s, path) in _ATTENTION_MODULES.items():
+                if s != stack:
+                    continue
+                att = block.get_submodule(path)
+                dev, dtype = att.q_proj.weight.device, att.q_proj.weight.dtype
+                for name in _QKV:
+                    setattr(att, name, nn.Linear(d, inner, bias=getattr(att, name).bias is not None, device=dev,
+                                                 dtype=dtype))
+                setattr(att, _OUT, nn.Linear(inner, d, bias=att.out_proj.bias is not None, device=dev, dtype=dtype))
+                # transformers set these from d_model / heads: the head size is the original one
+                att.head_dim = head_size(config)
+                att.scaling = att.head_dim ** -0.5
+                att.num_heads = int(config.encoder_attention_heads)
+
+
+#: blocks, FFN neurons and heads can be cut (heads: the same count in every attention)
 STRUCTURE = Structure(blocks={"encoder": "model.encoder.layers", "decoder": "model.decoder.layers"},
                       ffn={"encoder": "", "decoder": ""}, ffn_in=("fc1",), ffn_out="fc2",
                       ffn_dim={"encoder": "encoder_ffn_dim", "decoder": "decoder_ffn_dim"},
                       layers={"encoder": "encoder_layers", "decoder": "decoder_layers"},
-                      heads_key={"encoder": "encoder_attention_heads", "decoder": "decoder_attention_heads"})
+                      heads_key=HEADS_KEYS,
+                      attention=Attention(modules=_ATTENTION_MODULES, qkv=_QKV, out=_OUT, head_size=head_size,
+                                          set_heads=set_heads))
 
-_COMMON = dict(
-    group_patterns=GROUP_PATTERNS, config_limits=CONFIG_LIMITS, default_prefix="",
-    native_tied=lambda config: bool(getattr(config, "tie_word_embeddings", True)),
-    max_source_positions=lambda config: int(config.max_position_embeddings), structure=STRUCTURE,
-    # learned (BART) or sinusoidal (Pegasus) tables of max_position_embeddings rows: a longer
-    # decoder sequence is a raw IndexError
-    max_target_positions=lambda config: int(config.max_position_embeddings),
-    decoder_dims=lambda config: (int(config.decoder_layers), int(config.d_model), int(config.d_model)),
-)
+
+def ct2_head_dim(spec, model: nn.Module, tokenizer) -> None:
+    """CTranslate2 splits each attention's projections into ``encoder_attention_heads`` heads
+    (so the head size follows the width) but scales the queries by ``(d_model / heads) ** -0.5``
+    unless the spec says otherwise: where heads were cut, give every attention the scale of its
+    real head size, as the torch model's ``scaling``."""
+    if standard(model.config):
+        return
+    import numpy as np
+
+    scale = np.dtype("float32").type(head_size(model.config) ** -0.5)
+    for stack in (spec.encoder, spec.decoder):
+        for layer in stack.layer:
+            for name in ("self_attention", "attention"):
+                att = getattr(layer, name, None)
+                if att is not None:
+                    att.queries_scale = scale
+
+
+def with_head_dim(hook):
+    """``hook`` (a family's own spec fix-ups), then :func:`ct2_head_dim`."""
+    def both(spec, model, tokenizer) -> None:
+        hook(spec, model, tokenizer)
+        ct2_head_dim(spec, model, tokenizer)
+    return both
+
+
+def bart_common(group_patterns=GROUP_PATTERNS, config_limits=CONFIG_LIMITS, structure=STRUCTURE) -> dict:
+    """What every family of BART's layout shares (BART, Pegasus, mBART, Marian)."""
+    return dict(
+        group_patterns=group_patterns, config_limits=config_limits, default_prefix="",
+        native_tied=lambda config: bool(getattr(config, "tie_word_embeddings", True)),
+        max_source_positions=lambda config: int(config.max_position_embeddings), structure=structure,
+        # learned (BART) or sinusoidal (Pegasus) tables of max_position_embeddings rows: a longer
+        # decoder sequence is a raw IndexError
+        max_target_positions=lambda config: int(config.max_position_embeddings),
+        decoder_dims=lambda config: (int(config.decoder_layers), head_size(config) * int(config.decoder_attention_heads),
+                                     int(config.d_model)),
+        reshape=narrow_attention, standard=standard, ct2_spec=ct2_head_dim,
+    )
+
+
+_COMMON = bart_common()
+
 
 def _ct2_keys(**keys):
     """CTranslate2 4.x reads these config keys, which transformers 5 dropped: set where missing."""

@@ -3,7 +3,7 @@ flan-T5 (gated FFN ``wi_0``/``wi_1``, an output projection of its own) and mT5 (
 
 from __future__ import annotations
 
-from .base import Family, Structure, register
+from .base import Attention, Family, Structure, register
 
 #: encoder layer.0 = self-attention, layer.1 = FFN; decoder layer.0 = self-attention, layer.1 =
 #: cross-attention, layer.2 = FFN.
@@ -56,6 +56,19 @@ def _ct2_prepare(model) -> None:
     model.config.tie_word_embeddings = native_tied(model.config)
 
 
+def _set_heads(config, n: int) -> None:
+    config.num_heads = n  # d_kv, the head size, is a key of its own
+
+
+#: Heads: ``d_kv``-row slices of ``q``/``k``/``v`` and column slices of ``o``. The relative-position
+#: bias (one column per head) is computed once per stack, in block 0, and added to every block's
+#: self-attention: self-attention heads are chosen once per stack (structured.plan_structure).
+ATTENTION = Attention(
+    modules={"enc_self": ("encoder", "layer.0.SelfAttention"), "dec_self": ("decoder", "layer.0.SelfAttention"),
+             "cross": ("decoder", "layer.1.EncDecAttention")},
+    qkv=("q", "k", "v"), out="o", head_size=lambda config: int(config.d_kv), set_heads=_set_heads,
+    per_head=(("relative_attention_bias.weight", 1),), stack_tables=("relative_attention_bias.weight",))
+
 T5 = register(Family(
     name="t5", model_types=("t5", "mt5"), group_patterns=GROUP_PATTERNS, config_limits=CONFIG_LIMITS,
     default_prefix="summarize: ", native_tied=native_tied, max_source_positions=lambda config: None,
@@ -66,7 +79,7 @@ T5 = register(Family(
     structure=Structure(blocks={"encoder": "encoder.block", "decoder": "decoder.block"},
                         ffn={"encoder": "layer.1.DenseReluDense", "decoder": "layer.2.DenseReluDense"},
                         ffn_in=("wi", "wi_0", "wi_1"), ffn_out="wo", ffn_dim={"encoder": "d_ff", "decoder": "d_ff"},
-                        layers={"encoder": "num_layers", "decoder": "num_decoder_layers"}, heads=True,
-                        heads_key={"encoder": "num_heads", "decoder": "num_heads"}),
+                        layers={"encoder": "num_layers", "decoder": "num_decoder_layers"},
+                        heads_key={"encoder": "num_heads", "decoder": "num_heads"}, attention=ATTENTION),
     ct2_prepare=_ct2_prepare,
 ))
