@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
+if TYPE_CHECKING:  # annotations only: importing the family layer imports no torch (config.py reads it)
+    from torch import nn
 
 # the registry and the types a family module fills in: below this module, so that a family module
 # imports them from there and this one imports the families (no circle)
@@ -76,7 +77,7 @@ def family_of(x: Any) -> Family:
     if isinstance(x, Family):
         return x
     where = ""
-    if isinstance(x, nn.Module):
+    if hasattr(x, "named_modules"):  # a model (an nn.Module; torch is not imported here)
         x = getattr(x, "config", None)
     if isinstance(x, (str, Path)) and Path(x).is_dir():
         where = f"{Path(x) / 'config.json'}: "

@@ -15,7 +15,10 @@ stacks.
 
 from __future__ import annotations
 
-from torch import nn
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only: importing the family layer imports no torch (config.py reads it)
+    from torch import nn
 
 from .base import Attention, Family, Structure, register
 
@@ -96,6 +99,8 @@ def narrow_attention(model: nn.Module, config) -> None:
     module docstring); nothing where transformers built them already."""
     if standard(config):
         return
+    from torch import nn
+
     d, inner = int(config.d_model), head_size(config) * int(config.encoder_attention_heads)
     for stack in ("encoder", "decoder"):
         for block in model.get_submodule(f"model.{stack}.layers"):

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from torch import nn
+if TYPE_CHECKING:  # annotations only: the family layer imports no torch (config.py reads it)
+    from torch import nn
 
 
 #: The attention kinds structured pruning cuts heads of (:attr:`Attention.modules`' keys).

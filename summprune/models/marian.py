@@ -8,7 +8,10 @@ drops that row and starts from a zero embedding instead."""
 
 from __future__ import annotations
 
-from torch import nn
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only: importing the family layer imports no torch (config.py reads it)
+    from torch import nn
 
 from .base import Family, register
 from .bart import _freeze_sinusoids, _tiny, bart_common, narrow_attention
