@@ -1,4 +1,4 @@
-"""Command line: ``python -m summprune {run,prune,export,report,random-model} ...``."""
+"""Command line: ``python -m summprune {run,prune,export,report,random-model,plan} ...``."""
 
 from __future__ import annotations
 
@@ -138,6 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--output", required=True, help="directory to write the model to")
     m.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     m.set_defaults(fn=_cmd_random)
+
+    from .plan import add_parser as add_plan_parser  # `plan`: its arguments and command live in summprune/plan.py
+
+    add_plan_parser(sub)
     return p
 
 
