@@ -823,13 +823,19 @@ def choose(rows: dict, dense: Cut) -> Cut | None:
 # ----------------------------------------------------------------------------- output
 
 
+def _page(path: str) -> str:
+    """A results page as ``docs/results/<name>`` where it is the checkout's, else as given."""
+    p = Path(path)
+    return f"docs/results/{p.name}" if p.parent.name == "results" and p.parent.parent.name == "docs" else str(p)
+
+
 def _quality_cell(r: dict, cut: Cut, dense: Cut, notes: list[str]) -> str:
     if cut == dense:
         return "dense"
     q = r.get("quality")
     if not q:
         return "not measured"
-    note = (f"{q['page']}: {q['seeds']} seed(s), {q['steps']} recovery steps, worst seed {q['min_pct']:.1f}% "
+    note = (f"{_page(q['page'])}: {q['seeds']} seed(s), {q['steps']} recovery steps, worst seed {q['min_pct']:.1f}% "
             f"of an equally trained dense control")
     if note not in notes:
         notes.append(note)
@@ -849,7 +855,8 @@ def format_table(plan: dict) -> str:
     size_label = f"size MB ({s.dtype})"
     lines = [f"| shape | cut | params (M) | {size_label} | s/doc | speed-up | {tgt[0]}={tgt[1]:g} | quality | timed |",
              "|---|---|---|---|---|---|---|---|---|"]
-    ordered = sorted((c for c, r in rows.items() if "skipped" not in r),
+    # the shapes timed (now or before) and the chosen one; the others are named below the table
+    ordered = sorted((c for c, r in rows.items() if "skipped" not in r and ("s_per_doc" in r or c == plan["choice"])),
                      key=lambda c: (c != dense, -rows[c]["params"]))
     for c in ordered:
         r = rows[c]
@@ -890,6 +897,8 @@ def summary_lines(plan: dict) -> list[str]:
            + f"; random weights of each shape (seed {SEED}); s/doc = wall time / documents, one timing per shape "
            f"after a warm-up; speed-up against the dense model timed in the same run"]
     again = plan["dense_run"].get("again_s_per_doc")
+    if plan["dense_run"] and not again:
+        out.append("the dense model was not timed again at the end (the budget was spent): no noise figure")
     if again:
         out.append(f"dense again at the end of this run: {again:.3f} s/doc against {dense['s_per_doc']:.3f} at the "
                    f"start ({100 * (again / dense['s_per_doc'] - 1):+.1f}%): the noise of this machine's load")
@@ -930,7 +939,7 @@ def config_text(plan: dict, command: str) -> str:
             f"on the same engine" if "s_per_doc" in r else "not timed (the target is its size)")
     q = r.get("quality")
     qual = (f"{'yardstick' if q['kind'] == 'yardstick' else 'synthetic proxy'}: {q['pct']:.1f}% of an equally "
-            f"trained dense control ({q['seeds']} seeds, {q['steps']} recovery steps, {q['page']})"
+            f"trained dense control ({q['seeds']} seeds, {q['steps']} recovery steps, {_page(q['page'])})"
             if q else "not measured")
     lines = [
         "# Written by `summprune plan`: the smallest cut measured to meet the target on the machine that ran it.",
