@@ -36,7 +36,9 @@ import math
 import os
 import platform
 import shutil
+import signal
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -53,6 +55,9 @@ DTYPES = ("fp32", "int8")
 OUTPUT_LENGTHS = ("forced", "summaries")
 #: the seed of every random model (the weights do not change the time; the shape does)
 SEED = 0
+#: a timing whose threads were busy less than this share of its wall time is flagged: other
+#: processes had the cores (the benchmarks' rule)
+BUSY = 0.85
 
 
 class PlanError(ValueError):
@@ -470,16 +475,18 @@ class Settings:
     reps: int = 1
 
 
-def _generate(model, tokenizer, docs: Documents, s: Settings, *, dtype: str, warmup: bool = False) -> float:
-    """Seconds ``model`` takes for ``docs`` through :func:`summprune.generate.generate_summaries`."""
+def _generate(model, tokenizer, docs: Documents, s: Settings, *, dtype: str,
+              warmup: bool = False) -> tuple[float, float]:
+    """``(wall seconds, CPU seconds of this process)`` ``model`` takes for ``docs`` through
+    :func:`summprune.generate.generate_summaries`."""
     from .generate import generate_summaries
 
     common = dict(prefix=s.prefix, max_source_length=s.max_source_length, num_beams=s.beams, device="cpu",
                   dtype=dtype, progress=False)
     if warmup:  # first-call allocations, off the clock
         generate_summaries(model, tokenizer, docs.texts[:1], max_length=3, min_new_tokens=2, batch_size=1, **common)
-        return 0.0
-    t0 = time.perf_counter()
+        return 0.0, 0.0
+    t0, c0 = time.perf_counter(), time.process_time()
     if s.output_lengths == "forced":
         T = docs.new_tokens[0]
         generate_summaries(model, tokenizer, docs.texts, max_length=T + 1, min_new_tokens=T,
@@ -487,12 +494,18 @@ def _generate(model, tokenizer, docs: Documents, s: Settings, *, dtype: str, war
     else:  # each its own length: one document per call
         for text, T in zip(docs.texts, docs.new_tokens):
             generate_summaries(model, tokenizer, [text], max_length=T + 1, min_new_tokens=T, batch_size=1, **common)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
-def time_config(config, family, tokenizer, run_tokenizer, docs: Documents, s: Settings) -> float:
-    """Seconds per document of a random model of ``config`` on ``s.engine``: the fastest of
-    ``s.reps`` timings after a warm-up."""
+def _fastest(runs: list[tuple[float, float]], s: Settings, n_docs: int) -> tuple[float, float]:
+    wall, cpu = min(runs)
+    return wall / n_docs, cpu / (wall * s.threads) if wall > 0 else 0.0
+
+
+def time_config(config, family, tokenizer, run_tokenizer, docs: Documents, s: Settings) -> tuple[float, float]:
+    """``(seconds per document, busy)`` of a random model of ``config`` on ``s.engine``: the
+    fastest of ``s.reps`` timings after a warm-up; busy = CPU time / (wall time x threads), under
+    :data:`BUSY` where other processes took the threads' cores."""
     import torch
 
     torch.manual_seed(SEED)
@@ -502,7 +515,8 @@ def time_config(config, family, tokenizer, run_tokenizer, docs: Documents, s: Se
 
         run = prepare_model(model, "cpu", s.dtype)  # int8: quantized once, off the clock
         _generate(run, run_tokenizer, docs, s, dtype="fp32", warmup=True)
-        return min(_generate(run, run_tokenizer, docs, s, dtype="fp32") for _ in range(s.reps)) / len(docs.texts)
+        return _fastest([_generate(run, run_tokenizer, docs, s, dtype="fp32") for _ in range(s.reps)], s,
+                        len(docs.texts))
     from .ct2 import cache_root, model_key
     from .generate import load_engine
 
@@ -517,7 +531,8 @@ def time_config(config, family, tokenizer, run_tokenizer, docs: Documents, s: Se
         ct2_model, _ = load_engine("ctranslate2", tmp, run_tokenizer, device=torch.device("cpu"), dtype=s.dtype,
                                    threads=s.threads, log=lambda m: None)
         _generate(ct2_model, run_tokenizer, docs, s, dtype="fp32", warmup=True)
-        return min(_generate(ct2_model, run_tokenizer, docs, s, dtype="fp32") for _ in range(s.reps)) / len(docs.texts)
+        return _fastest([_generate(ct2_model, run_tokenizer, docs, s, dtype="fp32") for _ in range(s.reps)], s,
+                        len(docs.texts))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         # the conversion of a random model is of no use after its timing (hundreds of MB); one
@@ -711,7 +726,7 @@ def run_plan(model_dir: str | Path, *, data: str, split: str = "test", engine: s
         rec = store.get(rows[c]["key"])
         if rec is not None:
             rows[c].update(s_per_doc=rec["s_per_doc"], dense_s_per_doc=rec["dense_s_per_doc"], timed="cached",
-                           when=rec.get("when"))
+                           when=rec.get("when"), busy=rec.get("busy"))
     todo = [c for c in runnable if "s_per_doc" not in rows[c]]
     log(f"plan: {d} ({describe_config(config, family)}), engine {engine} {dtype}, {threads} thread(s), "
         f"{beams} beam(s), target {tgt[0]}={tgt[1]:g}; {len(runnable)} shapes, {len(runnable) - len(todo)} cached")
@@ -742,7 +757,7 @@ def run_plan(model_dir: str | Path, *, data: str, split: str = "test", engine: s
                 bar.set_postfix_str(c.name(dense))
                 t0 = time.monotonic()
                 try:
-                    spd = time_config(r["config"], family, tokenizer, run_tok, documents, s)
+                    spd, r["busy"] = time_config(r["config"], family, tokenizer, run_tok, documents, s)
                 except ValueError as e:  # the engine cannot convert or load it
                     r["skipped"] = f"{engine} cannot load it: {e}"
                     spd = None
@@ -790,8 +805,10 @@ def run_plan(model_dir: str | Path, *, data: str, split: str = "test", engine: s
             if any(r.get("timed") == "now" for c, r in rows.items() if c != dense):
                 # the dense model once more: the load's drift over the run, and the reference is the
                 # faster of the two (a load spike during one dense timing does not inflate every speed-up)
-                again = time_config(rows[dense]["config"], family, tokenizer, tokenizer, documents, s)
+                again, busy = time_config(rows[dense]["config"], family, tokenizer, tokenizer, documents, s)
                 dense_run["again_s_per_doc"] = again
+                if again < dense_spd:
+                    rows[dense]["busy"] = busy
                 ref = min(dense_spd, again)
                 for c, r in rows.items():
                     if r.get("timed") == "now":
@@ -819,7 +836,7 @@ def run_plan(model_dir: str | Path, *, data: str, split: str = "test", engine: s
 
 
 def _record(row: dict, spd: float, dense_spd: float) -> dict:
-    return {"s_per_doc": spd, "dense_s_per_doc": dense_spd, "shape": row["shape"],
+    return {"s_per_doc": spd, "dense_s_per_doc": dense_spd, "shape": row["shape"], "busy": row.get("busy"),
             "when": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
             "load_average": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None}
 
@@ -866,8 +883,8 @@ def format_table(plan: dict) -> str:
     s: Settings = plan["settings"]
     notes: list[str] = []
     size_label = f"size MB ({s.dtype})"
-    lines = [f"| shape | cut | params (M) | {size_label} | s/doc | speed-up | {tgt[0]}={tgt[1]:g} | quality | timed |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [f"| shape | cut | params (M) | {size_label} | s/doc | busy | speed-up | {tgt[0]}={tgt[1]:g} | quality | "
+             "timed |", "|---|---|---|---|---|---|---|---|---|---|"]
     # the shapes timed (now or before) and the chosen one; the others are named below the table
     ordered = sorted((c for c, r in rows.items() if "skipped" not in r and ("s_per_doc" in r or c == plan["choice"])),
                      key=lambda c: (c != dense, -rows[c]["params"]))
@@ -878,6 +895,7 @@ def format_table(plan: dict) -> str:
             r["shape"], c.name(dense) + (" **<- chosen**" if c == plan["choice"] else ""),
             f"{r['params'] / 1e6:.2f}", _mb(r["bytes"]),
             f"{r['s_per_doc']:.3f}" if "s_per_doc" in r else "not timed",
+            "-" if r.get("busy") is None else f"{r['busy']:.0%}" + (" flagged" if r["busy"] < BUSY else ""),
             f"{r['speedup']:.2f}x" if "speedup" in r else "-",
             "yes" if m else "no" if m is False else "-",
             _quality_cell(r, c, dense, notes),
@@ -915,6 +933,10 @@ def summary_lines(plan: dict) -> list[str]:
         out.append(f"dense: {first:.3f} s/doc at the start of this run, {again:.3f} at the end "
                    f"({100 * (again / first - 1):+.1f}%: the drift of this machine's load); the speed-ups of this "
                    f"run are against the faster, {min(first, again):.3f}")
+    flagged = [c.name(plan["dense"]) for c, r in plan["rows"].items() if r.get("busy") is not None and r["busy"] < BUSY]
+    if flagged:
+        out.append(f"flagged: {len(flagged)} timing(s) had their threads busy under {BUSY:.0%} of the wall time (other "
+                   "processes had the cores): their seconds are inflated by this machine's load, not the shape")
     if any(c.vocab_size is not None for c in plan["rows"]):
         out.append(f"vocab{plan['trimmed_vocab']}: the vocabulary trimmed to {plan['trimmed_vocab']} tokens ("
                    + ("--vocab-size" if plan["vocab_from"] == "--vocab-size" else
@@ -1054,8 +1076,6 @@ def add_parser(sub) -> None:
 
 
 def cli(a) -> int:
-    import sys
-
     import transformers
 
     transformers.logging.set_verbosity_error()
@@ -1066,14 +1086,17 @@ def cli(a) -> int:
         raise PlanError(f"--output {a.output}: the folder {out.parent} does not exist")
     cache = None if a.no_cache else Path(a.cache).expanduser() if a.cache else default_cache_dir()
     results = Path(a.results).expanduser() if a.results else default_results_dir()
-    plan = run_plan(a.model, data=a.data, split=a.split, engine=a.engine, dtype=a.dtype, threads=a.threads,
-                    beams=a.num_beams, batch_size=a.batch_size, max_length=a.max_length,
-                    max_source_length=a.max_source_length, prefix=a.prefix, output_lengths=a.output_lengths,
-                    docs=a.docs, reps=a.reps, target=a.target, budget_s=a.budget_s, vocab_size=a.vocab_size,
-                    vocab=not a.no_vocab,
-                    decoder_layers=a.decoder_layers, encoder_layers=a.encoder_layers, ffn_keep=a.ffn_keep,
-                    heads_keep=a.heads_keep, cache=cache, results_dir=results, progress=not a.no_progress,
-                    log=lambda m: print(m, file=sys.stderr))
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt  # the temporary model folders and conversions are removed on the way out
+
+    main_thread = threading.current_thread() is threading.main_thread()  # only it may set handlers
+    previous = signal.signal(signal.SIGTERM, stop) if main_thread else None
+    try:
+        plan = _run(a, cache, results)
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
     print(format_table(plan))
     print()
     for line in summary_lines(plan):
@@ -1083,3 +1106,16 @@ def cli(a) -> int:
     write_config(plan, out, a.command)
     print(f"wrote {out} (python -m summprune prune --model MODEL_DIR --config {out} --output OUT)")
     return 0
+
+
+def _run(a, cache: Path | None, results: Path | None) -> dict:
+    import sys
+
+    return run_plan(a.model, data=a.data, split=a.split, engine=a.engine, dtype=a.dtype, threads=a.threads,
+                    beams=a.num_beams, batch_size=a.batch_size, max_length=a.max_length,
+                    max_source_length=a.max_source_length, prefix=a.prefix, output_lengths=a.output_lengths,
+                    docs=a.docs, reps=a.reps, target=a.target, budget_s=a.budget_s, vocab_size=a.vocab_size,
+                    vocab=not a.no_vocab,
+                    decoder_layers=a.decoder_layers, encoder_layers=a.encoder_layers, ffn_keep=a.ffn_keep,
+                    heads_keep=a.heads_keep, cache=cache, results_dir=results, progress=not a.no_progress,
+                    log=lambda m: print(m, file=sys.stderr))

@@ -66,12 +66,14 @@ def test_plan_prints_the_table_and_writes_a_config_that_prune_runs(tiny_dir, doc
     assert sizes["dec1"] < target and sizes["dec1_ffn50"] < target
     assert cli(_plan(tiny_dir, docs, tmp_path, "--target", f"size_mb={target}")) == 0
     out = capsys.readouterr().out
-    assert "| shape | cut | params (M) | size MB (fp32) | s/doc | speed-up |" in out
+    assert "| shape | cut | params (M) | size MB (fp32) | s/doc | busy | speed-up |" in out
     table = {line.split(" | ")[1].replace(" **<- chosen**", ""): line for line in out.splitlines()
              if line.startswith("| 2+")}
     assert set(table) == {"dense", "ffn50", "dec1", "dec1_ffn50"}, out
     assert "**<- chosen**" in table["ffn50"] and "1.00x" in table["dense"]
     assert all(" now |" in line for line in table.values())  # every one timed in this run
+    # CPU time / (wall time x threads) of each timing, flagged under 85% (other processes had the core)
+    assert all(line.split(" | ")[5].replace(" flagged", "").endswith("%") for line in table.values()), out
     assert all("not measured" in table[n] for n in ("ffn50", "dec1", "dec1_ffn50"))  # nothing on record
     assert "3 new tokens forced" in out  # max_length 4: the start token counts
     # the dense model timed at the start and the end, the faster the reference of every speed-up
@@ -107,11 +109,11 @@ def test_a_rerun_is_served_from_the_cache_and_no_cache_times_again(tiny_dir, doc
     rows = [line for line in again.splitlines() if line.startswith("| 2+")]
     assert len(rows) == 4 and all("| cached " in line for line in rows), again
     # the same latencies as the run that measured them
-    s_per_doc = lambda text: sorted(line.split(" | ")[4] for line in text.splitlines() if line.startswith("| 2+"))  # noqa: E731
+    s_per_doc = lambda text: sorted(line.split(" | ")[4:6] for line in text.splitlines() if line.startswith("| 2+"))  # noqa: E731
     assert s_per_doc(first) == s_per_doc(again)
 
     calls = []
-    monkeypatch.setattr(P, "time_config", lambda *a, **k: calls.append(1) or 0.5)
+    monkeypatch.setattr(P, "time_config", lambda *a, **k: calls.append(1) or (0.5, 1.0))
     assert cli([*args, "--no-cache"]) == 0
     assert len(calls) >= 4  # every shape (and the dense model once more at the end)
     # a change of setting is another key: nothing served from the cache
@@ -154,7 +156,7 @@ def test_the_vocabulary_cut_is_an_export_step_in_the_config(tiny_dir, docs, tmp_
 
     # latencies made up so that only the trimmed vocabulary reaches 2x: the choice and the config
     def fake(config, *a, **k):
-        return 0.1 if config.vocab_size < 100 else 0.3
+        return (0.1 if config.vocab_size < 100 else 0.3), 1.0
 
     monkeypatch.setattr(P, "time_config", fake)
     args = ["plan", "--model", str(tiny_dir), "--data", str(docs), "--no-cache", "--output", str(tmp_path / "v.toml"),
@@ -277,3 +279,27 @@ def test_an_unknown_engine_is_refused_by_name(tiny_dir, docs, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         cli(["plan", "--model", str(tiny_dir), "--data", str(docs), "--engine", "onnx"])
     assert e.value.code == 2 and "--engine" in capsys.readouterr().err
+
+
+def test_output_lengths_from_the_reference_summaries(tiny_dir, docs, tmp_path, capsys):
+    from summprune.modeling import load_tokenizer
+
+    plan = P.run_plan(tiny_dir, data=str(docs), output_lengths="summaries", max_length=6, max_source_length=48,
+                      docs=2, decoder_layers=[2], encoder_layers=[2], ffn_keep=[1.0], heads_keep=[1.0], vocab=False,
+                      target="size_mb=1000", progress=False, log=lambda m: None)
+    tok = load_tokenizer(tiny_dir)
+    want = [max(1, min(len(tok(text_target=[t], add_special_tokens=False)["input_ids"][0]), 5))
+            for t in _summaries_of(docs, plan["documents"].texts)]
+    assert plan["documents"].new_tokens == want
+    assert "as many new tokens as each reference summary" in "\n".join(P.summary_lines(plan))
+    # without a summary column: the option and the file named
+    bare = tmp_path / "bare.jsonl"
+    bare.write_text(json.dumps({"text": "a bill"}) + "\n")
+    with pytest.raises(P.PlanError, match="--data .*summary"):
+        P.run_plan(tiny_dir, data=str(bare), output_lengths="summaries", progress=False, log=lambda m: None)
+
+
+def _summaries_of(docs: Path, texts: list[str]) -> list[str]:
+    rows = [json.loads(line) for line in (docs / "test.jsonl").read_text().splitlines()]
+    by_text = {r["text"]: r["summary"] for r in rows}
+    return [by_text[t] for t in texts]
