@@ -952,6 +952,17 @@ def summary_lines(plan: dict) -> list[str]:
     else:
         out.append(f"chosen: {ch.name(plan['dense'])} ({plan['rows'][ch]['shape']}), the cut keeping the most "
                    "parameters outside the vocabulary that meets the target")
+        rated = [(r["quality"]["pct"], c) for c, r in plan["rows"].items()
+                 if c != plan["dense"] and r.get("meets") and r.get("quality")]
+        if rated:
+            pct, best = max(rated, key=lambda x: (x[0], -x[1].name(plan["dense"]).count("_")))
+            if best != ch:
+                q = plan["rows"][best]["quality"]
+                out.append(f"of the cuts meeting the target, the best quality on record: {best.name(plan['dense'])} "
+                           f"({'yardstick' if q['kind'] == 'yardstick' else 'proxy'} {pct:.1f}% of its control); "
+                           f"the same command with --encoder-layers {best.encoder_layers} --decoder-layers "
+                           f"{best.decoder_layers} --ffn-keep {best.ffn_keep:g} --heads-keep {best.heads_keep:g}"
+                           + (" --no-vocab" if best.vocab_size is None else "") + " writes its config (from the cache)")
     return out
 
 

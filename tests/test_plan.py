@@ -303,3 +303,22 @@ def _summaries_of(docs: Path, texts: list[str]) -> list[str]:
     rows = [json.loads(line) for line in (docs / "test.jsonl").read_text().splitlines()]
     by_text = {r["text"]: r["summary"] for r in rows}
     return [by_text[t] for t in texts]
+
+
+def test_the_best_quality_on_record_among_the_cuts_meeting_the_target_is_named(tiny_dir, docs, tmp_path, capsys,
+                                                                               monkeypatch):
+    # a page that measured the tiny model's depth cut 2+1 (its control 2+2 blocks)
+    page = tmp_path / "results" / "structured_x"
+    page.mkdir(parents=True)
+    recs = [{"variant": "dense_control", "shape": "2+2 L, d_ff 512, 8 h", "kaggle_score": 0.5, "seed": 0},
+            {"variant": "dec1", "shape": "2+1 L, d_ff 512, 8 h", "kaggle_score": 0.495, "seed": 0}]
+    (page / "results.json").write_text(json.dumps({"quality": {"settings": {"recovery_steps": 400}, "records": recs}}))
+    # every cut 3x the dense model: all meet 2x, ffn50 keeps the most parameters
+    monkeypatch.setattr(P, "time_config",
+                        lambda config, *a, **k: (0.3 if (config.num_decoder_layers, config.d_ff) == (2, 64) else 0.1, 1.0))
+    assert cli(_plan(tiny_dir, docs, tmp_path, "--target", "speedup=2", "--results", str(tmp_path / "results"))) == 0
+    out = capsys.readouterr().out
+    assert "| ffn50 **<- chosen**" in out and "| dec1 | " in out and "proxy 99.0% [1]" in out
+    assert ("of the cuts meeting the target, the best quality on record: dec1 (proxy 99.0% of its control); the same "
+            "command with --encoder-layers 2 --decoder-layers 1 --ffn-keep 1 --heads-keep 1 --no-vocab") in out
+    assert "[1] " + str(page) + ": 1 seed(s), 400 recovery steps" in out
