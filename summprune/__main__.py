@@ -86,8 +86,8 @@ def _cmd_random(a) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m summprune",
                                 description="Compress an encoder-decoder summarizer: run a config end to end, "
-                                            "prune a saved model, export it, report its sparsity, or make a "
-                                            "random model of a config's shape.")
+                                            "prune a saved model, export it, report its sparsity, make a "
+                                            "random model of a config's shape, or plan a cut on this machine.")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     r = sub.add_parser("run", help="fine-tune -> prune in stages -> export, as one config says")
