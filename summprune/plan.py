@@ -174,7 +174,8 @@ def why_not_loadable(engine: str, family, dense: Cut, cut: Cut) -> str | None:
     if cut.heads_keep != 1.0 and not st.heads:
         return f"the {family.name} family's heads cannot be cut (head size = d_model / heads)"
     if not (1 <= cut.encoder_layers <= dense.encoder_layers and 1 <= cut.decoder_layers <= dense.decoder_layers):
-        return "more blocks than the dense model has"
+        return (f"blocks outside 1..{dense.encoder_layers} (encoder) / 1..{dense.decoder_layers} (decoder), "
+                "what the dense model has")
     return None
 
 
@@ -630,8 +631,8 @@ def run_plan(model_dir: str | Path, *, data: str, split: str = "test", engine: s
              threads: int = 1, beams: int = 1, batch_size: int = 16, max_length: int = 128,
              max_source_length: int = 1024, prefix: str | None = None, output_lengths: str = "forced",
              docs: int = 8, reps: int = 1, target: str = "speedup=3", budget_s: float = 540.0,
-             vocab_size: int | None = None, vocab: bool = True, decoder_layers: list[int] | None = None, encoder_layers: list[int] | None = None,
-             ffn_keep: list[float] | None = None, heads_keep: list[float] | None = None,
+             vocab_size: int | None = None, vocab: bool = True, decoder_layers: list[int] | None = None,
+             encoder_layers: list[int] | None = None, ffn_keep: list[float] | None = None, heads_keep: list[float] | None = None,
              cache: Path | None = None, results_dir: Path | None = None, progress: bool = True,
              log: Callable[[str], None] = print) -> dict:
     """Time the dense shape of ``model_dir`` and its candidate cuts; return the plan (rows,
@@ -699,7 +700,8 @@ def run_plan(model_dir: str | Path, *, data: str, split: str = "test", engine: s
     # the remapped inputs a trimmed model reads: the documents' tokens ranked among those kept
     kept_ids = documents.used_ids
     if vocab_size is not None and vocab_size > len(kept_ids):
-        extra = [i for i in range(config.vocab_size) if i not in set(kept_ids)][: vocab_size - len(kept_ids)]
+        have = set(kept_ids)
+        extra = [i for i in range(config.vocab_size) if i not in have][: vocab_size - len(kept_ids)]
         kept_ids = sorted(kept_ids + extra)
 
     rows: dict[Cut, dict] = {}
@@ -713,7 +715,7 @@ def run_plan(model_dir: str | Path, *, data: str, split: str = "test", engine: s
         try:
             cfg = candidate_config(config, family, cut)
         except ValueError as e:
-            raise PlanError(f"a candidate cut: {e}") from None
+            raise PlanError(f"--ffn-keep / --heads-keep: {e}") from None
         meta = meta_model_from_config(cfg, d / "config.json", what="a candidate shape")
         params, structural = param_counts(meta)
         rows[cut] = {"cut": cut, "config": cfg, "shape": describe_config(cfg, family), "params": params,

@@ -322,3 +322,13 @@ def test_the_best_quality_on_record_among_the_cuts_meeting_the_target_is_named(t
     assert ("of the cuts meeting the target, the best quality on record: dec1 (proxy 99.0% of its control); the same "
             "command with --encoder-layers 2 --decoder-layers 1 --ffn-keep 1 --heads-keep 1 --no-vocab") in out
     assert "[1] " + str(page) + ": 1 seed(s), 400 recovery steps" in out
+
+
+def test_grid_values_out_of_range(tiny_dir, docs, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(P, "time_config", lambda *a, **k: (0.1, 1.0))
+    args = ["plan", "--model", str(tiny_dir), "--data", str(docs), "--no-cache", "--output", str(tmp_path / "g.toml"),
+            "--heads-keep", "1", "--no-vocab", "--target", "size_mb=1000", *FAST]
+    assert cli([*args, "--decoder-layers", "1", "--encoder-layers", "2,5", "--ffn-keep", "1"]) == 0
+    assert "blocks outside 1..2 (encoder) / 1..2 (decoder)" in capsys.readouterr().out
+    assert cli([*args, "--decoder-layers", "2", "--encoder-layers", "2", "--ffn-keep", "1.5"]) == 2
+    assert "--ffn-keep / --heads-keep: ffn_keep=1.5" in capsys.readouterr().err
