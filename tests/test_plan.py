@@ -92,6 +92,14 @@ def test_plan_prints_the_table_and_writes_a_config_that_prune_runs(tiny_dir, doc
                 "--no-train", "prune.structured.importance=weight"]) == 0
     cut = json.loads((out_model / "config.json").read_text())
     assert (cut["num_layers"], cut["num_decoder_layers"], cut["d_ff"]) == (2, 2, 32)
+    # and as written (Taylor importance on training batches, distilled recovery), one step of each
+    (docs / "train.jsonl").write_text((docs / "test.jsonl").read_text())
+    trained = tmp_path / "trained"
+    assert cli(["prune", "--model", str(tiny_dir), "--config", str(written), "--output", str(trained),
+                f"data.dataset={docs}", "data.val_size=2", "data.max_source_length=48", "data.max_target_length=8",
+                "prune.structured.importance_batches=1", "prune.structured.recover_steps=1", "eval.docs=2"]) == 0
+    info = json.loads((trained / "pruning.json").read_text())
+    assert info["structured"]["importance"] == "taylor" and json.loads((trained / "config.json").read_text())["d_ff"] == 32
 
 
 def test_a_rerun_is_served_from_the_cache_and_no_cache_times_again(tiny_dir, docs, tmp_path, capsys, monkeypatch):
