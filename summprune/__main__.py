@@ -1,4 +1,4 @@
-"""Command line: ``python -m summprune {run,prune,export,report,random-model} ...``."""
+"""Command line: ``python -m summprune {run,prune,export,report,random-model,plan} ...``."""
 
 from __future__ import annotations
 
@@ -106,8 +106,8 @@ def _cmd_random(a) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m summprune",
                                 description="Compress an encoder-decoder summarizer: run a config end to end, "
-                                            "prune a saved model, export it, report its sparsity, or make a "
-                                            "random model of a config's shape.")
+                                            "prune a saved model, export it, report its sparsity, make a "
+                                            "random model of a config's shape, or plan a cut on this machine.")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     r = sub.add_parser("run", help="fine-tune -> prune in stages -> export, as one config says")
@@ -167,6 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--output", required=True, help="directory to write the model to")
     m.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     m.set_defaults(fn=_cmd_random)
+
+    from .plan import add_parser as add_plan_parser  # `plan`: its arguments and command live in summprune/plan.py
+
+    add_plan_parser(sub)
     return p
 
 
