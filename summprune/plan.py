@@ -252,7 +252,7 @@ def multiply_adds(config, family, *, source_lengths: list[int], new_tokens: list
     st = structure(family)
     d = int(config.d_model)
     heads = int(getattr(config, st.heads_key["decoder"]))
-    inner = heads * int(getattr(config, "d_kv", d // max(heads, 1)))
+    inner = heads * (int(st.attention.head_size(config)) if st.attention is not None else d // max(heads, 1))
     ffn_mats = 3 if getattr(config, "is_gated_act", False) else 2
     enc_l, dec_l = int(getattr(config, st.layers["encoder"])), int(getattr(config, st.layers["decoder"]))
     ff_e, ff_d = int(getattr(config, st.ffn_dim["encoder"])), int(getattr(config, st.ffn_dim["decoder"]))

@@ -239,7 +239,8 @@ def test_shapes_an_engine_cannot_load_are_listed_not_timed():
     fam = family_of("t5")
     assert "encoder" in P.why_not_loadable("torch", fam, P.Cut(6, 6), P.Cut(4, 6))
     assert P.why_not_loadable("ctranslate2", fam, P.Cut(6, 6), P.Cut(4, 3, 0.5, 0.5)) is None
-    assert "heads" in P.why_not_loadable("ctranslate2", family_of("bart"), P.Cut(6, 6), P.Cut(6, 3, 1.0, 0.5))
+    # BART-layout heads are cut (the same count in every attention, what CTranslate2 loads)
+    assert P.why_not_loadable("ctranslate2", family_of("bart"), P.Cut(6, 6), P.Cut(6, 3, 1.0, 0.5)) is None
 
 
 def test_the_trimmed_tokenizer_keeps_the_input_lengths(tiny_dir):
