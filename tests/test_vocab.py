@@ -107,6 +107,21 @@ def make(case, corpus, seed=1):
     return model, tok
 
 
+def saved_model_and_data(corpus, tmp_path, test=None):
+    """The first case's model and tokenizer (returned), saved in ``src``, and a data folder whose train split is
+    the trim data (and a ``test`` split of these rows where given)."""
+    model, tok = make(CASES[0], corpus)
+    src = tmp_path / "src"
+    model.save_pretrained(src)
+    tok.save_pretrained(src)
+    data = tmp_path / "data"
+    data.mkdir()
+    splits = {"train": list(zip(corpus["texts"], corpus["summaries"])), **({"test": test} if test else {})}
+    for split, rows in splits.items():
+        (data / f"{split}.jsonl").write_text("".join(json.dumps({"text": t, "summary": s}) + "\n" for t, s in rows))
+    return model, tok, src, data
+
+
 class _Ids:
     """The tokenizer, but summaries decode to token ids (specials dropped): engines and vocabularies
     compared id for id."""
@@ -305,14 +320,7 @@ def test_the_export_command_trims_and_the_ratios_count_against_the_original(corp
     from summprune.__main__ import main
     from summprune.summary import original_from, summarize
 
-    model, tok = make(CASES[0], corpus)
-    src = tmp_path / "src"
-    model.save_pretrained(src)
-    tok.save_pretrained(src)
-    data = tmp_path / "data"
-    data.mkdir()
-    (data / "train.jsonl").write_text("".join(json.dumps({"text": t, "summary": s}) + "\n"
-                                              for t, s in zip(corpus["texts"], corpus["summaries"])))
+    model, tok, src, data = saved_model_and_data(corpus, tmp_path)
     out = tmp_path / "out"
     assert main(["export", "--model", str(src), "--output", str(out), "--format", "compact",
                  "--trim-vocab", str(data), "--trim-min-count", "2"]) == 0
@@ -347,14 +355,7 @@ def test_prune_exports_a_trimmed_model_when_the_config_says_so(corpus, tmp_path)
     from summprune.config import load_config
     from summprune.pipeline import prune_existing
 
-    model, tok = make(CASES[0], corpus)
-    src = tmp_path / "src"
-    model.save_pretrained(src)
-    tok.save_pretrained(src)
-    data = tmp_path / "data"
-    data.mkdir()
-    for split, rows in (("train", zip(corpus["texts"], corpus["summaries"])), ("test", [("x", "y")])):
-        (data / f"{split}.jsonl").write_text("".join(json.dumps({"text": t, "summary": s}) + "\n" for t, s in rows))
+    model, tok, src, data = saved_model_and_data(corpus, tmp_path, test=[("x", "y")])
     cfg = load_config(ROOT / "configs" / "smoke.toml", [f"data.dataset={data}", "data.val_size=4", "export_format=hf",
                                                          "export_trim_vocab=true", "export_trim_min_count=1"])
     logged = []
