@@ -333,13 +333,21 @@ def description(text: str) -> str:
 
 
 def baselines(pairs: list[dict]) -> dict:
-    """Extractive baselines on the course metric: the description's first sentence, its first 30 words."""
+    """Baselines on the course metric: extractive (the description's first sentence, its first 30
+    words) and the floor (another pair's reference, at random; the next pair's)."""
     from summprune.metrics import kaggle_score, split_sentences
 
     refs = [p["summary"] for p in pairs]
     first = [(split_sentences(description(p["text"])) or [""])[0] for p in pairs]
     words30 = [" ".join(description(p["text"]).split()[:30]) for p in pairs]
-    return {"first_sentence": round(kaggle_score(first, refs), 4), "first_30_words": round(kaggle_score(words30, refs), 4)}
+    # the metric's floor: a fluent summary of something else (what a model that ignores its input
+    # at best writes), and what a same-module neighbour's reference gets (near-copies: the reason
+    # the swapped-input check draws the other pair at random)
+    other = [refs[j] for j in other_pairs(len(pairs))]
+    neighbour = refs[1:] + refs[:1]
+    return {"first_sentence": round(kaggle_score(first, refs), 4), "first_30_words": round(kaggle_score(words30, refs), 4),
+            "another_pairs_reference": round(kaggle_score(other, refs), 4),
+            "neighbours_reference": round(kaggle_score(neighbour, refs), 4)}
 
 
 def other_pairs(n: int, seed: int = 0) -> list[int]:
@@ -579,6 +587,9 @@ def write_page(meta: dict, out: Path) -> Path:
             f"{c['passes']['beats_first_sentence']} (beaten) |",
             f"| extractive: description's first 30 words | {c['baselines']['first_30_words']:.4f} | "
             f"{c['passes']['beats_first_30_words']} (beaten) |",
+            *([f"| the metric's floor: another pair's reference, at random (the next pair's) | "
+               f"{c['baselines']['another_pairs_reference']:.4f} ({c['baselines']['neighbours_reference']:.4f}) | - |"]
+              if "another_pairs_reference" in c["baselines"] else []),
             f"| fine-tuned from the pretrained model, seeds {meta['seeds']} | {rng(pre)} | - |",
             f"| the same fine-tuning from a random start | {rng(scr)} | "
             f"{c['passes']['pretraining_matters_ranges_apart']} (ranges apart) |"]

@@ -391,6 +391,10 @@ def trim_model(model: nn.Module, keep: Sequence[int]) -> nn.Module:
             v = getattr(cfg, key, None)
             if isinstance(v, (list, tuple)):
                 setattr(cfg, key, [new_id[i] for i in v if i in new_id])
+        bad = getattr(cfg, "bad_words_ids", None)  # sequences never generated (Marian: its pad)
+        if isinstance(bad, (list, tuple)):  # one holding a token not kept cannot be generated anyway
+            kept = [[new_id[i] for i in seq] for seq in bad if all(i in new_id for i in seq)]
+            setattr(cfg, "bad_words_ids", kept or None)
     setattr(m.config, CONFIG_KEY, {"original_vocab_size": original, "vocab_size": n, "file": MAP_FILE})
     return m.eval() if not model.training else m
 
@@ -404,11 +408,14 @@ def _check_tokenizer(old_tok, new_tok, keep: Sequence[int], texts: Sequence[str]
     splits ``texts`` (the training inputs, a sample) as the original did, ids mapped, wherever
     the original split used only kept tokens. Nothing is written before this passes."""
     n = len(new_tok)
-    if n != len(keep):
-        raise ValueError(f"the trimmed tokenizer has {n} tokens, not the {len(keep)} kept (a tokenizer this "
+    # rows past the tokenizer's tokens (Marian's pad is a row of its own after them) are kept as
+    # rows, still last (``keep`` is sorted), with no token to check
+    tokens = [i for i in keep if i < len(old_tok)]
+    if n != len(tokens):
+        raise ValueError(f"the trimmed tokenizer has {n} tokens, not the {len(tokens)} kept (a tokenizer this "
                          "function does not handle); nothing was written")
     got = new_tok.convert_ids_to_tokens(list(range(n)))
-    want = old_tok.convert_ids_to_tokens(list(keep))
+    want = old_tok.convert_ids_to_tokens(tokens)
     bad = [i for i, (a, b) in enumerate(zip(got, want)) if a != b]
     if bad:
         raise ValueError(f"the trimmed tokenizer's id {bad[0]} is {got[bad[0]]!r}, not the kept {want[bad[0]]!r}; "
