@@ -59,13 +59,23 @@ def run_cell(a, engine: str, dtype: str, beams: int, lengths: str) -> dict:
             "load_average": round(os.getloadavg()[0], 2), "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
 
+def dense_cell(run: dict) -> str:
+    """The dense model's two timings of a cell: their gap is the load's drift over the run (every
+    speed-up is against the faster)."""
+    first, again = run.get("s_per_doc"), run.get("again_s_per_doc")
+    if first is None:
+        return "-"
+    return f"{first:.2f}" + (f" ({again:.2f})" if again is not None else "")
+
+
 def write_page(data: dict, out: Path) -> Path:
     import pages
 
     shapes = ["enc4_dec3_ffn50_heads50", "enc4_dec2_ffn50_heads50"]
     head = ("| engine | beams | new tokens | " + " | ".join(
         f"{s.replace('_', ' ')} {v}" for s in ("4+3 half", "4+2 half") for v in ("full vocab", "trimmed")) + " |")
-    lines = [head, "|---|---|---|" + "---:|" * 4]
+    head += " dense s/doc (again at the end) |"
+    lines = [head, "|---|---|---|" + "---:|" * 5]
     flagged = False
     for name, c in data["cells"].items():
         by = {(r["shape"].replace(f"_vocab{r['vocab']}", ""), "trimmed" if "vocab" in r["shape"] else "full"): r
@@ -81,11 +91,14 @@ def write_page(data: dict, out: Path) -> Path:
                 flagged |= flag
                 cells.append(f"{r['speedup']:.2f}×" + (" ⚑" if flag else ""))
         lines.append(f"| {c['engine']} {c['dtype']} | {c['beams']} | "
-                     f"{'127 forced' if c['output_lengths'] == 'forced' else 'reference lengths'} | " + " | ".join(cells) + " |")
+                     f"{'127 forced' if c['output_lengths'] == 'forced' else 'reference lengths'} | " + " | ".join(cells)
+                     + f" | {dense_cell(c['dense_run'])} |")
     body = ("Speed-up against the dense t5-small shape **on the same engine, dtype, beams and lengths**, timed in the "
             f"same run (random weights; {data['settings']['docs']} of the 20 shared BillSum test rows; 1 thread). "
             f"Trimmed: a {data['settings']['vocab_size']:,}-token vocabulary (see the note on its size).\n\n"
             + "\n".join(lines)
+            + "\n\nOne timing per shape and cell (`run_plan`'s `reps` 1): read differences within the gap between the "
+            "dense model's two timings as noise."
             + ("\n\n⚑: the timing's busy share was under 85% (the box was loaded): read it as a lower bound."
                if flagged else ""))
     note = ("Quality is not measured here: trimming keeps every summary whose tokens are kept (tests/test_vocab.py); "

@@ -632,3 +632,28 @@ def test_every_committed_results_file_says_how_it_was_made():
         if "yardstick_sha256" in json.dumps(d.get("settings", d.get("quality", {}).get("settings", {}))):
             yard = results / "yardstick" / "compact.safetensors"
             assert d["base"]["sha256"] == hashlib.sha256(yard.read_bytes()).hexdigest(), where
+
+
+def test_trim_speed_page_shows_both_sides_and_the_dense_drift(tmp_path):
+    """benchmarks/trim_speed.py --page-only: each cell's speed-ups against the dense model of the
+    same run, the trimmed and full vocabulary side by side, the dense model's two timings, and a
+    flag where a timing was not busy."""
+    import json
+
+    import trim_speed
+
+    def row(shape, spd, busy=0.99):
+        return {"shape": shape, "vocab": 16064 if "vocab" in shape else 32128, "speedup": spd, "busy": busy}
+
+    cell = {"engine": "torch", "dtype": "fp32", "beams": 1, "output_lengths": "forced",
+            "dense_run": {"s_per_doc": 2.0, "again_s_per_doc": 1.9},
+            "rows": [row("dense", 1.0), row("enc4_dec3_ffn50_heads50", 2.2),
+                     row("enc4_dec3_ffn50_heads50_vocab16064", 2.9, busy=0.5),
+                     row("enc4_dec2_ffn50_heads50", 2.4), row("enc4_dec2_ffn50_heads50_vocab16064", 3.1)]}
+    data = {"cells": {"torch-fp32-beams1-forced": cell}, "commands": ["python benchmarks/trim_speed.py"],
+            "settings": {"vocab_size": 16064, "docs": 8, "threads": 1}}
+    (tmp_path / "results.json").write_text(json.dumps(data))
+    assert trim_speed.main(["--page-only", "--out", str(tmp_path)]) == 0
+    page = (tmp_path / "README.md").read_text()
+    assert "| torch fp32 | 1 | 127 forced | 2.20× | 2.90× ⚑ | 2.40× | 3.10× | 2.00 (1.90) |" in page
+    assert "busy share was under 85%" in page
