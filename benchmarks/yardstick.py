@@ -161,10 +161,13 @@ def _pad(seqs: list[list[int]], pad: int) -> torch.Tensor:
 
 
 def loop(model, work: Path, name: str, steps: int, lr: float, warmup: int, make_batch, *, seed: int,
-         eval_fn=None, eval_every: int = 0, save_every: int = 50, identity: dict | None = None) -> dict:
+         eval_fn=None, eval_every: int = 0, save_every: int = 50, identity: dict | None = None,
+         stop_at: int | None = None) -> dict:
     """A resumable AdamW loop of ``steps`` steps: ``make_batch(step)`` gives the batch of a step
     (a pure function of the step, so a resumed run sees the same batches); the model, optimizer
-    and history are saved in ``work/name/`` every ``save_every`` steps and at the end."""
+    and history are saved in ``work/name/`` every ``save_every`` steps and at the end. With
+    ``stop_at``, it stops there, the learning rate still on the schedule of ``steps`` (a later call
+    with a larger ``stop_at`` goes on from there)."""
     from safetensors.torch import load_file, save_file
 
     folder = work / name
@@ -186,7 +189,10 @@ def loop(model, work: Path, name: str, steps: int, lr: float, warmup: int, make_
         if state["step"] < steps:
             opt.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True, map_location=device))
             log(f"{name}: resuming at step {state['step']} of {steps}")
-    if state["step"] >= steps:
+    end = steps if stop_at is None else min(stop_at, steps)
+    if state["step"] >= end:
+        if state["step"] > end:
+            raise SystemExit(f"{folder}: trained to step {state['step']}, past the {end} asked for; use another --work")
         return state
 
     def save() -> None:
@@ -202,7 +208,7 @@ def loop(model, work: Path, name: str, steps: int, lr: float, warmup: int, make_
     t0 = time.time() - state["elapsed_s"]
     bar = tqdm(total=steps, initial=state["step"], desc=name, unit="step", mininterval=30)
     running = None
-    while state["step"] < steps:
+    while state["step"] < end:
         step = state["step"]
         for g in opt.param_groups:
             g["lr"] = _lr(step, steps, warmup, lr)
@@ -215,7 +221,7 @@ def loop(model, work: Path, name: str, steps: int, lr: float, warmup: int, make_
         state["step"] += 1
         bar.update(1)
         state["elapsed_s"] = round(time.time() - t0, 1)
-        if eval_every and (state["step"] % eval_every == 0 or state["step"] == steps):
+        if eval_every and (state["step"] % eval_every == 0 or state["step"] in (steps, end)):
             rec = {"step": state["step"], "train_loss": round(running, 4), "elapsed_s": state["elapsed_s"]}
             if eval_fn is not None:
                 model.eval()
@@ -223,14 +229,19 @@ def loop(model, work: Path, name: str, steps: int, lr: float, warmup: int, make_
                 model.train()
             state["history"].append(rec)
             log(f"{name}: {rec}")
-        if state["step"] % save_every == 0 or state["step"] == steps:
+        if state["step"] % save_every == 0 or state["step"] in (steps, end):
             save()
     bar.close()
     model.eval()
     return state
 
 
-def pretrain_batches(stream: torch.Tensor, tok, batch_size: int, length: int, seed: int):
+def pretrain_batches(stream: torch.Tensor, tok, batch_size: int, length: int, seed: int, reconstruct: float = 0.0):
+    """Span-corruption batches of ``length``-token prose segments (a pure function of the step).
+    With ``reconstruct``, that share of the examples keeps the corrupted input but asks for the
+    whole original text as the target (BART's text infilling): most target tokens are then in the
+    input, so the loss trains the cross-attention to copy from the encoder, which span corruption
+    alone barely does at this scale (``input_use``; docs/yardstick.md)."""
     sentinels = tok.convert_tokens_to_ids([f"<extra_id_{i}>" for i in range(SENTINELS)])
     n_seg = len(stream) // length
     order = list(range(n_seg))
@@ -243,6 +254,8 @@ def pretrain_batches(stream: torch.Tensor, tok, batch_size: int, length: int, se
             k = order[(step * batch_size + j) % n_seg]
             ids = stream[k * length:(k + 1) * length].tolist()
             i, t = span_corrupt(ids, sentinels, tok.eos_token_id, rng)
+            if reconstruct and rng.random() < reconstruct:  # no draw without it: old runs resume the same
+                t = ids + [tok.eos_token_id]
             inps.append(i)
             tgts.append(t)
         x = _pad(inps, tok.pad_token_id)
@@ -250,6 +263,22 @@ def pretrain_batches(stream: torch.Tensor, tok, batch_size: int, length: int, se
         return {"input_ids": x, "attention_mask": (x != tok.pad_token_id).long(), "labels": y}
 
     return make
+
+
+def input_use(model, stream: torch.Tensor, tok, batches: int = 5, batch_size: int = 32, length: int = 128) -> dict:
+    """How much the model reads its encoder: the span-corruption loss on fixed prose batches with
+    each example's own input, and with another example's (the batch rotated by one). A model whose
+    decoder only models language scores the same on both."""
+    make = pretrain_batches(stream, tok, batch_size, length, seed=12345)
+    device = next(model.parameters()).device
+    own = other = 0.0
+    rot = torch.roll(torch.arange(batch_size), 1)
+    with torch.no_grad():
+        for b in range(batches):
+            x = {k: v.to(device) for k, v in make(b).items()}
+            own += model(**x).loss.item()
+            other += model(input_ids=x["input_ids"][rot], attention_mask=x["attention_mask"][rot], labels=x["labels"]).loss.item()
+    return {"span_loss_own_input": round(own / batches, 4), "span_loss_other_input": round(other / batches, 4)}
 
 
 def encode_pairs(pairs: list[dict], tok, max_source_length: int, max_target_length: int) -> list[tuple]:
@@ -387,7 +416,11 @@ def settings_of(a) -> dict:
     return {"shape": {"d_model": a.d_model, "layers": a.layers, "heads": a.heads, "d_ff": a.d_ff, "vocab": a.vocab},
             "max_source_length": a.max_source_length, "max_target_length": a.max_target_length, "prefix": PREFIX,
             "pretrain": {"steps": a.pretrain_steps, "batch_size": a.pretrain_batch, "length": a.pretrain_length,
-                         "lr": a.pretrain_lr, "warmup": a.warmup, "noise_density": 0.15, "mean_span": 3.0},
+                         "lr": a.pretrain_lr, "warmup": a.warmup, "noise_density": 0.15, "mean_span": 3.0,
+                         **({"reconstruct": a.pretrain_reconstruct} if a.pretrain_reconstruct else {}),
+                         **({"stop_at": a.pretrain_stop_at} if a.pretrain_stop_at is not None else {})},
+            **({"read": {"steps": a.read_steps, "reconstruct": a.read_reconstruct, "lr": a.read_lr, "warmup": 50,
+                         "batch_size": a.pretrain_batch, "length": a.pretrain_length}} if a.read_steps else {}),
             "finetune": {"steps": a.finetune_steps, "batch_size": a.batch_size, "lr": a.lr, "warmup": a.warmup,
                          **({"copy_frac": a.copy_frac, "copy_tokens": a.copy_tokens} if a.copy_frac > 0 else {})},
             "seeds": a.seeds, "val_docs": a.val_docs, "eval_docs": a.eval_docs}
@@ -419,6 +452,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pretrain-batch", type=int, default=32)
     p.add_argument("--pretrain-length", type=int, default=128, help="tokens of prose per example before corruption")
     p.add_argument("--pretrain-lr", type=float, default=2e-3)
+    p.add_argument("--pretrain-stop-at", type=int, default=None,
+                   help="stop pretraining at this step, the learning rate still on the --pretrain-steps schedule")
+    p.add_argument("--read-steps", type=int, default=0,
+                   help="a reading phase after pretraining: this many steps of --read-reconstruct (0: none)")
+    p.add_argument("--read-reconstruct", type=float, default=1.0, help="the reading phase's reconstruction share")
+    p.add_argument("--read-lr", type=float, default=1e-3, help="the reading phase's peak learning rate (warm-up 50 steps)")
+    p.add_argument("--pretrain-reconstruct", type=float, default=0.0,
+                   help="share of pretraining examples whose target is the whole original text (BART's text "
+                        "infilling) instead of the spans: trains reading; 0: T5's span corruption only")
     p.add_argument("--finetune-steps", type=int, default=1200)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=1e-3)
@@ -450,14 +492,40 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(corpus['test'])} test pairs, {len(stream):,} prose tokens")
     if a.stage == "finetune" and a.starts == ["scratch"]:  # needs no pretraining: runs beside it
         return finetune_and_check(a, argv, corpus, tok, None, out, work)
+    read_state = work / "read" / "state.json"
+    if a.read_steps and read_state.is_file() and json.loads(read_state.read_text()).get("identity") != _start_identity(a):
+        # before pretraining moves on: a reading phase begun on another start is not continued
+        raise SystemExit(f"{read_state.parent}: a checkpoint of other settings (another pretraining stop or reading "
+                         "phase); remove it or use another --work")
     model = build_model(tok, a, seed=0)
     log(f"model: {sum(p.numel() for p in model.parameters()):,} parameters")
     pre = loop(model, work, "pretrain", a.pretrain_steps, a.pretrain_lr, a.warmup,
-               pretrain_batches(stream, tok, a.pretrain_batch, a.pretrain_length, seed=0), seed=0,
-               eval_every=max(1, a.pretrain_steps // 20))
+               pretrain_batches(stream, tok, a.pretrain_batch, a.pretrain_length, seed=0, reconstruct=a.pretrain_reconstruct),
+               seed=0, eval_fn=lambda m: input_use(m, stream, tok), eval_every=max(1, a.pretrain_steps // 20),
+               identity={"reconstruct": a.pretrain_reconstruct} if a.pretrain_reconstruct else None,
+               stop_at=a.pretrain_stop_at)
+    if a.read_steps:
+        # the same prose in another order; the loss now asks for the whole text (pretrain_batches)
+        pre["read"] = loop(model, work, "read", a.read_steps, a.read_lr, 50,
+                           pretrain_batches(stream, tok, a.pretrain_batch, a.pretrain_length, seed=1,
+                                            reconstruct=a.read_reconstruct),
+                           seed=1, eval_fn=lambda m: input_use(m, stream, tok), eval_every=max(1, a.read_steps // 5),
+                           identity=_start_identity(a))
     if a.stage == "pretrain":
         return 0
     return finetune_and_check(a, argv, corpus, tok, pre, out, work)
+
+
+def _start_identity(a) -> dict | None:
+    """What the pretrained start is, beyond ``--pretrain-steps`` (which the pretraining checkpoint
+    checks): a checkpoint that started from another one is not resumed (None: plain pretraining,
+    as the runs before these options recorded it)."""
+    ident = {}
+    if a.pretrain_stop_at is not None:
+        ident["pretrain_stop_at"] = a.pretrain_stop_at
+    if a.read_steps:
+        ident["read"] = {"steps": a.read_steps, "reconstruct": a.read_reconstruct, "lr": a.read_lr}
+    return ident or None
 
 
 def finetune_and_check(a, argv, corpus: dict, tok, pre: dict, out: Path, work: Path) -> int:
@@ -483,12 +551,15 @@ def finetune_and_check(a, argv, corpus: dict, tok, pre: dict, out: Path, work: P
         for seed in a.seeds:
             name = f"finetune_{start}_s{seed}" + (f"_copy{a.copy_frac:g}" if curriculum else "")
             model = build_model(tok, a, seed=seed)
+            ident = curriculum
             if start == "pretrained":
-                model.load_state_dict(load_file(str(work / "pretrain" / "model.safetensors")), strict=False)
+                source = work / ("read" if a.read_steps else "pretrain") / "model.safetensors"
+                model.load_state_dict(load_file(str(source)), strict=False)
                 model.tie_weights()
+                ident = {**(curriculum or {}), **(_start_identity(a) or {})} or None
             st = loop(model, work, name, a.finetune_steps, a.lr, a.warmup,
                       finetune_batches(encoded, tok, a.batch_size, seed, copies, a.copy_frac), seed=seed,
-                      eval_fn=val_eval, eval_every=max(1, a.finetune_steps // 6), identity=curriculum)
+                      eval_fn=val_eval, eval_every=max(1, a.finetune_steps // 6), identity=ident)
             res_path = work / name / "test.json"
             if res_path.is_file():
                 res = json.loads(res_path.read_text())
@@ -504,7 +575,9 @@ def finetune_and_check(a, argv, corpus: dict, tok, pre: dict, out: Path, work: P
     base = baselines(test)
     meta = {**settings_of(a), "params": sum(p.numel() for p in yardstick.parameters()),
             "corpus": describe_corpus(corpus),
-            "pretrain_history": pre["history"], "pretrain_s": pre["elapsed_s"], "runs": runs,
+            "pretrain_history": pre["history"], "pretrain_s": pre["elapsed_s"], "pretrain_step": pre["step"],
+            **({"read_history": pre["read"]["history"], "read_s": pre["read"]["elapsed_s"]} if "read" in pre else {}),
+            "runs": runs,
             "baselines": base, "versions": pages.versions(),
             "command": "python benchmarks/yardstick.py " + shlex.join(argv if argv is not None else sys.argv[1:])}
     out.mkdir(parents=True, exist_ok=True)

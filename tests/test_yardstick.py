@@ -145,3 +145,61 @@ def test_the_swapped_input_check_pairs_each_input_with_another_drawn_at_random()
     assert other == Y.other_pairs(400)  # seeded: the recorded check re-runs the same
     # not the neighbour: test pairs are stored module by module, neighbours are near-copies
     assert sum(abs(i - j) == 1 for i, j in enumerate(other)) < 10
+
+
+def test_reconstruction_asks_for_the_whole_text_on_its_share_and_leaves_span_corruption_as_it_was():
+    import torch
+
+    import yardstick
+    from summprune.modeling import build_tiny_model
+    from summprune.tokenizer import train_tokenizer
+
+    texts = [f"the value number {i} of the table is kept in the cache" for i in range(40)]
+    tok = train_tokenizer(texts, vocab_size=150)
+    tok.add_special_tokens({"additional_special_tokens": [f"<extra_id_{i}>" for i in range(yardstick.SENTINELS)]})
+    stream = torch.tensor([t for x in tok(texts, add_special_tokens=False)["input_ids"] for t in x + [tok.eos_token_id]])
+    length = 16
+
+    def batch(r: float, step: int) -> dict:
+        return yardstick.pretrain_batches(stream, tok, 8, length, seed=0, reconstruct=r)(step)
+
+    plain, same, always, some = batch(0.0, 3), batch(0.0, 3), batch(1.0, 3), batch(0.5, 3)
+    assert torch.equal(plain["labels"], same["labels"])
+    # the inputs are the same corrupted text whatever the target; a reconstruction target is the
+    # original segment and its </s>, which no span-corruption target is
+    assert torch.equal(plain["input_ids"], always["input_ids"]) and torch.equal(plain["input_ids"], some["input_ids"])
+    segs = {tuple(stream[k * length:(k + 1) * length].tolist()) + (tok.eos_token_id,) for k in range(len(stream) // length)}
+    rows = lambda b: [tuple(x for x in r if x != -100) for r in b["labels"].tolist()]  # noqa: E731
+    assert all(r in segs for r in rows(always)) and not any(r in segs for r in rows(plain))
+    assert 0 < sum(r in segs for r in rows(some)) < 8
+    model = build_tiny_model(len(tok), d_model=16, layers=1, heads=2, d_ff=32)
+    use = yardstick.input_use(model, stream, tok, batches=2, batch_size=4, length=length)
+    assert set(use) == {"span_loss_own_input", "span_loss_other_input"} and all(v > 0 for v in use.values())
+
+
+def test_pretraining_can_stop_on_its_schedule_and_a_reading_phase_follows_it(tmp_path):
+    import yardstick
+
+    base = ["--distributions", *SLICE["distributions"], "--stdlib", *SLICE["stdlib"], "--vocab", "400",
+            "--d-model", "16", "--layers", "1", "--heads", "2", "--d-ff", "32", "--pretrain-steps", "6",
+            "--pretrain-batch", "4", "--pretrain-length", "32", "--finetune-steps", "2", "--batch-size", "4",
+            "--warmup", "2", "--val-docs", "2", "--max-source-length", "48", "--threads", "1",
+            "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out")]
+    read = ["--pretrain-stop-at", "3", "--read-steps", "2"]
+    assert yardstick.main(base + read + ["--stage", "pretrain"]) == 0
+    work = tmp_path / "work"
+    pre, rd = (json.loads((work / n / "state.json").read_text()) for n in ("pretrain", "read"))
+    assert (pre["step"], pre["steps"], rd["step"]) == (3, 6, 2)  # stopped on the 6-step schedule
+    assert rd["identity"] == {"pretrain_stop_at": 3, "read": {"steps": 2, "reconstruct": 1.0, "lr": 1e-3}}
+    assert all("span_loss_own_input" in h for h in pre["history"] + rd["history"])
+    # fine-tuning starts from the reading phase's model and its checkpoint knows it
+    assert yardstick.main(base + read + ["--stage", "finetune", "--starts", "pretrained", "--seeds", "0"]) == 0
+    ft = json.loads((work / "finetune_pretrained_s0" / "state.json").read_text())
+    assert ft["identity"] == rd["identity"]
+    # another stopping point would put the reading phase on another start: refused, not mixed
+    with pytest.raises(SystemExit, match="other settings"):
+        yardstick.main(base + ["--pretrain-stop-at", "4", "--read-steps", "2", "--stage", "pretrain"])
+    assert json.loads((work / "pretrain" / "state.json").read_text())["step"] == 3  # refused before training on
+    # and a checkpoint past the step asked for is not silently taken for it
+    with pytest.raises(SystemExit, match="past the 2 asked for"):
+        yardstick.main(base + ["--pretrain-stop-at", "2", "--stage", "pretrain"])
