@@ -420,7 +420,8 @@ def settings_of(a) -> dict:
                          **({"reconstruct": a.pretrain_reconstruct} if a.pretrain_reconstruct else {}),
                          **({"stop_at": a.pretrain_stop_at} if a.pretrain_stop_at is not None else {})},
             **({"read": {"steps": a.read_steps, "reconstruct": a.read_reconstruct, "lr": a.read_lr, "warmup": 50,
-                         "batch_size": a.pretrain_batch, "length": a.pretrain_length}} if a.read_steps else {}),
+                         "batch_size": a.pretrain_batch, "length": a.read_length or a.pretrain_length}}
+               if a.read_steps else {}),
             "finetune": {"steps": a.finetune_steps, "batch_size": a.batch_size, "lr": a.lr, "warmup": a.warmup,
                          **({"copy_frac": a.copy_frac, "copy_tokens": a.copy_tokens} if a.copy_frac > 0 else {})},
             "seeds": a.seeds, "val_docs": a.val_docs, "eval_docs": a.eval_docs}
@@ -458,6 +459,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="a reading phase after pretraining: this many steps of --read-reconstruct (0: none)")
     p.add_argument("--read-reconstruct", type=float, default=1.0, help="the reading phase's reconstruction share")
     p.add_argument("--read-lr", type=float, default=1e-3, help="the reading phase's peak learning rate (warm-up 50 steps)")
+    p.add_argument("--read-length", type=int, default=None,
+                   help="tokens of prose per reading example (default: --pretrain-length; copying is learned at any "
+                        "length, and shorter steps are cheaper)")
     p.add_argument("--pretrain-reconstruct", type=float, default=0.0,
                    help="share of pretraining examples whose target is the whole original text (BART's text "
                         "infilling) instead of the spans: trains reading; 0: T5's span corruption only")
@@ -507,7 +511,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.read_steps:
         # the same prose in another order; the loss now asks for the whole text (pretrain_batches)
         pre["read"] = loop(model, work, "read", a.read_steps, a.read_lr, 50,
-                           pretrain_batches(stream, tok, a.pretrain_batch, a.pretrain_length, seed=1,
+                           pretrain_batches(stream, tok, a.pretrain_batch, a.read_length or a.pretrain_length, seed=1,
                                             reconstruct=a.read_reconstruct),
                            seed=1, eval_fn=lambda m: input_use(m, stream, tok), eval_every=max(1, a.read_steps // 5),
                            identity=_start_identity(a))
@@ -524,7 +528,8 @@ def _start_identity(a) -> dict | None:
     if a.pretrain_stop_at is not None:
         ident["pretrain_stop_at"] = a.pretrain_stop_at
     if a.read_steps:
-        ident["read"] = {"steps": a.read_steps, "reconstruct": a.read_reconstruct, "lr": a.read_lr}
+        ident["read"] = {"steps": a.read_steps, "reconstruct": a.read_reconstruct, "lr": a.read_lr,
+                         **({"length": a.read_length} if a.read_length else {})}
     return ident or None
 
 

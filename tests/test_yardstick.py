@@ -185,12 +185,12 @@ def test_pretraining_can_stop_on_its_schedule_and_a_reading_phase_follows_it(tmp
             "--pretrain-batch", "4", "--pretrain-length", "32", "--finetune-steps", "2", "--batch-size", "4",
             "--warmup", "2", "--val-docs", "2", "--max-source-length", "48", "--threads", "1",
             "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out")]
-    read = ["--pretrain-stop-at", "3", "--read-steps", "2"]
+    read = ["--pretrain-stop-at", "3", "--read-steps", "2", "--read-length", "16"]
     assert yardstick.main(base + read + ["--stage", "pretrain"]) == 0
     work = tmp_path / "work"
     pre, rd = (json.loads((work / n / "state.json").read_text()) for n in ("pretrain", "read"))
     assert (pre["step"], pre["steps"], rd["step"]) == (3, 6, 2)  # stopped on the 6-step schedule
-    assert rd["identity"] == {"pretrain_stop_at": 3, "read": {"steps": 2, "reconstruct": 1.0, "lr": 1e-3}}
+    assert rd["identity"] == {"pretrain_stop_at": 3, "read": {"steps": 2, "reconstruct": 1.0, "lr": 1e-3, "length": 16}}
     assert all("span_loss_own_input" in h for h in pre["history"] + rd["history"])
     # fine-tuning starts from the reading phase's model and its checkpoint knows it
     assert yardstick.main(base + read + ["--stage", "finetune", "--starts", "pretrained", "--seeds", "0"]) == 0
@@ -198,7 +198,7 @@ def test_pretraining_can_stop_on_its_schedule_and_a_reading_phase_follows_it(tmp
     assert ft["identity"] == rd["identity"]
     # another stopping point would put the reading phase on another start: refused, not mixed
     with pytest.raises(SystemExit, match="other settings"):
-        yardstick.main(base + ["--pretrain-stop-at", "4", "--read-steps", "2", "--stage", "pretrain"])
+        yardstick.main(base + ["--pretrain-stop-at", "4", "--read-steps", "2", "--read-length", "16", "--stage", "pretrain"])
     assert json.loads((work / "pretrain" / "state.json").read_text())["step"] == 3  # refused before training on
     # and a checkpoint past the step asked for is not silently taken for it
     with pytest.raises(SystemExit, match="past the 2 asked for"):
