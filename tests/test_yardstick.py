@@ -203,3 +203,14 @@ def test_pretraining_can_stop_on_its_schedule_and_a_reading_phase_follows_it(tmp
     # and a checkpoint past the step asked for is not silently taken for it
     with pytest.raises(SystemExit, match="past the 2 asked for"):
         yardstick.main(base + ["--pretrain-stop-at", "2", "--stage", "pretrain"])
+
+
+def test_copy_transition_writes_its_loss_curve(tmp_path):
+    import copy_transition
+
+    out = tmp_path / "curve.json"
+    assert copy_transition.main(["--layers", "1", "--d-model", "16", "--heads", "2", "--length", "6", "--ids", "20",
+                                 "--steps", "4", "--every", "2", "--batch-size", "4", "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert [c["step"] for c in data["curve"]] == [2, 4] and all(c["loss"] > 0 for c in data["curve"])
+    assert data["settings"]["length"] == 6
