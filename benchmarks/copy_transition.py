@@ -28,12 +28,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def copy_curve(layers: int, d_model: int, heads: int, length: int, ids: int, lr: float, steps: int,
-               batch_size: int = 32, warmup: int = 50, every: int = 50, seed: int = 0) -> list[dict]:
+               batch_size: int = 32, warmup: int = 50, every: int = 50, seed: int = 0, init: str | None = None,
+               save: str | None = None) -> list[dict]:
     """Train a T5 of this shape (the package's tiny-model builder, dropout off) to copy random
-    sequences of ``length`` tokens drawn from ``ids`` ids; the loss every ``every`` steps."""
+    sequences of ``length`` tokens drawn from ``ids`` ids; the loss every ``every`` steps. ``init``:
+    start from these weights (a safetensors file of this shape, e.g. a yardstick checkpoint, whose
+    vocabulary size is read from it); ``save``: write the weights there at the end."""
+    from safetensors.torch import load_file, save_file
+
     from summprune.modeling import build_tiny_model
 
-    model = build_tiny_model(ids + 100, d_model=d_model, layers=layers, heads=heads, d_ff=4 * d_model, seed=seed)
+    state = load_file(init) if init else None
+    vocab = state["shared.weight"].shape[0] if state else ids + 100
+    model = build_tiny_model(vocab, d_model=d_model, layers=layers, heads=heads, d_ff=4 * d_model, seed=seed)
+    if state:
+        model.load_state_dict(state, strict=False)
+        model.tie_weights()
     for m in model.modules():
         if isinstance(m, torch.nn.Dropout):
             m.p = 0.0
@@ -53,6 +63,10 @@ def copy_curve(layers: int, d_model: int, heads: int, length: int, ids: int, lr:
         if (step + 1) % every == 0:
             curve.append({"step": step + 1, "loss": round(loss.item(), 3), "elapsed_s": round(time.time() - t0, 1)})
             print(f"step {step + 1:5d}  loss {loss.item():.3f}  ({time.time() - t0:.0f} s)", flush=True)
+    if save:
+        tied = {"lm_head.weight", "encoder.embed_tokens.weight", "decoder.embed_tokens.weight"}
+        save_file({k: v.contiguous() for k, v in model.state_dict().items() if k not in tied}, save + ".tmp")
+        os.replace(save + ".tmp", save)
     return curve
 
 
@@ -69,9 +83,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--every", type=int, default=50, help="print the loss every this many steps")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default=None, help="also write the curve and settings here (JSON)")
+    p.add_argument("--init", default=None, help="start from these weights (safetensors, this shape)")
+    p.add_argument("--save", default=None, help="write the trained weights here (safetensors)")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
-    curve = copy_curve(a.layers, a.d_model, a.heads, a.length, a.ids, a.lr, a.steps, a.batch_size, every=a.every)
+    curve = copy_curve(a.layers, a.d_model, a.heads, a.length, a.ids, a.lr, a.steps, a.batch_size, every=a.every,
+                       init=a.init, save=a.save)
     if a.out:
         out = Path(a.out)
         tmp = out.with_suffix(out.suffix + ".tmp")

@@ -214,3 +214,12 @@ def test_copy_transition_writes_its_loss_curve(tmp_path):
     data = json.loads(out.read_text())
     assert [c["step"] for c in data["curve"]] == [2, 4] and all(c["loss"] > 0 for c in data["curve"])
     assert data["settings"]["length"] == 6
+    # from saved weights (a checkpoint of this shape), whose vocabulary it keeps
+    saved = tmp_path / "w.safetensors"
+    small = ["--layers", "1", "--d-model", "16", "--heads", "2", "--length", "6", "--steps", "2", "--every", "1",
+             "--batch-size", "4"]
+    assert copy_transition.main(small + ["--ids", "20", "--save", str(saved)]) == 0
+    assert copy_transition.main(small + ["--ids", "10", "--init", str(saved), "--out", str(out)]) == 0
+    from safetensors.torch import load_file
+
+    assert load_file(str(saved))["shared.weight"].shape[0] == 120
