@@ -194,7 +194,8 @@ def run_quality(a, names: list[str], results: dict, save) -> None:
                 "eval_docs": len(rows), "recover_lr": a.recover_lr, "batch_size": a.recovery_batch_size,
                 **({"distill_features": a.distill_features} if a.distill_features else {}),
                 **({"distill_sequences": a.distill_sequences} if a.distill_sequences else {}),
-                **({"layer_selection": a.layer_selection} if a.layer_selection != "spread" else {})}
+                **({"layer_selection": a.layer_selection} if a.layer_selection != "spread" else {}),
+                **({"trim_vocab": True} if a.trim_vocab else {})}
     q = results.setdefault("quality", {})
     if q.get("settings") != settings:
         q.clear()
@@ -236,9 +237,12 @@ def run_quality(a, names: list[str], results: dict, save) -> None:
             before = G.score_base(model, tok, rows, meta) if name != "dense" else None
             sq.distilled_recovery(model, dense, tok, train_ds, qa, seed, a.recovery_steps, work)
             after = G.score_base(model, tok, rows, meta)
+            trimmed = (trimmed_score(model, tok, data["train"][: a.recovery_docs], rows, meta)
+                       if a.trim_vocab and name != "dense" else None)
             rec = {"variant": variant, "target": None, "seed": seed, "recovery_steps": a.recovery_steps,
                    "shape": shape_label(model.config), "params": n_params(model),
                    "before_kaggle": before["kaggle_score"] if before else None, **after,
+                   **({"trimmed": trimmed} if trimmed else {}),
                    "seconds": round(time.time() - t0, 1), "plan": plan}
             q["records"].append(rec)
             save()
@@ -249,8 +253,28 @@ def run_quality(a, names: list[str], results: dict, save) -> None:
                 + f"{after['empty']} empty) [{rec['seconds']} s]")
 
 
-#: settings that change how a variant is cut but not the dense control (nothing is cut from it)
-CUT_ONLY = ("importance", "importance_batches", "layer_selection")
+def trimmed_score(model, tok, train_rows: list[dict], rows: list[dict], meta: dict) -> dict:
+    """The recovered ``model`` with its vocabulary trimmed to the tokens of its training rows
+    (``summprune.vocab.trim``, the path of ``export --trim-vocab``: inputs with the prefix, and
+    summaries, every token counted once or more), scored on the same held-out ``rows`` with the
+    trimmed tokenizer; and how many of those rows' input tokens it turns into ``<unk>``."""
+    import grid as G
+
+    from summprune.modeling import load_tokenizer
+    from summprune.vocab import count_unknown, trim
+
+    texts, sums = [r["text"] for r in train_rows], [r["summary"] for r in train_rows]
+    with trim(model, tok, texts, sums, prefix=meta["prefix"], source="the recovery's training rows") as (tm, files, rec):
+        ttok = load_tokenizer(files.files[0].parent)
+        res = G.score_base(tm.eval(), ttok, rows, meta)
+        unk, docs = count_unknown(ttok, [r["text"] for r in rows], meta["prefix"], meta["max_source_length"])
+    return {"kaggle_score": res["kaggle_score"], "rougeLsum": res["rougeLsum"], "vocab_size": rec["vocab_size"],
+            "original_vocab_size": rec["original_vocab_size"], "params": rec["params"]["after"],
+            "unknown_tokens": unk, "unknown_docs": docs}
+
+
+#: settings that change how a variant is cut (or scored beside) but not the dense control
+CUT_ONLY = ("importance", "importance_batches", "layer_selection", "trim_vocab")
 
 
 def reuse_records(q: dict, paths: list[str], names: list[str], seeds: list[int]) -> None:
@@ -287,6 +311,8 @@ def quality_stats(q: dict) -> dict:
                   "rougeLsum": G.stats([r["rougeLsum"] for r in rs]),
                   "title": G.stats([r["title_rate"] for r in rs]) if "title_rate" in rs[0] else None,
                   "before": G.stats([r["before_kaggle"] for r in rs]) if rs[0]["before_kaggle"] is not None else None,
+                  "trimmed": G.stats([r["trimmed"]["kaggle_score"] for r in rs]) if all("trimmed" in r for r in rs) else None,
+                  "trim": [r["trimmed"] for r in rs if "trimmed" in r],
                   "shape": rs[0]["shape"]}
     return out
 
@@ -354,6 +380,22 @@ def write_outputs(results: dict, names: list[str], out: Path, a) -> str:
         else:
             cells += ["-"] * (7 if is_proxy else 6)
         lines.append("| " + " | ".join(cells) + " |")
+    trimmed = [n for n in names if n != "dense" and qs.get(n, {}).get("trimmed")]
+    if trimmed:
+        lines += ["", "Each recovered variant again with its vocabulary trimmed to the tokens of its recovery's training "
+                  "rows (`summprune.vocab.trim`, the path of `export --trim-vocab`), scored on the same held-out "
+                  f"{rows_are} with the trimmed tokenizer; '% of control' is of the untrimmed dense control's mean.", "",
+                  f"| variant | vocabulary kept | params (M), trimmed | held-out input tokens -> <unk> | {label} course, "
+                  f"untrimmed | {label} course, trimmed | % of control, trimmed | vs control, trimmed |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for n in trimmed:
+            v, t = qs[n], qs[n]["trim"]
+            lines.append("| " + " | ".join([
+                n, f"{t[0]['vocab_size']:,} of {t[0]['original_vocab_size']:,}", f"{t[0]['params'] / 1e6:.2f}",
+                ", ".join(str(x["unknown_tokens"]) for x in t) + f" (seeds; in {max(x['unknown_docs'] for x in t)} docs at most)",
+                G.fmt(v["kaggle"]), G.fmt(v["trimmed"]),
+                pct(v["trimmed"]["mean"], ctrl["kaggle"]["mean"]) if ctrl else "-",
+                G.verdict(v["trimmed"], ctrl["kaggle"]) if ctrl else "-"]) + " |")
     table = "\n".join(lines)
     (out / "table.md").write_text(table + "\n")
     pts = []
@@ -432,6 +474,9 @@ def parse_args(argv):
     p.add_argument("--no-control", action="store_true",
                    help="quality: train no dense control here (it comes from --reuse, e.g. a run started beside this one)")
     p.add_argument("--recovery-docs", type=int, default=4000, help="quality: training rows the recoveries draw from")
+    p.add_argument("--trim-vocab", action="store_true",
+                   help="quality: also score each recovered variant with its vocabulary trimmed to those training "
+                        "rows' tokens (as `export --trim-vocab` does), on the same held-out rows")
     p.add_argument("--eval-docs", type=int, default=100, help="quality: held-out rows scored per record")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="quality: recovery seeds per variant")
     import grid as G

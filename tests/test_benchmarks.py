@@ -193,6 +193,18 @@ def test_structured_speed_smallest(tmp_path, proxy_dir, shared_dir):
         structured_speed.main([*base[:4], "3", *base[5:], "--quality-variants", "ffn50", "--no-control",
                                "--reuse", str(out / "results.json"), "--out", str(tmp_path / "other")])
 
+    # --trim-vocab scores each recovered variant again, trimmed to its training rows' tokens; the
+    # control (nothing trimmed) is still reused
+    out3 = tmp_path / "trim"
+    assert structured_speed.main([*base, "--quality-variants", "ffn50", "--no-control", "--trim-vocab",
+                                  "--reuse", str(out / "results.json"), "--out", str(out3)]) == 0
+    res3 = json.loads((out3 / "results.json").read_text())["quality"]
+    assert res3["settings"]["trim_vocab"] is True
+    tr = next(r for r in res3["records"] if r["variant"] == "ffn50")["trimmed"]
+    assert tr["vocab_size"] < tr["original_vocab_size"] and tr["params"] < own["params"]
+    assert 0 <= tr["kaggle_score"] <= 1 and tr["unknown_tokens"] >= 0
+    assert "vocabulary trimmed to the tokens" in (out3 / "README.md").read_text()
+
 
 TINY_YARDSTICK = ["--distributions", "tqdm", "--stdlib", "json", "argparse", "textwrap", "string", "csv", "shlex",
                   "--vocab", "400", "--d-model", "16", "--layers", "2", "--heads", "2", "--d-ff", "32",
