@@ -385,7 +385,7 @@ def write_outputs(results: dict, names: list[str], out: Path, a) -> str:
         lines += ["", "Each recovered variant again with its vocabulary trimmed to the tokens of its recovery's training "
                   "rows (`summprune.vocab.trim`, the path of `export --trim-vocab`), scored on the same held-out "
                   f"{rows_are} with the trimmed tokenizer; '% of control' is of the untrimmed dense control's mean.", "",
-                  f"| variant | vocabulary kept | params (M), trimmed | held-out input tokens -> <unk> | {label} course, "
+                  f"| variant | vocabulary kept | params (M), trimmed | held-out input tokens -> `<unk>` | {label} course, "
                   f"untrimmed | {label} course, trimmed | % of control, trimmed | vs control, trimmed |",
                   "|---|---|---|---|---|---|---|---|"]
         for n in trimmed:
