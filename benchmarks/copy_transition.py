@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def copy_curve(layers: int, d_model: int, heads: int, length: int, ids: int, lr: float, steps: int,
@@ -64,8 +65,9 @@ def copy_curve(layers: int, d_model: int, heads: int, length: int, ids: int, lr:
             curve.append({"step": step + 1, "loss": round(loss.item(), 3), "elapsed_s": round(time.time() - t0, 1)})
             print(f"step {step + 1:5d}  loss {loss.item():.3f}  ({time.time() - t0:.0f} s)", flush=True)
     if save:
-        tied = {"lm_head.weight", "encoder.embed_tokens.weight", "decoder.embed_tokens.weight"}
-        save_file({k: v.contiguous() for k, v in model.state_dict().items() if k not in tied}, save + ".tmp")
+        from yardstick import _own_tensors  # the checkpoints' layout: the tied copies left out
+
+        save_file(_own_tensors(model), save + ".tmp")
         os.replace(save + ".tmp", save)
     return curve
 

@@ -186,10 +186,10 @@ def loop(model, work: Path, name: str, steps: int, lr: float, warmup: int, make_
         state = saved
         model.load_state_dict(load_file(str(folder / "model.safetensors")), strict=False)
         model.tie_weights()
-        if state["step"] < steps:
-            opt.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True, map_location=device))
-            log(f"{name}: resuming at step {state['step']} of {steps}")
     end = steps if stop_at is None else min(stop_at, steps)
+    if state["step"] < end and state_path.is_file():  # the optimizer only where training goes on
+        opt.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True, map_location=device))
+        log(f"{name}: resuming at step {state['step']} of {steps}")
     if state["step"] >= end:
         if state["step"] > end:
             raise SystemExit(f"{folder}: trained to step {state['step']}, past the {end} asked for; use another --work")
